@@ -1,1 +1,6 @@
-//! placeholder
+//! # tests
+//!
+//! End-to-end tests of fieldsync: the real `fieldsync` server as its own process
+//! on a free port with its own temporary sled folder, and real device replicas.
+
+pub mod harness;

@@ -1,0 +1,3 @@
+//! HTTP routes, a module per resource.
+
+pub mod health;
