@@ -442,7 +442,7 @@ impl AnyRecord {
             }
         }
         text.push('}');
-        let record = Self::parse_kind(kind, &text)?;
+        let record = Self::from_json(kind, &text)?;
         // Items must carry the id their key names, or two keys could hold one item.
         for (idx, f) in layout.fields.iter().enumerate() {
             if f.shape != Shape::Set {
@@ -464,7 +464,8 @@ impl AnyRecord {
         Ok(record)
     }
 
-    fn parse_kind(kind: RecordKind, text: &str) -> Result<AnyRecord, LayoutError> {
+    /// Decode a record of a known kind from its JSON document, naming the field at fault.
+    pub fn from_json(kind: RecordKind, text: &str) -> Result<AnyRecord, LayoutError> {
         fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, LayoutError> {
             let de = &mut serde_json::Deserializer::from_str(text);
             serde_path_to_error::deserialize(de).map_err(|e| LayoutError::Invalid {

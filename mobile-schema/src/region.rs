@@ -129,3 +129,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&"450332".parse::<RegionCode>().unwrap()).unwrap(), "\"450332\"");
     }
 }
+
+impl RegionCode {
+    /// 广西壮族自治区.
+    pub const GUANGXI: RegionCode = RegionCode(450_000);
+}

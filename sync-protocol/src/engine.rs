@@ -1,0 +1,639 @@
+//! The server's rules for a push: exactly-once bookkeeping, clock-skew capping,
+//! content merge, workflow transitions in arrival order, signature locks and
+//! review marks. Storage is behind [`Store`], so the in-memory reference server
+//! and the sled server run the same rules.
+
+use mobile_schema::ids::{AddendumId, InspectionId, RecordId};
+use mobile_schema::record::{AnyRecord, RecordKind};
+use mobile_schema::review::{Addendum, Correction, Decision};
+use mobile_schema::workflow::{
+    AddendumAction, AddendumState, HazardAction, HazardState, InspectionAction, InspectionStatus, Role,
+    StateMachine, TaskAction, TaskState, TransitionError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::change::{Actor, Change, Op, UnitWrite, VersionSet};
+use crate::hlc::{Hlc, HlcClock};
+use crate::ids::{ReplicaId, VersionId};
+use crate::outcome::{ChangeOutcome, Flag, Outcome, Refusal, RefusalCode};
+use crate::rules;
+use crate::state::{Lock, RecordState, ReviewMark, VersionMeta};
+use crate::unit::{LiveVersion, UnitEffect};
+use crate::value::UnitValue;
+
+/// Limits and bounds of the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// A change whose HLC is further ahead of the server clock than this is
+    /// ordered at the server's clock instead, and flagged.
+    pub skew_bound_ms: u64,
+    pub max_units_per_change: usize,
+    pub max_value_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            skew_bound_ms: 24 * 3600 * 1000,
+            max_units_per_change: 512,
+            max_value_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// An outcome as recorded under (replica, seq), with the digest of the change it
+/// answered so a retry can be told from a fork.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    pub digest: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<Flag>,
+}
+
+/// What the rules need from storage, in sync terms.
+pub trait Store {
+    type Error: std::error::Error;
+
+    fn record(&mut self, id: RecordId) -> Result<Option<RecordState>, Self::Error>;
+    /// Store a record whose `commit_seq` the engine has just assigned.
+    fn put_record(&mut self, state: RecordState) -> Result<(), Self::Error>;
+    /// Keep a version in the history, so a signature can restore what it locked.
+    fn remember(&mut self, record: RecordId, key: &str, version: &LiveVersion, meta: &VersionMeta) -> Result<(), Self::Error>;
+    fn recall(&mut self, record: RecordId, key: &str, id: VersionId) -> Result<Option<(LiveVersion, VersionMeta)>, Self::Error>;
+    fn outcome(&mut self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, Self::Error>;
+    fn put_outcome(&mut self, replica: ReplicaId, seq: u64, outcome: StoredOutcome) -> Result<(), Self::Error>;
+    /// The highest seq of the replica with a recorded outcome (0 if none).
+    fn last_seq(&mut self, replica: ReplicaId) -> Result<u64, Self::Error>;
+    fn next_commit_seq(&mut self) -> Result<u64, Self::Error>;
+}
+
+/// The rules, with the server's clock.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    pub config: EngineConfig,
+    clock: HlcClock,
+}
+
+/// Records changed by one change, committed together.
+struct Touched {
+    main: Option<RecordState>,
+    others: Vec<RecordState>,
+}
+
+type Applied = Result<(Touched, Outcome), Refusal>;
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            clock: HlcClock::default(),
+        }
+    }
+
+    /// Resume with the highest HLC the server had issued.
+    pub fn resume_clock(&mut self, last: Hlc) {
+        self.clock = HlcClock::resume(last);
+    }
+
+    pub fn clock(&self) -> Hlc {
+        self.clock.last()
+    }
+
+    /// Apply a batch from one replica, in order. Each change gets its own outcome.
+    pub fn push<S: Store>(
+        &mut self,
+        store: &mut S,
+        actor: &Actor,
+        changes: &[Change],
+        now_ms: u64,
+    ) -> Result<Vec<ChangeOutcome>, S::Error> {
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            out.push(self.push_one(store, actor, change, now_ms)?);
+        }
+        Ok(out)
+    }
+
+    fn push_one<S: Store>(
+        &mut self,
+        store: &mut S,
+        actor: &Actor,
+        change: &Change,
+        now_ms: u64,
+    ) -> Result<ChangeOutcome, S::Error> {
+        let digest = hex::encode(change.digest());
+        if let Some(stored) = store.outcome(actor.replica, change.seq)? {
+            return Ok(if stored.digest == digest {
+                ChangeOutcome {
+                    seq: change.seq,
+                    outcome: stored.outcome,
+                    replayed: true,
+                    flags: stored.flags,
+                }
+            } else {
+                transient(change.seq, RefusalCode::ReplicaForked, "this replica id and seq already named other content: re-key the replica and push again".into())
+            });
+        }
+        let expected = store.last_seq(actor.replica)? + 1;
+        if change.seq != expected {
+            return Ok(transient(change.seq, RefusalCode::SeqGap, format!("expected seq {expected}")));
+        }
+
+        let mut flags = Vec::new();
+        let author_hlc = change.hlc;
+        let effective = if author_hlc.ms > now_ms.saturating_add(self.config.skew_bound_ms) {
+            flags.push(Flag {
+                code: "clock_ahead".into(),
+                field: String::new(),
+                message: format!(
+                    "device clock was {} h ahead of the server; ordered at the server's time",
+                    (author_hlc.ms - now_ms) / 3_600_000
+                ),
+            });
+            self.clock.tick(now_ms)
+        } else {
+            self.clock.observe(author_hlc, now_ms);
+            author_hlc
+        };
+        let id = change.id(actor.replica);
+        let meta = VersionMeta {
+            user: actor.user,
+            device: actor.device,
+            hlc: author_hlc,
+            received_ms: now_ms,
+        };
+
+        let outcome = match self.apply_one(store, actor, change, id, effective, meta)? {
+            Ok((touched, outcome)) => {
+                let seq_main = self.commit(store, touched)?;
+                match outcome {
+                    Outcome::Applied { .. } => Outcome::Applied { commit_seq: seq_main },
+                    Outcome::Conflict { units, .. } => Outcome::Conflict { commit_seq: seq_main, units },
+                    Outcome::Locked { addenda, .. } => Outcome::Locked { commit_seq: seq_main, addenda },
+                    refused @ Outcome::Refused(_) => refused,
+                }
+            }
+            Err(refusal) => Outcome::Refused(refusal),
+        };
+        store.put_outcome(
+            actor.replica,
+            change.seq,
+            StoredOutcome {
+                digest,
+                outcome: outcome.clone(),
+                flags: flags.clone(),
+            },
+        )?;
+        Ok(ChangeOutcome {
+            seq: change.seq,
+            outcome,
+            replayed: false,
+            flags,
+        })
+    }
+
+    /// Assign commit sequences (others first, so the main record is the newest)
+    /// and store. Returns the main record's commit seq.
+    fn commit<S: Store>(&mut self, store: &mut S, touched: Touched) -> Result<u64, S::Error> {
+        let mut last = 0;
+        for mut r in touched.others.into_iter().chain(touched.main) {
+            r.commit_seq = store.next_commit_seq()?;
+            last = r.commit_seq;
+            store.put_record(r)?;
+        }
+        Ok(last)
+    }
+
+    fn apply_one<S: Store>(
+        &mut self,
+        store: &mut S,
+        actor: &Actor,
+        change: &Change,
+        id: VersionId,
+        hlc: Hlc,
+        meta: VersionMeta,
+    ) -> Result<Applied, S::Error> {
+        match &change.op {
+            Op::Create { record, versions } => self.create(store, actor, change, id, hlc, meta, record, versions.as_ref()),
+            Op::Edit { units } => self.edit(store, change, id, hlc, meta, units),
+            Op::Transition { action, versions } => self.transition(store, actor, change, id, action, versions.as_ref()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create<S: Store>(
+        &mut self,
+        store: &mut S,
+        actor: &Actor,
+        change: &Change,
+        id: VersionId,
+        hlc: Hlc,
+        meta: VersionMeta,
+        document: &UnitValue,
+        versions: Option<&VersionSet>,
+    ) -> Result<Applied, S::Error> {
+        if document.get().len() > self.config.max_value_bytes * 4 {
+            return Ok(Err(Refusal::new(RefusalCode::TooLarge, "record document too large")));
+        }
+        if store.record(change.record)?.is_some() {
+            return Ok(Err(Refusal::new(RefusalCode::AlreadyExists, "a record with this id exists").at("id")));
+        }
+        let typed = match AnyRecord::from_json(change.kind, document.get()) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()))),
+        };
+        if typed.id() != change.record {
+            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the document's id is not the change's record").at("id")));
+        }
+        let units = match typed.units() {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()))),
+        };
+        if units.len() > self.config.max_units_per_change {
+            return Ok(Err(Refusal::new(RefusalCode::TooLarge, "too many units in one record")));
+        }
+        let mut state = RecordState::new(change.kind, change.record);
+        for (key, value) in units {
+            let v = LiveVersion {
+                id,
+                hlc,
+                value: UnitValue::from_raw(value),
+            };
+            store.remember(change.record, &key, &v, &meta)?;
+            state.apply(&key, v, &[], meta);
+        }
+        let mut others = Vec::new();
+        // A review decision is a workflow step on its inspection.
+        if let AnyRecord::Review(review) = &typed {
+            let Some(mut inspection) = store.record(review.inspection_id.into())? else {
+                return Ok(Err(Refusal::new(RefusalCode::UnknownRecord, "the reviewed inspection is not on the server").at("inspection_id")));
+            };
+            let action = match review.decision {
+                Decision::Approve => InspectionAction::Approve,
+                Decision::Return => InspectionAction::Return,
+            };
+            if let Err(r) = step::<InspectionStatus>(&mut inspection, action, actor.role) {
+                return Ok(Err(r));
+            }
+            let reviewed = versions.cloned().unwrap_or_default();
+            let changed = inspection.live_set() != reviewed;
+            inspection.review = Some(ReviewMark {
+                review: change.record,
+                decision: InspectionStatus::action_name(action).to_string(),
+                reviewed,
+                changed_since_review: changed,
+            });
+            self.refresh_flags(store, &mut inspection)?;
+            others.push(inspection);
+        }
+        if let Err(r) = self.check_and_flag(store, &mut state, None)? {
+            return Ok(Err(r));
+        }
+        Ok(Ok((
+            Touched {
+                main: Some(state),
+                others,
+            },
+            Outcome::Applied { commit_seq: 0 },
+        )))
+    }
+
+    fn edit<S: Store>(
+        &mut self,
+        store: &mut S,
+        change: &Change,
+        id: VersionId,
+        hlc: Hlc,
+        meta: VersionMeta,
+        writes: &[UnitWrite],
+    ) -> Result<Applied, S::Error> {
+        let Some(mut state) = store.record(change.record)? else {
+            return Ok(Err(Refusal::new(RefusalCode::UnknownRecord, "no such record on the server")));
+        };
+        if state.kind != change.kind {
+            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the record is of another kind").at("kind")));
+        }
+        if writes.is_empty() {
+            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "an edit must write at least one unit").at("units")));
+        }
+        if writes.len() > self.config.max_units_per_change {
+            return Ok(Err(Refusal::new(RefusalCode::TooLarge, "too many units in one change").at("units")));
+        }
+        let layout = change.kind.layout();
+        let mut seen = std::collections::BTreeSet::new();
+        for w in writes {
+            if layout.field_of(&w.key).is_none() {
+                return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, format!("`{}` is not a unit of a {}", w.key, change.kind.as_str())).at(w.key.clone())));
+            }
+            if !seen.insert(w.key.as_str()) {
+                return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the same unit twice in one change").at(w.key.clone())));
+            }
+            if w.value.get().len() > self.config.max_value_bytes {
+                return Ok(Err(Refusal::new(RefusalCode::TooLarge, "unit value too large").at(w.key.clone())));
+            }
+        }
+
+        let mut diverted = Vec::new();
+        let mut conflicts = Vec::new();
+        for w in writes {
+            let lockable = layout.field_of(&w.key).is_some_and(|f| f.lockable);
+            let v = LiveVersion {
+                id,
+                hlc,
+                value: w.value.clone(),
+            };
+            if lockable && state.lock.is_some() {
+                diverted.push((w.key.clone(), v));
+                continue;
+            }
+            store.remember(change.record, &w.key, &v, &meta)?;
+            if state.apply(&w.key, v, &w.bases, meta) == UnitEffect::Applied
+                && state.units.get(&w.key).is_some_and(|u| u.in_conflict())
+            {
+                conflicts.push(w.key.clone());
+            }
+        }
+        let written: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+        if let Err(r) = self.check_and_flag(store, &mut state, Some(&written))? {
+            return Ok(Err(r));
+        }
+        mark_review(&mut state);
+
+        let mut others = Vec::new();
+        let mut addenda = Vec::new();
+        for (key, v) in diverted {
+            let add = pending_addendum(&state, &key, &v, meta, id)?;
+            addenda.push(add.id);
+            others.push(add);
+        }
+        let outcome = if !addenda.is_empty() {
+            Outcome::Locked { commit_seq: 0, addenda }
+        } else if !conflicts.is_empty() {
+            Outcome::Conflict { commit_seq: 0, units: conflicts }
+        } else {
+            Outcome::Applied { commit_seq: 0 }
+        };
+        Ok(Ok((Touched { main: Some(state), others }, outcome)))
+    }
+
+    fn transition<S: Store>(
+        &mut self,
+        store: &mut S,
+        actor: &Actor,
+        change: &Change,
+        id: VersionId,
+        action: &str,
+        versions: Option<&VersionSet>,
+    ) -> Result<Applied, S::Error> {
+        let Some(mut state) = store.record(change.record)? else {
+            return Ok(Err(Refusal::new(RefusalCode::UnknownRecord, "no such record on the server")));
+        };
+        if state.kind != change.kind {
+            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the record is of another kind").at("kind")));
+        }
+        let unknown = || Refusal::new(RefusalCode::UnknownAction, format!("`{action}` is not an action of a {}", change.kind.as_str())).at("action");
+        let stepped = match change.kind {
+            RecordKind::Inspection => match parse_action::<InspectionAction>(action) {
+                Some(InspectionAction::Approve | InspectionAction::Return) => {
+                    // Decisions travel as Review records, which carry the comments.
+                    return Ok(Err(Refusal::new(RefusalCode::UnknownAction, "approve and return are made by creating a Review").at("action")));
+                }
+                Some(a) => step::<InspectionStatus>(&mut state, a, actor.role).map(|_| Some(a)),
+                None => return Ok(Err(unknown())),
+            },
+            RecordKind::Hazard => match parse_action::<HazardAction>(action) {
+                Some(a) => step::<HazardState>(&mut state, a, actor.role).map(|_| None),
+                None => return Ok(Err(unknown())),
+            },
+            RecordKind::Task => match parse_action::<TaskAction>(action) {
+                Some(a) => step::<TaskState>(&mut state, a, actor.role).map(|_| None),
+                None => return Ok(Err(unknown())),
+            },
+            RecordKind::Addendum => match parse_action::<AddendumAction>(action) {
+                Some(a) => step::<AddendumState>(&mut state, a, actor.role).map(|_| None),
+                None => return Ok(Err(unknown())),
+            },
+            _ => return Ok(Err(unknown())),
+        };
+        let mut others = Vec::new();
+        let mut addenda = Vec::new();
+        match stepped {
+            Err(r) => return Ok(Err(r)),
+            Ok(Some(InspectionAction::Sign)) => {
+                if state.lock.is_some() {
+                    return Ok(Err(Refusal::new(RefusalCode::TransitionNotAllowed, "the inspection is already signed").at("action")));
+                }
+                let Some(locked) = versions else {
+                    return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "sign must name the content versions it locks").at("versions")));
+                };
+                for (key, unit_versions) in self.enforce_lock(store, &mut state, locked)? {
+                    for v in unit_versions {
+                        let meta = state.meta.get(&v.id).copied().unwrap_or(VersionMeta {
+                            user: actor.user,
+                            device: actor.device,
+                            hlc: v.hlc,
+                            received_ms: 0,
+                        });
+                        let add = pending_addendum(&state, &key, &v, meta, id)?;
+                        addenda.push(add.id);
+                        others.push(add);
+                    }
+                }
+                state.lock = Some(Lock {
+                    by: id,
+                    units: locked.clone(),
+                });
+            }
+            Ok(_) => {}
+        }
+        self.refresh_flags(store, &mut state)?;
+        let outcome = if addenda.is_empty() {
+            Outcome::Applied { commit_seq: 0 }
+        } else {
+            Outcome::Locked { commit_seq: 0, addenda }
+        };
+        Ok(Ok((Touched { main: Some(state), others }, outcome)))
+    }
+
+    /// Make each lockable unit hold exactly the versions the signature names.
+    /// Returns the versions taken out, which become pending addenda.
+    fn enforce_lock<S: Store>(
+        &mut self,
+        store: &mut S,
+        state: &mut RecordState,
+        locked: &VersionSet,
+    ) -> Result<Vec<(String, Vec<LiveVersion>)>, S::Error> {
+        let layout = state.kind.layout();
+        let keys: Vec<String> = state
+            .units
+            .keys()
+            .chain(locked.keys())
+            .filter(|k| layout.field_of(k).is_some_and(|f| f.lockable))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut taken = Vec::new();
+        for key in keys {
+            let want = locked.get(&key).cloned().unwrap_or_default();
+            let live = state.units.get(&key).map(|u| u.live_ids()).unwrap_or_default();
+            let extra: Vec<VersionId> = live.iter().filter(|v| !want.contains(v)).copied().collect();
+            let gone = state.remove_live(&key, &extra);
+            for w in want.iter().filter(|w| !live.contains(w)) {
+                // A locked version that a later edit had replaced: restore it.
+                if let Some((v, meta)) = store.recall(state.id, &key, *w)? {
+                    let unit = state.units.entry(key.clone()).or_default();
+                    unit.live.push(v);
+                    state.meta.insert(*w, meta);
+                }
+            }
+            if !gone.is_empty() {
+                taken.push((key, gone));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Validate the record after a content change: errors in the units this
+    /// change wrote refuse it; everything else becomes flags.
+    fn check_and_flag<S: Store>(
+        &mut self,
+        store: &mut S,
+        state: &mut RecordState,
+        written: Option<&[&str]>,
+    ) -> Result<Result<(), Refusal>, S::Error> {
+        let record = match state.materialize() {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()))),
+        };
+        let site = site_of(store, &record)?;
+        let checked = rules::check(&record, site.as_ref());
+        let own = |f: &Flag| match written {
+            None => true,
+            Some(keys) => keys.iter().any(|k| {
+                f.field == *k || f.field.starts_with(&format!("{k}.")) || f.field.starts_with(&format!("{k}/"))
+            }),
+        };
+        if let Some(e) = checked.errors.iter().find(|f| own(f)) {
+            return Ok(Err(Refusal::new(RefusalCode::InvalidRecord, e.message.clone()).at(e.field.clone())));
+        }
+        let mut flags = checked.flags;
+        flags.extend(checked.errors);
+        state.flags = flags;
+        Ok(Ok(()))
+    }
+
+    fn refresh_flags<S: Store>(&mut self, store: &mut S, state: &mut RecordState) -> Result<(), S::Error> {
+        if let Ok(record) = state.materialize() {
+            let site = site_of(store, &record)?;
+            let checked = rules::check(&record, site.as_ref());
+            let mut flags = checked.flags;
+            flags.extend(checked.errors);
+            state.flags = flags;
+        }
+        Ok(())
+    }
+}
+
+fn transient(seq: u64, code: RefusalCode, message: String) -> ChangeOutcome {
+    ChangeOutcome {
+        seq,
+        outcome: Outcome::Refused(Refusal::new(code, message)),
+        replayed: false,
+        flags: Vec::new(),
+    }
+}
+
+fn parse_action<A: serde::de::DeserializeOwned>(action: &str) -> Option<A> {
+    serde_json::from_value(serde_json::Value::String(action.to_string())).ok()
+}
+
+fn parse_state<M: StateMachine + serde::de::DeserializeOwned>(state: &RecordState) -> Option<M> {
+    parse_action::<M>(state.workflow.as_deref()?)
+}
+
+/// Take a workflow step on a record, or say why not.
+fn step<M: StateMachine + serde::de::DeserializeOwned>(
+    state: &mut RecordState,
+    action: M::Action,
+    role: Role,
+) -> Result<(), Refusal> {
+    let Some(current) = parse_state::<M>(state) else {
+        return Err(Refusal::new(RefusalCode::InvalidStructure, "the record has no readable workflow state"));
+    };
+    match current.apply(action, role) {
+        Ok(next) => {
+            state.workflow = Some(next.name().to_string());
+            Ok(())
+        }
+        Err(e @ TransitionError::NotAllowedFrom { .. }) => Err(Refusal::new(RefusalCode::TransitionNotAllowed, e.to_string()).at("action")),
+        Err(e @ TransitionError::RoleMayNot { .. }) => Err(Refusal::new(RefusalCode::RoleNotAllowed, e.to_string()).at("action")),
+    }
+}
+
+/// After content changed, a reviewed record whose content differs from what was
+/// reviewed is marked.
+fn mark_review(state: &mut RecordState) {
+    let live = state.live_set();
+    if let Some(mark) = state.review.as_mut() {
+        if live != mark.reviewed {
+            mark.changed_since_review = true;
+        }
+    }
+}
+
+fn site_of<S: Store>(store: &mut S, record: &AnyRecord) -> Result<Option<mobile_schema::site::Site>, S::Error> {
+    let site_id = match record {
+        AnyRecord::Inspection(i) => i.site_id,
+        AnyRecord::Hazard(h) => h.site_id,
+        AnyRecord::Task(t) => t.site_id,
+        _ => return Ok(None),
+    };
+    Ok(store.record(site_id.into())?.and_then(|s| match s.materialize() {
+        Ok(AnyRecord::Site(site)) => Some(site),
+        _ => None,
+    }))
+}
+
+/// A content version that arrived for a signed record, kept as a pending
+/// addendum for its author. Its id is derived from the version, so every server
+/// replaying the same changes makes the same addendum.
+fn pending_addendum<E>(
+    inspection: &RecordState,
+    key: &str,
+    v: &LiveVersion,
+    meta: VersionMeta,
+    by: VersionId,
+) -> Result<RecordState, E> {
+    let id = AddendumId::from_name("pending-addendum", &format!("{}/{key}/{}", inspection.id, v.id));
+    let value: serde_json::Value = serde_json::from_str(v.value.get()).unwrap_or(serde_json::Value::Null);
+    let written_at = chrono::DateTime::from_timestamp_millis(meta.hlc.ms as i64)
+        .unwrap_or_default()
+        .with_timezone(&mobile_schema::time::shanghai());
+    let addendum = Addendum {
+        id,
+        schema_version: Addendum::SCHEMA_VERSION,
+        inspection_id: InspectionId::from(inspection.id),
+        author: meta.user,
+        text: format!("change to `{key}` made after the inspection was signed"),
+        corrects: Some(Correction {
+            unit: key.to_string(),
+            value,
+        }),
+        written_at,
+        state: AddendumState::Pending,
+    };
+    let mut state = RecordState::new(RecordKind::Addendum, id.into());
+    if let Ok(units) = AnyRecord::Addendum(addendum).units() {
+        for (k, value) in units {
+            let version = LiveVersion {
+                id: by,
+                hlc: v.hlc,
+                value: UnitValue::from_raw(value),
+            };
+            state.apply(&k, version, &[], meta);
+        }
+    }
+    Ok(state)
+}
