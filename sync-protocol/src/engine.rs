@@ -428,13 +428,7 @@ impl Engine {
                     return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "sign must name the content versions it locks").at("versions")));
                 };
                 for (key, unit_versions) in self.enforce_lock(store, &mut state, locked)? {
-                    for v in unit_versions {
-                        let meta = state.meta.get(&v.id).copied().unwrap_or(VersionMeta {
-                            user: actor.user,
-                            device: actor.device,
-                            hlc: v.hlc,
-                            received_ms: 0,
-                        });
+                    for (v, meta) in unit_versions {
                         let add = pending_addendum(&state, &key, &v, meta, id)?;
                         addenda.push(add.id);
                         others.push(add);
@@ -463,7 +457,7 @@ impl Engine {
         store: &mut S,
         state: &mut RecordState,
         locked: &VersionSet,
-    ) -> Result<Vec<(String, Vec<LiveVersion>)>, S::Error> {
+    ) -> Result<Vec<(String, Vec<(LiveVersion, VersionMeta)>)>, S::Error> {
         let layout = state.kind.layout();
         let keys: Vec<String> = state
             .units
@@ -479,7 +473,16 @@ impl Engine {
             let want = locked.get(&key).cloned().unwrap_or_default();
             let live = state.units.get(&key).map(|u| u.live_ids()).unwrap_or_default();
             let extra: Vec<VersionId> = live.iter().filter(|v| !want.contains(v)).copied().collect();
-            let gone = state.remove_live(&key, &extra);
+            // Capture authors before removal forgets them: the addenda go to them.
+            let metas: Vec<Option<VersionMeta>> = extra.iter().map(|v| state.meta.get(v).copied()).collect();
+            let gone: Vec<(LiveVersion, VersionMeta)> = state
+                .remove_live(&key, &extra)
+                .into_iter()
+                .filter_map(|v| {
+                    let meta = extra.iter().position(|e| *e == v.id).and_then(|i| metas[i])?;
+                    Some((v, meta))
+                })
+                .collect();
             for w in want.iter().filter(|w| !live.contains(w)) {
                 // A locked version that a later edit had replaced: restore it.
                 if let Some((v, meta)) = store.recall(state.id, &key, *w)? {

@@ -53,22 +53,28 @@ impl UnitState {
         self.is_superseded(id) || self.live.iter().any(|v| v.id == *id)
     }
 
-    /// Apply a version that replaces `bases`.
+    /// Apply a version that replaces `bases`. The bases count even when the
+    /// version itself is already replaced: the state must be a function of the
+    /// set of versions, and a replaced version's bases are part of that set.
     pub fn apply(&mut self, version: LiveVersion, bases: &[VersionId]) -> UnitEffect {
-        if self.knows(&version.id) {
-            return UnitEffect::Known;
-        }
+        let mut changed = false;
         for b in bases {
             if *b == version.id {
                 continue; // a version cannot replace itself
             }
             if let Err(pos) = self.superseded.binary_search(b) {
                 self.superseded.insert(pos, *b);
+                changed = true;
             }
         }
-        self.live.retain(|v| !bases.contains(&v.id));
-        self.live.push(version);
-        UnitEffect::Applied
+        let before = self.live.len();
+        self.live.retain(|v| !bases.contains(&v.id) || v.id == version.id);
+        changed |= self.live.len() != before;
+        if !self.knows(&version.id) {
+            self.live.push(version);
+            changed = true;
+        }
+        if changed { UnitEffect::Applied } else { UnitEffect::Known }
     }
 
     /// The value: the live version with the highest (hlc, id).
