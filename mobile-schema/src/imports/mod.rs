@@ -6,6 +6,7 @@
 //! (no header, missing columns, I/O failure) is an [`ImportError`]. Site ids
 //! derive from the row's natural key, so re-importing a list yields the same ids.
 
+pub mod key_units;
 pub mod ponds;
 pub mod projects;
 
