@@ -496,6 +496,21 @@ mod tests {
     }
 
     #[test]
+    fn every_rename_points_at_a_current_guangxi_county_and_shadows_no_current_name() {
+        let t = table();
+        for (old, new) in GUANGXI_RENAMES {
+            let d = t.get(RegionCode::new(new).unwrap()).unwrap();
+            assert_eq!(d.level, DivisionLevel::County, "{old}");
+            assert!(code("450000").covers(d.code), "{old}");
+            assert!(
+                t.resolve(old, code("450000")).is_ok_and(|c| c == d.code),
+                "{old}"
+            );
+            assert!(!t.exact.contains_key(old), "{old} is still a current name");
+        }
+    }
+
+    #[test]
     fn short_forms_drop_every_ethnic_qualifier() {
         assert_eq!(short_form("金秀瑶族自治县").as_deref(), Some("金秀县"));
         assert_eq!(short_form("龙胜各族自治县").as_deref(), Some("龙胜县"));

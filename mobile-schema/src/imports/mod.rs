@@ -293,3 +293,60 @@ pub(crate) fn parse_date(column: &str, v: &str) -> Result<chrono::NaiveDate, Str
     v.parse()
         .map_err(|_| format!("{column} {v:?} is not a date (YYYY-MM-DD)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_column() {
+        let text = "\u{feff}a,b\n1,2\n";
+        let table = Table::open(text.as_bytes(), "test").unwrap();
+        table.require(&["a", "b"]).unwrap();
+        let report = table.rows(|row| Ok(row.get("a").to_string())).unwrap();
+        assert_eq!(report.taken, vec!["1".to_string()]);
+    }
+
+    #[test]
+    fn rows_in_another_encoding_are_rejected_not_fatal() {
+        // "南丹" in GBK, as Excel on a Chinese desktop saves it.
+        let mut bytes = b"a,b\n".to_vec();
+        bytes.extend_from_slice(&[
+            0xC4, 0xCF, 0xB5, 0xA4, b',', b'2', b'\n', b'3', b',', b'4', b'\n',
+        ]);
+        let report = Table::open(bytes.as_slice(), "test")
+            .unwrap()
+            .rows(|row| Ok(row.get("b").to_string()))
+            .unwrap();
+        assert_eq!(report.taken, vec!["4".to_string()]);
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].line, 2);
+        assert!(report.rejected[0].reason.contains("UTF-8"));
+    }
+
+    #[test]
+    fn an_empty_file_fails_as_a_whole() {
+        let table = Table::open(&b""[..], "test").unwrap();
+        assert!(matches!(
+            table.require(&["a"]),
+            Err(ImportError::MissingColumns { .. })
+        ));
+    }
+
+    #[test]
+    fn place_cells_accept_codes_names_and_own_level_markers() {
+        let d = Divisions::gbt2260().unwrap();
+        let gx: RegionCode = "450000".parse().unwrap();
+        let place = |city, county| resolve_place(d, gx, city, county).map(|c| c.to_string());
+        assert_eq!(place("省本级", ""), Ok("450000".to_string()));
+        assert_eq!(place("河池市", "市本级"), Ok("451200".to_string()));
+        assert_eq!(place("", "南丹县"), Ok("451221".to_string()));
+        assert_eq!(place("河池市", "451221"), Ok("451221".to_string()));
+        assert!(
+            place("柳州市", "451221")
+                .unwrap_err()
+                .contains("not within")
+        );
+        assert!(place("宜州市", "").unwrap_err().contains("not a city"));
+    }
+}
