@@ -1,6 +1,11 @@
 //! Administrative divisions (GB/T 2260). A region code is six digits: two for the
 //! province, two for the city, two for the county. A city covers its counties and
 //! a province covers its cities.
+//!
+//! [`Divisions`] is the national table (embedded from
+//! `fixtures/gbt2260_divisions.csv`): names, levels and parents by code, and
+//! names resolved as official documents print them (short forms of autonomous
+//! counties, and old names listed in [`GUANGXI_RENAMES`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
