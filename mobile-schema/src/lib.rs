@@ -13,6 +13,7 @@ pub mod checklist;
 pub mod geo;
 pub mod hazard;
 pub mod ids;
+pub mod imports;
 pub mod inspection;
 pub mod record;
 pub mod region;
