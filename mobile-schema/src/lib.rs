@@ -22,6 +22,7 @@ pub mod severity;
 pub mod site;
 pub mod task;
 pub mod time;
+pub mod validation;
 pub mod workflow;
 
 pub use record::{AnyRecord, RecordKind};
