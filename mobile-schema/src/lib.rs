@@ -19,10 +19,12 @@ pub mod record;
 pub mod region;
 pub mod review;
 pub mod sample;
+pub mod schema;
 pub mod severity;
 pub mod site;
 pub mod task;
 pub mod time;
+pub mod validation;
 pub mod workflow;
 
 pub use record::{AnyRecord, RecordKind};
