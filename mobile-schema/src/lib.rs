@@ -17,6 +17,7 @@ pub mod inspection;
 pub mod record;
 pub mod region;
 pub mod review;
+pub mod schedule;
 pub mod severity;
 pub mod site;
 pub mod task;
