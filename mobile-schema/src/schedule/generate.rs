@@ -494,3 +494,568 @@ pub fn regenerate_for_pond(
     }
     Ok(Regeneration { cancel, add })
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use chrono::{DateTime, FixedOffset};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ids::ItemId;
+    use crate::schedule::{FloodCalendar, Inspector, PeriodicCheck};
+    use crate::site::{
+        KeySupervisionUnit, LevelAssignment, PriorityFlags, SiteDetails, TailingsPond,
+    };
+
+    pub(crate) fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+    pub(crate) fn r(s: &str) -> RegionCode {
+        s.parse().unwrap()
+    }
+
+    pub(crate) fn pond(
+        n: usize,
+        county: &str,
+        levels: &[(SupervisionLevel, &str)],
+        flagged: bool,
+    ) -> Site {
+        Site {
+            id: SiteId::from_name("test-pond", &format!("{county}-{n}")),
+            schema_version: 1,
+            name: format!("尾矿库{n}"),
+            operator: "某矿业公司".into(),
+            region_code: r(county),
+            location: None,
+            status: SiteStatus::Active,
+            details: SiteDetails::TailingsPond(TailingsPond::default()),
+            priority: PriorityFlags {
+                public_complaints: flagged,
+                ..PriorityFlags::default()
+            },
+            levels: levels
+                .iter()
+                .map(|(level, from)| LevelAssignment {
+                    id: ItemId::from_name("lvl", &format!("{county}-{n}-{from}")),
+                    year: d(from).year(),
+                    level: *level,
+                    effective_from: d(from),
+                    source_document: "桂环函".into(),
+                    reason: String::new(),
+                })
+                .collect(),
+            obligations: vec![],
+            progress: vec![],
+        }
+    }
+
+    pub(crate) fn inspector(name: &str, region: &str) -> Inspector {
+        Inspector {
+            id: UserId::from_name("test-user", name),
+            region: r(region),
+            recused_from: vec![],
+        }
+    }
+
+    pub(crate) fn at() -> DateTime<FixedOffset> {
+        "2025-01-02T09:00:00+08:00".parse().unwrap()
+    }
+
+    pub(crate) fn request<'a>(
+        year: i32,
+        jurisdiction: &str,
+        sites: &'a [Site],
+        flood: &'a FloodCalendar,
+        intensified: &'a [IntensifiedPeriod],
+        inspectors: &'a [Inspector],
+    ) -> ScheduleRequest<'a> {
+        ScheduleRequest {
+            year,
+            jurisdiction: r(jurisdiction),
+            generated_on: NaiveDate::from_ymd_opt(year, 1, 2).unwrap(),
+            sites,
+            flood,
+            intensified,
+            periodic: &[],
+            inspectors,
+            seed: 20250101,
+            drawn_by: UserId::from_name("test-user", "planner"),
+            drawn_at: at(),
+        }
+    }
+
+    fn two(county: &str) -> Vec<Inspector> {
+        vec![
+            inspector(&format!("{county}-a"), county),
+            inspector(&format!("{county}-b"), county),
+        ]
+    }
+
+    fn of_rule(s: &Schedule, rule: TaskRule) -> Vec<&Task> {
+        s.tasks.iter().filter(|t| t.rule == rule).collect()
+    }
+
+    use SupervisionLevel::{One, Three, Two};
+
+    #[test]
+    fn no_ponds_give_an_empty_schedule() {
+        let flood = FloodCalendar::new();
+        let s = generate(&request(2025, "450300", &[], &flood, &[], &[])).unwrap();
+        assert!(s.tasks.is_empty() && s.draws.is_empty());
+    }
+
+    #[test]
+    fn level_one_gets_a_pre_flood_and_a_later_month_inspection() {
+        let sites = [pond(1, "450332", &[(One, "2025-01-01")], false)];
+        let (flood, insp) = (FloodCalendar::new(), two("450332"));
+        let s = generate(&request(2025, "450300", &sites, &flood, &[], &insp)).unwrap();
+        let pre = of_rule(&s, TaskRule::LevelOnePreFlood);
+        let second = of_rule(&s, TaskRule::LevelOneSecond);
+        assert_eq!(
+            pre[0].window,
+            TaskWindow {
+                earliest_start: d("2025-01-01"),
+                due: d("2025-03-31")
+            }
+        );
+        assert_eq!(
+            second[0].window,
+            TaskWindow {
+                earliest_start: d("2025-04-01"),
+                due: d("2025-12-31")
+            }
+        );
+        assert_eq!(s.tasks.len(), 2);
+    }
+
+    #[test]
+    fn an_early_flood_season_moves_the_pre_flood_deadline() {
+        let sites = [pond(1, "450332", &[(One, "2025-01-01")], false)];
+        let mut flood = FloodCalendar::new();
+        flood
+            .set(
+                r("450300"),
+                2025,
+                FloodSeason {
+                    start: d("2025-03-15"),
+                    end: d("2025-09-30"),
+                },
+            )
+            .unwrap();
+        let insp = two("450332");
+        let s = generate(&request(2025, "450300", &sites, &flood, &[], &insp)).unwrap();
+        assert_eq!(
+            of_rule(&s, TaskRule::LevelOnePreFlood)[0].window.due,
+            d("2025-03-14")
+        );
+        assert_eq!(
+            of_rule(&s, TaskRule::LevelOneSecond)[0]
+                .window
+                .earliest_start,
+            d("2025-04-01")
+        );
+    }
+
+    #[test]
+    fn level_two_gets_one_task_in_the_year_and_a_leap_year_ends_on_december_31() {
+        let sites = [pond(1, "450332", &[(Two, "2028-01-01")], false)];
+        let (flood, insp) = (FloodCalendar::new(), two("450332"));
+        let s = generate(&request(2028, "450332", &sites, &flood, &[], &insp)).unwrap();
+        assert_eq!(s.tasks.len(), 1);
+        assert_eq!(
+            s.tasks[0].window,
+            TaskWindow {
+                earliest_start: d("2028-01-01"),
+                due: d("2028-12-31")
+            }
+        );
+        // Leap year: a 1-day-per-extra split of Feb still lands on real days.
+        let period = IntensifiedPeriod {
+            label: "两会".into(),
+            dates: PeriodDates::Fixed {
+                start: d("2028-02-28"),
+                end: d("2028-03-01"),
+            },
+            extra: vec![(Two, 3)],
+        };
+        let periods = [period];
+        let s = generate(&request(2028, "450332", &sites, &flood, &periods, &insp)).unwrap();
+        let extra: Vec<NaiveDate> = of_rule(&s, TaskRule::Intensified)
+            .iter()
+            .map(|t| t.window.due)
+            .collect();
+        assert_eq!(
+            extra,
+            vec![d("2028-02-28"), d("2028-02-29"), d("2028-03-01")]
+        );
+    }
+
+    #[test]
+    fn a_single_level_three_pond_is_drawn_and_hidden_until_its_window() {
+        let sites = [pond(1, "450332", &[(Three, "2025-01-01")], false)];
+        let (flood, insp) = (FloodCalendar::new(), two("450332"));
+        let s = generate(&request(2025, "450332", &sites, &flood, &[], &insp)).unwrap();
+        let drawn = of_rule(&s, TaskRule::LevelThreeDrawn);
+        assert_eq!(drawn.len(), 1);
+        assert_eq!(drawn[0].hidden_until, Some(drawn[0].window.earliest_start));
+        assert_eq!(drawn[0].draw_id, Some(s.draws[0].id));
+        assert_eq!(s.draws[0].drawn_sites, vec![sites[0].id]);
+        assert_eq!(s.draws[0].pool_size, 1);
+        assert_eq!(s.draws[0].method, DRAW_METHOD);
+    }
+
+    #[test]
+    fn odd_counts_round_up_and_flagged_ponds_above_half_are_all_drawn() {
+        let mut sites: Vec<Site> = (0..7)
+            .map(|n| pond(n, "450332", &[(Three, "2025-01-01")], false))
+            .collect();
+        let (flood, insp) = (FloodCalendar::new(), two("450332"));
+        let s = generate(&request(2025, "450332", &sites, &flood, &[], &insp)).unwrap();
+        assert_eq!(of_rule(&s, TaskRule::LevelThreeDrawn).len(), 4);
+        for site in sites.iter_mut().take(6) {
+            site.priority.prominent_hazards = true;
+        }
+        let s = generate(&request(2025, "450332", &sites, &flood, &[], &insp)).unwrap();
+        let drawn: HashSet<SiteId> = of_rule(&s, TaskRule::LevelThreeDrawn)
+            .iter()
+            .map(|t| t.site_id)
+            .collect();
+        assert_eq!(drawn.len(), 6);
+        assert!(sites.iter().take(6).all(|p| drawn.contains(&p.id)));
+    }
+
+    #[test]
+    fn a_county_with_one_inspector_borrows_from_its_city() {
+        let sites = [pond(1, "450332", &[(Two, "2025-01-01")], false)];
+        let insp = [
+            inspector("own", "450332"),
+            inspector("guilin", "450300"),
+            inspector("nanning", "450103"),
+        ];
+        let flood = FloodCalendar::new();
+        let s = generate(&request(2025, "450000", &sites, &flood, &[], &insp)).unwrap();
+        assert_eq!(s.tasks[0].assigned, vec![insp[0].id, insp[1].id]);
+    }
+
+    #[test]
+    fn no_valid_team_is_an_error_naming_the_county_not_a_partial_schedule() {
+        let sites = [
+            pond(1, "450332", &[(Two, "2025-01-01")], false),
+            pond(2, "450103", &[(Two, "2025-01-01")], false),
+        ];
+        let mut insp = vec![
+            inspector("a", "450103"),
+            inspector("b", "450103"),
+            inspector("c", "450332"),
+        ];
+        // 450332 has one inspector; of the province's others, both are recused from pond 1.
+        insp[0].recused_from.push(sites[0].id);
+        insp[1].recused_from.push(sites[0].id);
+        let flood = FloodCalendar::new();
+        let err = generate(&request(2025, "450000", &sites, &flood, &[], &insp)).unwrap_err();
+        assert_eq!(
+            err,
+            ScheduleError::NoValidTeam {
+                county: r("450332"),
+                site: sites[0].id
+            }
+        );
+        assert!(err.to_string().contains("county 450332"));
+    }
+
+    #[test]
+    fn the_level_in_force_on_the_day_of_generation_applies() {
+        let sites = [pond(
+            1,
+            "450332",
+            &[(Two, "2025-01-01"), (One, "2025-06-01")],
+            false,
+        )];
+        let (flood, insp) = (FloodCalendar::new(), two("450332"));
+        let mut req = request(2025, "450332", &sites, &flood, &[], &insp);
+        let s = generate(&req).unwrap();
+        assert_eq!(
+            s.tasks.iter().map(|t| t.rule).collect::<Vec<_>>(),
+            vec![TaskRule::LevelTwoAnnual]
+        );
+        req.generated_on = d("2025-06-02");
+        let s = generate(&req).unwrap();
+        assert_eq!(s.tasks.len(), 2);
+    }
+
+    #[test]
+    fn a_mid_year_level_change_keeps_what_was_done_and_regenerates_the_rest() {
+        // 二级 from January, done in February; becomes 一级 on 06-01.
+        let sites = [pond(
+            1,
+            "450332",
+            &[(Two, "2025-01-01"), (One, "2025-06-01")],
+            false,
+        )];
+        let (flood, insp) = (FloodCalendar::new(), two("450332"));
+        let req = request(2025, "450332", &sites, &flood, &[], &insp);
+        let mut tasks = generate(&req).unwrap().tasks;
+        tasks[0].state = TaskState::Done;
+        let regen = regenerate_for_pond(&req, &sites[0], &tasks, d("2025-06-01")).unwrap();
+        // The done yearly inspection stands in for the second; pre-flood is past: missed.
+        assert!(regen.cancel.is_empty());
+        assert!(regen.add.is_empty());
+
+        // Not done yet: the yearly task is cancelled, only the second can still be added.
+        tasks[0].state = TaskState::Planned;
+        let regen = regenerate_for_pond(&req, &sites[0], &tasks, d("2025-06-01")).unwrap();
+        assert_eq!(regen.cancel, vec![tasks[0].id]);
+        assert_eq!(regen.add.len(), 1);
+        assert_eq!(regen.add[0].rule, TaskRule::LevelOneSecond);
+        assert_eq!(regen.add[0].window.earliest_start, d("2025-06-01"));
+        assert_eq!(regen.add[0].assigned.len(), 2);
+
+        // Becoming 一级 in February: both inspections still fit.
+        let sites = [pond(
+            1,
+            "450332",
+            &[(Two, "2025-01-01"), (One, "2025-02-10")],
+            false,
+        )];
+        let regen = regenerate_for_pond(&req, &sites[0], &tasks, d("2025-02-10")).unwrap();
+        let rules: Vec<TaskRule> = regen.add.iter().map(|t| t.rule).collect();
+        assert_eq!(
+            rules,
+            vec![TaskRule::LevelOnePreFlood, TaskRule::LevelOneSecond]
+        );
+        assert_eq!(regen.add[0].window.earliest_start, d("2025-02-10"));
+    }
+
+    #[test]
+    fn generation_is_deterministic_and_the_seed_changes_the_draw() {
+        let sites: Vec<Site> = (0..20)
+            .map(|n| pond(n, "450332", &[(Three, "2025-01-01")], false))
+            .collect();
+        let insp: Vec<Inspector> = (0..5)
+            .map(|i| inspector(&i.to_string(), "450332"))
+            .collect();
+        let flood = FloodCalendar::new();
+        let mut req = request(2025, "450332", &sites, &flood, &[], &insp);
+        let a = generate(&req).unwrap();
+        assert_eq!(a, generate(&req).unwrap());
+        req.seed += 1;
+        let b = generate(&req).unwrap();
+        assert_ne!(a.draws[0].drawn_sites, b.draws[0].drawn_sites);
+        assert_ne!(a.draws[0].pool_hash, "");
+        assert_eq!(a.draws[0].pool_hash, b.draws[0].pool_hash);
+    }
+
+    #[test]
+    fn key_units_and_remediation_sites_get_periodic_checks() {
+        let mut unit = pond(1, "450332", &[], false);
+        unit.details = SiteDetails::KeyUnit(KeySupervisionUnit {
+            industry: "有色金属冶炼".into(),
+            list_year: 2024,
+            credit_code: None,
+        });
+        let sites = [unit];
+        let (flood, insp) = (FloodCalendar::new(), two("450332"));
+        let checks = [PeriodicCheck {
+            kind: SiteKind::KeyUnit,
+            every: Periodicity::Quarterly,
+        }];
+        let mut req = request(2025, "450332", &sites, &flood, &[], &insp);
+        req.periodic = &checks;
+        let s = generate(&req).unwrap();
+        assert!(s.unlevelled.is_empty());
+        let windows: Vec<TaskWindow> = of_rule(&s, TaskRule::KeyUnitPeriodic)
+            .iter()
+            .map(|t| t.window)
+            .collect();
+        assert_eq!(windows.len(), 4);
+        assert_eq!(
+            windows[0],
+            TaskWindow {
+                earliest_start: d("2025-01-01"),
+                due: d("2025-03-31")
+            }
+        );
+        assert_eq!(
+            windows[3],
+            TaskWindow {
+                earliest_start: d("2025-10-01"),
+                due: d("2025-12-31")
+            }
+        );
+    }
+
+    /// Every rule of the schedule, checked on any generated schedule.
+    pub(crate) fn check_rules(req: &ScheduleRequest<'_>, s: &Schedule) -> Result<(), String> {
+        let insp: HashMap<UserId, &Inspector> = req.inspectors.iter().map(|i| (i.id, i)).collect();
+        let day = level_day(req);
+        let by_id: HashMap<SiteId, &Site> = req.sites.iter().map(|s| (s.id, s)).collect();
+        for t in &s.tasks {
+            let site = by_id[&t.site_id];
+            if t.assigned.len() != 2 || t.assigned[0] == t.assigned[1] {
+                return Err(format!("team {:?}", t.assigned));
+            }
+            for u in &t.assigned {
+                let i = insp[u];
+                if i.recused_from.contains(&t.site_id) {
+                    return Err("recusal broken".into());
+                }
+                if !i.region.province().covers(site.region_code) {
+                    return Err("inspector from another province".into());
+                }
+            }
+            if t.window.earliest_start > t.window.due
+                || t.window.earliest_start.year() != req.year
+                || t.window.due.year() != req.year
+            {
+                return Err(format!("window {:?}", t.window));
+            }
+            if t.rule == TaskRule::LevelThreeDrawn
+                && t.hidden_until != Some(t.window.earliest_start)
+            {
+                return Err("drawn task not hidden".into());
+            }
+        }
+        let mut per_county: HashMap<RegionCode, (usize, HashSet<SiteId>, Vec<SiteId>)> =
+            HashMap::new();
+        for site in req.sites {
+            let level = site.level_on(day).map(|l| l.level);
+            let rules: Vec<&Task> = s.tasks.iter().filter(|t| t.site_id == site.id).collect();
+            match level {
+                Some(One) => {
+                    let pre: Vec<_> = rules
+                        .iter()
+                        .filter(|t| t.rule == TaskRule::LevelOnePreFlood)
+                        .collect();
+                    let sec: Vec<_> = rules
+                        .iter()
+                        .filter(|t| t.rule == TaskRule::LevelOneSecond)
+                        .collect();
+                    let season = req.flood.season_for(site.region_code, req.year);
+                    if pre.len() != 1 || sec.len() != 1 {
+                        return Err("一级 needs two".into());
+                    }
+                    if pre[0].window.due > season.pre_flood_deadline() {
+                        return Err("pre-flood late".into());
+                    }
+                    if sec[0].window.earliest_start < season.start
+                        || sec[0].window.earliest_start.month() <= pre[0].window.due.month()
+                    {
+                        return Err("second not in a later month after the season began".into());
+                    }
+                }
+                Some(Two) => {
+                    if rules
+                        .iter()
+                        .filter(|t| t.rule == TaskRule::LevelTwoAnnual)
+                        .count()
+                        != 1
+                    {
+                        return Err("二级 needs one".into());
+                    }
+                }
+                Some(Three) => {
+                    let e = per_county.entry(site.region_code).or_default();
+                    e.0 += 1;
+                    if rules.iter().any(|t| t.rule == TaskRule::LevelThreeDrawn) {
+                        e.1.insert(site.id);
+                    }
+                    if site.priority.any() {
+                        e.2.push(site.id);
+                    }
+                }
+                None => {}
+            }
+        }
+        for (county, (n, drawn, flagged)) in per_county {
+            if drawn.len() < n.div_ceil(2) {
+                return Err(format!("{county}: {} of {n} drawn", drawn.len()));
+            }
+            if !flagged.iter().all(|f| drawn.contains(f)) {
+                return Err(format!("{county}: a flagged pond is not drawn"));
+            }
+        }
+        Ok(())
+    }
+
+    fn arb_world()
+    -> impl Strategy<Value = (Vec<Site>, Vec<Inspector>, u64, Option<(u32, u32)>, bool)> {
+        let counties = ["450332", "450330", "450103", "450203"];
+        let ponds = prop::collection::vec(
+            (0..4usize, 0..3u8, any::<bool>(), prop::option::of(0..3u8)),
+            0..40,
+        );
+        let inspectors =
+            prop::collection::vec((0..6usize, prop::collection::vec(0..40usize, 0..3)), 0..20);
+        let flood = prop::option::of((2..=6u32, 1..=28u32));
+        (ponds, inspectors, any::<u64>(), flood, any::<bool>()).prop_map(
+            move |(ponds, insp, seed, flood, intense)| {
+                let lvl = |x: u8| [One, Two, Three][x as usize];
+                let sites: Vec<Site> = ponds
+                    .iter()
+                    .enumerate()
+                    .map(|(n, (c, l, flagged, change))| {
+                        let mut levels = vec![(lvl(*l), "2025-01-01")];
+                        if let Some(c2) = change {
+                            levels.push((lvl(*c2), "2025-07-01"));
+                        }
+                        pond(n, counties[*c], &levels, *flagged)
+                    })
+                    .collect();
+                let regions = ["450332", "450330", "450103", "450203", "450300", "450000"];
+                let inspectors = insp
+                    .iter()
+                    .enumerate()
+                    .map(|(n, (reg, recused))| {
+                        let mut i = inspector(&n.to_string(), regions[*reg]);
+                        i.recused_from = recused
+                            .iter()
+                            .filter_map(|k| sites.get(*k).map(|s| s.id))
+                            .collect();
+                        i
+                    })
+                    .collect();
+                (sites, inspectors, seed, flood, intense)
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn every_generated_schedule_satisfies_every_rule((sites, insp, seed, early, intense) in arb_world()) {
+            let mut flood = FloodCalendar::new();
+            if let Some((m, day)) = early {
+                let start = NaiveDate::from_ymd_opt(2025, m, day).unwrap();
+                flood.set(r("450300"), 2025, FloodSeason { start, end: d("2025-09-30") }).unwrap();
+            }
+            let periods = [IntensifiedPeriod {
+                label: "汛期".into(),
+                dates: PeriodDates::FloodSeason,
+                extra: vec![(One, 2), (Three, 1)],
+            }];
+            let periods: &[IntensifiedPeriod] = if intense { &periods } else { &[] };
+            let mut req = request(2025, "450000", &sites, &flood, periods, &insp);
+            req.seed = seed;
+            match generate(&req) {
+                Ok(s) => {
+                    prop_assert_eq!(check_rules(&req, &s), Ok(()));
+                    prop_assert_eq!(&s, &generate(&req).unwrap());
+                }
+                Err(ScheduleError::NoValidTeam { county, site }) => {
+                    // Only when the county, city and province really lack two unrecused inspectors.
+                    let free = insp.iter().filter(|i| i.region.province().covers(county) && !i.recused_from.contains(&site)).count();
+                    let site_county = sites.iter().find(|s| s.id == site).map(|s| s.region_code);
+                    prop_assert_eq!(site_county, Some(county));
+                    prop_assert!(free < 2, "{} free inspectors but no team", free);
+                }
+                Err(e) => prop_assert!(false, "unexpected {}", e),
+            }
+        }
+    }
+}
