@@ -945,16 +945,16 @@ pub(crate) mod tests {
                         return Err("second not in a later month after the season began".into());
                     }
                 }
-                Some(Two) => {
+                Some(Two)
                     if rules
                         .iter()
                         .filter(|t| t.rule == TaskRule::LevelTwoAnnual)
                         .count()
-                        != 1
-                    {
-                        return Err("二级 needs one".into());
-                    }
+                        != 1 =>
+                {
+                    return Err("二级 needs one".into());
                 }
+                Some(Two) => {}
                 Some(Three) => {
                     let e = per_county.entry(site.region_code).or_default();
                     e.0 += 1;
@@ -979,8 +979,10 @@ pub(crate) mod tests {
         Ok(())
     }
 
-    fn arb_world()
-    -> impl Strategy<Value = (Vec<Site>, Vec<Inspector>, u64, Option<(u32, u32)>, bool)> {
+    /// Sites, inspectors, seed, an early flood start (month, day), intensified or not.
+    type World = (Vec<Site>, Vec<Inspector>, u64, Option<(u32, u32)>, bool);
+
+    fn arb_world() -> impl Strategy<Value = World> {
         let counties = ["450332", "450330", "450103", "450203"];
         let ponds = prop::collection::vec(
             (0..4usize, 0..3u8, any::<bool>(), prop::option::of(0..3u8)),
