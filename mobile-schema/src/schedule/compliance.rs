@@ -291,3 +291,95 @@ pub fn compliance(
         overdue,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::FloodCalendar;
+    use crate::schedule::generate::generate;
+    use crate::schedule::generate::tests::{d, inspector, pond, r, request};
+    use crate::site::SupervisionLevel::{One, Three};
+
+    fn insp(site: SiteId, task: Option<TaskId>, when: &str, off_site: bool) -> DoneInspection {
+        DoneInspection {
+            site_id: site,
+            task_id: task,
+            submitted: true,
+            when: d(when),
+            off_site,
+        }
+    }
+
+    #[test]
+    fn level_one_with_only_the_second_done_says_none_before_the_flood_season() {
+        let sites = [pond(1, "450332", &[(One, "2025-01-01")], false)];
+        let people = [inspector("a", "450332"), inspector("b", "450332")];
+        let flood = FloodCalendar::new();
+        let s = generate(&request(2025, "450332", &sites, &flood, &[], &people)).unwrap();
+        let done = [
+            insp(sites[0].id, None, "2025-05-10", true),
+            // Not submitted: does not count.
+            DoneInspection {
+                submitted: false,
+                ..insp(sites[0].id, None, "2025-03-01", false)
+            },
+        ];
+        let report = compliance(2025, r("450300"), d("2025-06-01"), &sites, &s.tasks, &done);
+        let p = &report.ponds[0];
+        assert_eq!(
+            p.message,
+            "一级: 1 of 2 done; none before the flood season; 1 counted with an off-site fix"
+        );
+        assert_eq!((p.required, p.done), (2, 1));
+        assert_eq!(p.off_site.len(), 1);
+        assert_eq!(report.overdue.len(), 1);
+        assert_eq!(report.overdue[0].rule, TaskRule::LevelOnePreFlood);
+        let pre = p
+            .rules
+            .iter()
+            .find(|x| x.rule == TaskRule::LevelOnePreFlood)
+            .unwrap();
+        assert_eq!(pre.outcome, RuleOutcome::Missed);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["ponds"][0]["rules"][0]["outcome"], "missed");
+    }
+
+    #[test]
+    fn an_inspection_outside_its_task_window_does_not_count() {
+        let sites = [pond(1, "450332", &[(One, "2025-01-01")], false)];
+        let people = [inspector("a", "450332"), inspector("b", "450332")];
+        let flood = FloodCalendar::new();
+        let s = generate(&request(2025, "450332", &sites, &flood, &[], &people)).unwrap();
+        let pre = s
+            .tasks
+            .iter()
+            .find(|t| t.rule == TaskRule::LevelOnePreFlood)
+            .unwrap();
+        let done = [insp(sites[0].id, Some(pre.id), "2025-04-02", false)];
+        let report = compliance(2025, r("450332"), d("2025-04-03"), &sites, &s.tasks, &done);
+        assert_eq!(report.ponds[0].done, 0);
+    }
+
+    #[test]
+    fn undrawn_level_three_ponds_require_nothing() {
+        let sites: Vec<Site> = (0..3)
+            .map(|n| pond(n, "450332", &[(Three, "2025-01-01")], false))
+            .collect();
+        let people = [inspector("a", "450332"), inspector("b", "450332")];
+        let flood = FloodCalendar::new();
+        let s = generate(&request(2025, "450332", &sites, &flood, &[], &people)).unwrap();
+        let report = compliance(2025, r("450332"), d("2025-01-05"), &sites, &s.tasks, &[]);
+        let three = report.levels.iter().find(|l| l.level == Three).unwrap();
+        assert_eq!(
+            (three.ponds, three.ponds_scheduled, three.required),
+            (3, 2, 2)
+        );
+        assert!(
+            report
+                .ponds
+                .iter()
+                .any(|p| p.message == "三级: not drawn this year")
+        );
+        assert!(report.overdue.is_empty());
+    }
+}
