@@ -19,6 +19,7 @@ pub mod record;
 pub mod region;
 pub mod review;
 pub mod sample;
+pub mod schedule;
 pub mod schema;
 pub mod severity;
 pub mod site;
