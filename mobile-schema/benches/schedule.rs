@@ -67,11 +67,7 @@ fn inspectors(counties: &[RegionCode], sites: &[Site]) -> Vec<Inspector> {
             id: UserId::from_name("bench-user", &n.to_string()),
             region: counties[n % counties.len()],
             // A few recusals, as in life.
-            recused_from: if n % 50 == 0 {
-                vec![sites[n].id]
-            } else {
-                vec![]
-            },
+            recused_from: if n % 50 == 0 { vec![sites[n].id] } else { vec![] },
         })
         .collect()
 }

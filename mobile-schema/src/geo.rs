@@ -167,8 +167,14 @@ mod tests {
     #[test]
     fn haversine_matches_a_known_distance() {
         // Guilin to Nanning, about 360 km apart.
-        let guilin = LatLon { lat: 25.2736, lon: 110.2900 };
-        let nanning = LatLon { lat: 22.8170, lon: 108.3665 };
+        let guilin = LatLon {
+            lat: 25.2736,
+            lon: 110.2900,
+        };
+        let nanning = LatLon {
+            lat: 22.8170,
+            lon: 108.3665,
+        };
         let d = haversine_m(guilin, nanning);
         assert!((330_000.0..=350_000.0).contains(&d), "{d}");
     }
@@ -182,20 +188,38 @@ mod tests {
             radius_m: Some(500.0),
             polygon: None,
         };
-        assert_eq!(loc.distance_outside_m(LatLon { lat: 24.001, lon: 108.0 }), 0.0);
+        assert_eq!(
+            loc.distance_outside_m(LatLon {
+                lat: 24.001,
+                lon: 108.0
+            }),
+            0.0
+        );
         assert!(loc.distance_outside_m(LatLon { lat: 24.02, lon: 108.0 }) > 1_500.0);
 
         let square = Location {
             polygon: Some(vec![
                 LatLon { lat: 24.0, lon: 108.0 },
                 LatLon { lat: 24.0, lon: 108.01 },
-                LatLon { lat: 24.01, lon: 108.01 },
+                LatLon {
+                    lat: 24.01,
+                    lon: 108.01,
+                },
                 LatLon { lat: 24.01, lon: 108.0 },
             ]),
             ..loc
         };
-        assert_eq!(square.distance_outside_m(LatLon { lat: 24.005, lon: 108.005 }), 0.0);
-        let d = square.distance_outside_m(LatLon { lat: 24.005, lon: 108.02 });
+        assert_eq!(
+            square.distance_outside_m(LatLon {
+                lat: 24.005,
+                lon: 108.005
+            }),
+            0.0
+        );
+        let d = square.distance_outside_m(LatLon {
+            lat: 24.005,
+            lon: 108.02,
+        });
         assert!((900.0..1_100.0).contains(&d), "{d}");
     }
 }

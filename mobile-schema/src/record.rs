@@ -96,16 +96,32 @@ pub struct FieldSpec {
 }
 
 const fn scalar(name: &'static str) -> FieldSpec {
-    FieldSpec { name, shape: Shape::Scalar, lockable: false }
+    FieldSpec {
+        name,
+        shape: Shape::Scalar,
+        lockable: false,
+    }
 }
 const fn locked(name: &'static str) -> FieldSpec {
-    FieldSpec { name, shape: Shape::Scalar, lockable: true }
+    FieldSpec {
+        name,
+        shape: Shape::Scalar,
+        lockable: true,
+    }
 }
 const fn map_locked(name: &'static str) -> FieldSpec {
-    FieldSpec { name, shape: Shape::Map, lockable: true }
+    FieldSpec {
+        name,
+        shape: Shape::Map,
+        lockable: true,
+    }
 }
 const fn set(name: &'static str) -> FieldSpec {
-    FieldSpec { name, shape: Shape::Set, lockable: false }
+    FieldSpec {
+        name,
+        shape: Shape::Set,
+        lockable: false,
+    }
 }
 
 /// A record kind's merge layout.
@@ -357,10 +373,13 @@ impl AnyRecord {
                 }
                 (Shape::Set, serde_json::Value::Array(items)) => {
                     for item in items {
-                        let id = item.get("id").and_then(|i| i.as_str()).ok_or_else(|| LayoutError::Invalid {
-                            field: f.name.to_string(),
-                            message: "collection items need a string `id`".into(),
-                        })?;
+                        let id = item
+                            .get("id")
+                            .and_then(|i| i.as_str())
+                            .ok_or_else(|| LayoutError::Invalid {
+                                field: f.name.to_string(),
+                                message: "collection items need a string `id`".into(),
+                            })?;
                         out.push((format!("{}/{id}", f.name), raw(&item)?));
                     }
                 }
@@ -397,7 +416,10 @@ impl AnyRecord {
         let mut entries: Vec<Vec<(&'a str, &'a RawValue)>> = vec![Vec::new(); layout.fields.len()];
         for (key, value) in units {
             let Some(spec) = layout.field_of(key) else {
-                return Err(LayoutError::UnknownUnit { kind, key: key.to_string() });
+                return Err(LayoutError::UnknownUnit {
+                    kind,
+                    key: key.to_string(),
+                });
             };
             let idx = layout.fields.iter().position(|f| f.name == spec.name).unwrap_or(0);
             match spec.shape {

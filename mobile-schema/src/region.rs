@@ -16,9 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A GB/T 2260 code such as 450332 (恭城瑶族自治县). Six digits on the wire, as a string.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct RegionCode(u32);
 
@@ -28,9 +26,7 @@ pub struct RegionCode(u32);
 pub struct BadRegionCode(pub String);
 
 /// How far down the hierarchy a code points.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DivisionLevel {
     Province,
@@ -344,11 +340,7 @@ impl Divisions {
 
     /// Every division of `level` that `region` covers, in code order; a region
     /// of that level lists itself.
-    pub fn covered(
-        &self,
-        region: RegionCode,
-        level: DivisionLevel,
-    ) -> impl Iterator<Item = &Division> {
+    pub fn covered(&self, region: RegionCode, level: DivisionLevel) -> impl Iterator<Item = &Division> {
         self.by_code
             .values()
             .filter(move |d| d.level == level && region.covers(d.code))
@@ -411,6 +403,11 @@ fn short_form(name: &str) -> Option<String> {
     (!place.is_empty()).then(|| format!("{place}{suffix}"))
 }
 
+impl RegionCode {
+    /// 广西壮族自治区.
+    pub const GUANGXI: RegionCode = RegionCode(450_000);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,10 +423,7 @@ mod tests {
     #[test]
     fn embedded_table_holds_every_row_of_the_fixture() {
         let t = table();
-        assert_eq!(
-            t.covered(code("110000"), DivisionLevel::Province).count(),
-            1
-        );
+        assert_eq!(t.covered(code("110000"), DivisionLevel::Province).count(), 1);
         // Three cities without counties also appear as their own county.
         assert_eq!(t.by_code.len(), 31 + 342 + 2978 - 3);
         assert_eq!(t.get(code("441900")).unwrap().level, DivisionLevel::City);
@@ -507,10 +501,7 @@ mod tests {
             let d = t.get(RegionCode::new(new).unwrap()).unwrap();
             assert_eq!(d.level, DivisionLevel::County, "{old}");
             assert!(code("450000").covers(d.code), "{old}");
-            assert!(
-                t.resolve(old, code("450000")).is_ok_and(|c| c == d.code),
-                "{old}"
-            );
+            assert!(t.resolve(old, code("450000")).is_ok_and(|c| c == d.code), "{old}");
             assert!(!t.exact.contains_key(old), "{old} is still a current name");
         }
     }
@@ -522,10 +513,7 @@ mod tests {
         assert_eq!(short_form("罗城仫佬族自治县").as_deref(), Some("罗城县"));
         assert_eq!(short_form("环江毛南族自治县").as_deref(), Some("环江县"));
         assert_eq!(short_form("长阳土家族自治县").as_deref(), Some("长阳县"));
-        assert_eq!(
-            short_form("双江拉祜族佤族布朗族傣族自治县").as_deref(),
-            Some("双江县")
-        );
+        assert_eq!(short_form("双江拉祜族佤族布朗族傣族自治县").as_deref(), Some("双江县"));
         assert_eq!(short_form("鄂温克族自治旗").as_deref(), Some("鄂温克旗"));
         assert_eq!(short_form("东乡族自治县").as_deref(), Some("东乡县"));
         assert_eq!(short_form("南丹县"), None);
@@ -555,9 +543,4 @@ mod tests {
             "\"450332\""
         );
     }
-}
-
-impl RegionCode {
-    /// 广西壮族自治区.
-    pub const GUANGXI: RegionCode = RegionCode(450_000);
 }

@@ -78,10 +78,7 @@ mod tests {
         // Optional fields with serde defaults are not required.
         assert!(!required.iter().any(|r| r == "signoff" || r == "answers"));
         let site = schema_for(RecordKind::Site);
-        assert_eq!(
-            site["properties"]["region_code"]["$ref"],
-            "#/$defs/RegionCode"
-        );
+        assert_eq!(site["properties"]["region_code"]["$ref"], "#/$defs/RegionCode");
         assert_eq!(site["$defs"]["RegionCode"]["type"], "string");
     }
 }

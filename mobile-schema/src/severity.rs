@@ -44,7 +44,10 @@ impl SeverityScale {
 
     /// 黄/橙/红, as warning levels use.
     pub fn yellow_orange_red() -> Self {
-        Self::of("yellow_orange_red", &[("yellow", "黄"), ("orange", "橙"), ("red", "红")])
+        Self::of(
+            "yellow_orange_red",
+            &[("yellow", "黄"), ("orange", "橙"), ("red", "红")],
+        )
     }
 
     /// low/medium/high/critical, as the benchmark workload uses.

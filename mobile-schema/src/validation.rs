@@ -190,17 +190,13 @@ impl Issue {
     /// `answers/TP-03.result`) so that they name the unit like every other issue.
     pub fn from_layout_error(kind: RecordKind, err: &LayoutError) -> Self {
         match err {
-            LayoutError::UnknownUnit { key, .. } => {
-                Issue::new(IssueCode::UnknownUnit, key.clone(), err.to_string())
-            }
+            LayoutError::UnknownUnit { key, .. } => Issue::new(IssueCode::UnknownUnit, key.clone(), err.to_string()),
             LayoutError::ItemIdMismatch { key, .. } => {
                 Issue::new(IssueCode::ItemIdMismatch, key.clone(), err.to_string())
             }
-            LayoutError::Invalid { field, message } => Issue::new(
-                IssueCode::WrongType,
-                unit_path(kind, field),
-                message.clone(),
-            ),
+            LayoutError::Invalid { field, message } => {
+                Issue::new(IssueCode::WrongType, unit_path(kind, field), message.clone())
+            }
         }
     }
 }
@@ -349,11 +345,7 @@ fn distance(m: f64) -> String {
 
 fn require_text(r: &mut Report, field: &str, text: &str, what: &str) {
     if text.trim().is_empty() {
-        r.add(
-            IssueCode::EmptyRequiredText,
-            field,
-            format!("{what} is empty"),
-        );
+        r.add(IssueCode::EmptyRequiredText, field, format!("{what} is empty"));
     }
 }
 
@@ -509,10 +501,7 @@ fn check_evidence(
     }
     let pos_field = format!("{field}.position");
     // Against the site's area when known; else against the record's fix.
-    if let Some(loc) = site
-        .and_then(|s| s.location.as_ref())
-        .filter(|l| location_usable(l))
-    {
+    if let Some(loc) = site.and_then(|s| s.location.as_ref()).filter(|l| location_usable(l)) {
         let outside = loc.distance_outside_m(p);
         if outside > ctx.on_site_tolerance_m {
             r.add(
@@ -556,21 +545,13 @@ pub fn validate_inspection(i: &Inspection, ctx: &ValidationContext) -> Report {
     // Team: each member needs a certificate; the rule wants two distinct ones.
     let mut certs = BTreeSet::new();
     for (n, m) in i.team.iter().enumerate() {
-        require_text(
-            &mut r,
-            &format!("team[{n}].name"),
-            &m.name,
-            "inspector name",
-        );
+        require_text(&mut r, &format!("team[{n}].name"), &m.name, "inspector name");
         let cert = m.certificate_no.trim();
         if cert.is_empty() {
             r.add(
                 IssueCode::MissingCertificate,
                 format!("team[{n}].certificate_no"),
-                format!(
-                    "inspector {:?} has no certificate number (执法证号)",
-                    m.name
-                ),
+                format!("inspector {:?} has no certificate number (执法证号)", m.name),
             );
         } else if !certs.insert(cert) {
             r.add(
@@ -605,11 +586,7 @@ pub fn validate_inspection(i: &Inspection, ctx: &ValidationContext) -> Report {
         Some(_) => true,
         None => {
             if submitted {
-                r.add(
-                    IssueCode::MissingEndTime,
-                    "times.end",
-                    "submitted without an end time",
-                );
+                r.add(IssueCode::MissingEndTime, "times.end", "submitted without an end time");
             }
             true
         }
@@ -638,19 +615,14 @@ pub fn validate_inspection(i: &Inspection, ctx: &ValidationContext) -> Report {
     // Checklist and answers.
     let template = checklist::template(&i.checklist.template_id, i.checklist.version);
     match template {
-        None if checklist::TEMPLATES
-            .iter()
-            .any(|t| t.id == i.checklist.template_id) =>
-        {
-            r.add(
-                IssueCode::UnknownChecklistVersion,
-                "checklist.version",
-                format!(
-                    "checklist {:?} has no version {}",
-                    i.checklist.template_id, i.checklist.version
-                ),
-            )
-        }
+        None if checklist::TEMPLATES.iter().any(|t| t.id == i.checklist.template_id) => r.add(
+            IssueCode::UnknownChecklistVersion,
+            "checklist.version",
+            format!(
+                "checklist {:?} has no version {}",
+                i.checklist.template_id, i.checklist.version
+            ),
+        ),
         None => r.add(
             IssueCode::UnknownChecklistTemplate,
             "checklist.template_id",
@@ -693,9 +665,7 @@ pub fn validate_inspection(i: &Inspection, ctx: &ValidationContext) -> Report {
                 r.add(
                     IssueCode::UnknownEvidence,
                     format!("{field}.evidence"),
-                    format!(
-                        "item {code} cites evidence {ev}, which is not in the record's evidence"
-                    ),
+                    format!("item {code} cites evidence {ev}, which is not in the record's evidence"),
                 );
             }
         }
@@ -738,9 +708,7 @@ pub fn validate_inspection(i: &Inspection, ctx: &ValidationContext) -> Report {
 
     match &i.signoff {
         Some(Signoff::Signed {
-            signer_name,
-            signed_at,
-            ..
+            signer_name, signed_at, ..
         }) => {
             require_text(&mut r, "signoff.signer_name", signer_name, "signer name");
             if let Some(w) = window {
@@ -762,12 +730,7 @@ pub fn validate_inspection(i: &Inspection, ctx: &ValidationContext) -> Report {
         }) => {
             // A refusal is only a signoff with its reason and witness (DOMAIN).
             require_text(&mut r, "signoff.reason", reason, "refusal reason");
-            require_text(
-                &mut r,
-                "signoff.witness.name",
-                &witness.name,
-                "witness name",
-            );
+            require_text(&mut r, "signoff.witness.name", &witness.name, "witness name");
             if let Some(w) = window {
                 check_in_visit(
                     &mut r,
@@ -796,12 +759,7 @@ pub fn validate_hazard(h: &Hazard, ctx: &ValidationContext) -> Report {
     require_text(&mut r, "category", &h.category, "hazard category");
     require_text(&mut r, "description", &h.description, "hazard description");
     if !ctx.severity_scale.contains(&h.severity) {
-        let levels: Vec<_> = ctx
-            .severity_scale
-            .levels
-            .iter()
-            .map(|l| l.code.as_str())
-            .collect();
+        let levels: Vec<_> = ctx.severity_scale.levels.iter().map(|l| l.code.as_str()).collect();
         r.add(
             IssueCode::UnknownSeverity,
             "severity",
@@ -842,12 +800,7 @@ pub fn validate_hazard(h: &Hazard, ctx: &ValidationContext) -> Report {
 pub fn validate_review(v: &Review, _ctx: &ValidationContext) -> Report {
     let mut r = Report::default();
     for c in &v.comments {
-        require_text(
-            &mut r,
-            &format!("comments/{}.text", c.id),
-            &c.text,
-            "comment text",
-        );
+        require_text(&mut r, &format!("comments/{}.text", c.id), &c.text, "comment text");
     }
     if v.decision == Decision::Return && v.comments.iter().all(|c| c.text.trim().is_empty()) {
         r.add(
@@ -897,10 +850,7 @@ pub fn validate_site(s: &Site, _ctx: &ValidationContext) -> Report {
                 r.add(
                     IssueCode::DegeneratePolygon,
                     "location.polygon",
-                    format!(
-                        "polygon has {} vertices; an area needs at least 3",
-                        poly.len()
-                    ),
+                    format!("polygon has {} vertices; an area needs at least 3", poly.len()),
                 );
             }
             for (n, p) in poly.iter().enumerate() {
@@ -964,11 +914,7 @@ pub fn validate_task(t: &Task, _ctx: &ValidationContext) -> Report {
 /// Validates a recorded random draw (双随机): it must be re-runnable.
 pub fn validate_random_draw(d: &RandomDraw, _ctx: &ValidationContext) -> Report {
     let mut r = Report::default();
-    if !(d.pool_hash.len() == 64
-        && d.pool_hash
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-    {
+    if !(d.pool_hash.len() == 64 && d.pool_hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))) {
         r.add(
             IssueCode::InvalidPoolHash,
             "pool_hash",
@@ -1005,10 +951,7 @@ pub fn validate_random_draw(d: &RandomDraw, _ctx: &ValidationContext) -> Report 
         r.add(
             IssueCode::DrawBelowHalfPool,
             "drawn_sites",
-            format!(
-                "{drawn} of {} drawn, below the 50% the rule asks for",
-                d.pool_size
-            ),
+            format!("{drawn} of {} drawn, below the 50% the rule asks for", d.pool_size),
         );
     }
     r

@@ -342,7 +342,10 @@ mod tests {
         assert_eq!(s, InspectionStatus::Approved);
         let err = s.apply(InspectionAction::Return, Role::Supervisor).unwrap_err();
         assert_eq!(err.code(), "transition_not_allowed");
-        assert_eq!(s.apply(InspectionAction::Sign, Role::Inspector).unwrap_err().code(), "transition_not_allowed");
+        assert_eq!(
+            s.apply(InspectionAction::Sign, Role::Inspector).unwrap_err().code(),
+            "transition_not_allowed"
+        );
     }
 
     #[test]
@@ -362,15 +365,26 @@ mod tests {
         assert!(HazardState::Closed.apply(A::Reopen, Role::Inspector).is_err());
         assert_eq!(s.apply(A::Reopen, Role::Supervisor).unwrap(), HazardState::Rectifying);
         assert!(HazardState::Identified.apply(A::Close, Role::Supervisor).is_err());
-        assert!(HazardState::RectificationSubmitted.apply(A::Verify, Role::Supervisor).is_err());
+        assert!(
+            HazardState::RectificationSubmitted
+                .apply(A::Verify, Role::Supervisor)
+                .is_err()
+        );
         assert!(HazardState::Verified.apply(A::Close, Role::Admin).is_ok());
     }
 
     #[test]
     fn tasks_and_addenda() {
-        assert_eq!(TaskState::Planned.apply(TaskAction::Complete, Role::Inspector).unwrap(), TaskState::Done);
+        assert_eq!(
+            TaskState::Planned.apply(TaskAction::Complete, Role::Inspector).unwrap(),
+            TaskState::Done
+        );
         assert!(TaskState::Done.apply(TaskAction::Cancel, Role::Supervisor).is_err());
         assert!(TaskState::Planned.apply(TaskAction::Cancel, Role::Inspector).is_err());
-        assert!(AddendumState::Appended.apply(AddendumAction::Discard, Role::Inspector).is_err());
+        assert!(
+            AddendumState::Appended
+                .apply(AddendumAction::Discard, Role::Inspector)
+                .is_err()
+        );
     }
 }

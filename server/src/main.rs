@@ -8,7 +8,11 @@ use server::config::Settings;
 use server::startup::Application;
 
 #[derive(Debug, Parser)]
-#[command(name = "fieldsync", version, about = "Offline-first sync server for field inspections")]
+#[command(
+    name = "fieldsync",
+    version,
+    about = "Offline-first sync server for field inspections"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,9 +34,7 @@ enum Command {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     match Cli::parse().command {
         Command::Serve { data, bind } => {

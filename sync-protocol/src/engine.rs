@@ -7,8 +7,8 @@ use mobile_schema::ids::{AddendumId, InspectionId, RecordId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::review::{Addendum, Correction, Decision};
 use mobile_schema::workflow::{
-    AddendumAction, AddendumState, HazardAction, HazardState, InspectionAction, InspectionStatus, Role,
-    StateMachine, TaskAction, TaskState, TransitionError,
+    AddendumAction, AddendumState, HazardAction, HazardState, InspectionAction, InspectionStatus, Role, StateMachine,
+    TaskAction, TaskState, TransitionError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,8 +59,19 @@ pub trait Store {
     /// Store a record whose `commit_seq` the engine has just assigned.
     fn put_record(&mut self, state: RecordState) -> Result<(), Self::Error>;
     /// Keep a version in the history, so a signature can restore what it locked.
-    fn remember(&mut self, record: RecordId, key: &str, version: &LiveVersion, meta: &VersionMeta) -> Result<(), Self::Error>;
-    fn recall(&mut self, record: RecordId, key: &str, id: VersionId) -> Result<Option<(LiveVersion, VersionMeta)>, Self::Error>;
+    fn remember(
+        &mut self,
+        record: RecordId,
+        key: &str,
+        version: &LiveVersion,
+        meta: &VersionMeta,
+    ) -> Result<(), Self::Error>;
+    fn recall(
+        &mut self,
+        record: RecordId,
+        key: &str,
+        id: VersionId,
+    ) -> Result<Option<(LiveVersion, VersionMeta)>, Self::Error>;
     fn outcome(&mut self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, Self::Error>;
     fn put_outcome(&mut self, replica: ReplicaId, seq: u64, outcome: StoredOutcome) -> Result<(), Self::Error>;
     /// The highest seq of the replica with a recorded outcome (0 if none).
@@ -82,6 +93,9 @@ struct Touched {
 }
 
 type Applied = Result<(Touched, Outcome), Refusal>;
+
+/// A version with its author.
+type Authored = (LiveVersion, VersionMeta);
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
@@ -132,12 +146,20 @@ impl Engine {
                     flags: stored.flags,
                 }
             } else {
-                transient(change.seq, RefusalCode::ReplicaForked, "this replica id and seq already named other content: re-key the replica and push again".into())
+                transient(
+                    change.seq,
+                    RefusalCode::ReplicaForked,
+                    "this replica id and seq already named other content: re-key the replica and push again".into(),
+                )
             });
         }
         let expected = store.last_seq(actor.replica)? + 1;
         if change.seq != expected {
-            return Ok(transient(change.seq, RefusalCode::SeqGap, format!("expected seq {expected}")));
+            return Ok(transient(
+                change.seq,
+                RefusalCode::SeqGap,
+                format!("expected seq {expected}"),
+            ));
         }
 
         let mut flags = Vec::new();
@@ -169,8 +191,14 @@ impl Engine {
                 let seq_main = self.commit(store, touched)?;
                 match outcome {
                     Outcome::Applied { .. } => Outcome::Applied { commit_seq: seq_main },
-                    Outcome::Conflict { units, .. } => Outcome::Conflict { commit_seq: seq_main, units },
-                    Outcome::Locked { addenda, .. } => Outcome::Locked { commit_seq: seq_main, addenda },
+                    Outcome::Conflict { units, .. } => Outcome::Conflict {
+                        commit_seq: seq_main,
+                        units,
+                    },
+                    Outcome::Locked { addenda, .. } => Outcome::Locked {
+                        commit_seq: seq_main,
+                        addenda,
+                    },
                     refused @ Outcome::Refused(_) => refused,
                 }
             }
@@ -215,7 +243,9 @@ impl Engine {
         meta: VersionMeta,
     ) -> Result<Applied, S::Error> {
         match &change.op {
-            Op::Create { record, versions } => self.create(store, actor, change, id, hlc, meta, record, versions.as_ref()),
+            Op::Create { record, versions } => {
+                self.create(store, actor, change, id, hlc, meta, record, versions.as_ref())
+            }
             Op::Edit { units } => self.edit(store, change, id, hlc, meta, units),
             Op::Transition { action, versions } => self.transition(store, actor, change, id, action, versions.as_ref()),
         }
@@ -237,18 +267,34 @@ impl Engine {
             return Ok(Err(Refusal::new(RefusalCode::TooLarge, "record document too large")));
         }
         if store.record(change.record)?.is_some() {
-            return Ok(Err(Refusal::new(RefusalCode::AlreadyExists, "a record with this id exists").at("id")));
+            return Ok(Err(Refusal::new(
+                RefusalCode::AlreadyExists,
+                "a record with this id exists",
+            )
+            .at("id")));
         }
         let typed = match AnyRecord::from_json(change.kind, document.get()) {
             Ok(r) => r,
-            Err(e) => return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()))),
+            Err(e) => {
+                return Ok(Err(
+                    Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field())
+                ));
+            }
         };
         if typed.id() != change.record {
-            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the document's id is not the change's record").at("id")));
+            return Ok(Err(Refusal::new(
+                RefusalCode::InvalidStructure,
+                "the document's id is not the change's record",
+            )
+            .at("id")));
         }
         let units = match typed.units() {
             Ok(u) => u,
-            Err(e) => return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()))),
+            Err(e) => {
+                return Ok(Err(
+                    Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field())
+                ));
+            }
         };
         if units.len() > self.config.max_units_per_change {
             return Ok(Err(Refusal::new(RefusalCode::TooLarge, "too many units in one record")));
@@ -267,7 +313,11 @@ impl Engine {
         // A review decision is a workflow step on its inspection.
         if let AnyRecord::Review(review) = &typed {
             let Some(mut inspection) = store.record(review.inspection_id.into())? else {
-                return Ok(Err(Refusal::new(RefusalCode::UnknownRecord, "the reviewed inspection is not on the server").at("inspection_id")));
+                return Ok(Err(Refusal::new(
+                    RefusalCode::UnknownRecord,
+                    "the reviewed inspection is not on the server",
+                )
+                .at("inspection_id")));
             };
             let action = match review.decision {
                 Decision::Approve => InspectionAction::Approve,
@@ -309,28 +359,51 @@ impl Engine {
         writes: &[UnitWrite],
     ) -> Result<Applied, S::Error> {
         let Some(mut state) = store.record(change.record)? else {
-            return Ok(Err(Refusal::new(RefusalCode::UnknownRecord, "no such record on the server")));
+            return Ok(Err(Refusal::new(
+                RefusalCode::UnknownRecord,
+                "no such record on the server",
+            )));
         };
         if state.kind != change.kind {
-            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the record is of another kind").at("kind")));
+            return Ok(Err(Refusal::new(
+                RefusalCode::InvalidStructure,
+                "the record is of another kind",
+            )
+            .at("kind")));
         }
         if writes.is_empty() {
-            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "an edit must write at least one unit").at("units")));
+            return Ok(Err(Refusal::new(
+                RefusalCode::InvalidStructure,
+                "an edit must write at least one unit",
+            )
+            .at("units")));
         }
         if writes.len() > self.config.max_units_per_change {
-            return Ok(Err(Refusal::new(RefusalCode::TooLarge, "too many units in one change").at("units")));
+            return Ok(Err(
+                Refusal::new(RefusalCode::TooLarge, "too many units in one change").at("units")
+            ));
         }
         let layout = change.kind.layout();
         let mut seen = std::collections::BTreeSet::new();
         for w in writes {
             if layout.field_of(&w.key).is_none() {
-                return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, format!("`{}` is not a unit of a {}", w.key, change.kind.as_str())).at(w.key.clone())));
+                return Ok(Err(Refusal::new(
+                    RefusalCode::InvalidStructure,
+                    format!("`{}` is not a unit of a {}", w.key, change.kind.as_str()),
+                )
+                .at(w.key.clone())));
             }
             if !seen.insert(w.key.as_str()) {
-                return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the same unit twice in one change").at(w.key.clone())));
+                return Ok(Err(Refusal::new(
+                    RefusalCode::InvalidStructure,
+                    "the same unit twice in one change",
+                )
+                .at(w.key.clone())));
             }
             if w.value.get().len() > self.config.max_value_bytes {
-                return Ok(Err(Refusal::new(RefusalCode::TooLarge, "unit value too large").at(w.key.clone())));
+                return Ok(Err(
+                    Refusal::new(RefusalCode::TooLarge, "unit value too large").at(w.key.clone())
+                ));
             }
         }
 
@@ -363,18 +436,27 @@ impl Engine {
         let mut others = Vec::new();
         let mut addenda = Vec::new();
         for (key, v) in diverted {
-            let add = pending_addendum(&state, &key, &v, meta, id)?;
+            let add = pending_addendum(&state, &key, &v, meta, id);
             addenda.push(add.id);
             others.push(add);
         }
         let outcome = if !addenda.is_empty() {
             Outcome::Locked { commit_seq: 0, addenda }
         } else if !conflicts.is_empty() {
-            Outcome::Conflict { commit_seq: 0, units: conflicts }
+            Outcome::Conflict {
+                commit_seq: 0,
+                units: conflicts,
+            }
         } else {
             Outcome::Applied { commit_seq: 0 }
         };
-        Ok(Ok((Touched { main: Some(state), others }, outcome)))
+        Ok(Ok((
+            Touched {
+                main: Some(state),
+                others,
+            },
+            outcome,
+        )))
     }
 
     fn transition<S: Store>(
@@ -387,17 +469,34 @@ impl Engine {
         versions: Option<&VersionSet>,
     ) -> Result<Applied, S::Error> {
         let Some(mut state) = store.record(change.record)? else {
-            return Ok(Err(Refusal::new(RefusalCode::UnknownRecord, "no such record on the server")));
+            return Ok(Err(Refusal::new(
+                RefusalCode::UnknownRecord,
+                "no such record on the server",
+            )));
         };
         if state.kind != change.kind {
-            return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "the record is of another kind").at("kind")));
+            return Ok(Err(Refusal::new(
+                RefusalCode::InvalidStructure,
+                "the record is of another kind",
+            )
+            .at("kind")));
         }
-        let unknown = || Refusal::new(RefusalCode::UnknownAction, format!("`{action}` is not an action of a {}", change.kind.as_str())).at("action");
+        let unknown = || {
+            Refusal::new(
+                RefusalCode::UnknownAction,
+                format!("`{action}` is not an action of a {}", change.kind.as_str()),
+            )
+            .at("action")
+        };
         let stepped = match change.kind {
             RecordKind::Inspection => match parse_action::<InspectionAction>(action) {
                 Some(InspectionAction::Approve | InspectionAction::Return) => {
                     // Decisions travel as Review records, which carry the comments.
-                    return Ok(Err(Refusal::new(RefusalCode::UnknownAction, "approve and return are made by creating a Review").at("action")));
+                    return Ok(Err(Refusal::new(
+                        RefusalCode::UnknownAction,
+                        "approve and return are made by creating a Review",
+                    )
+                    .at("action")));
                 }
                 Some(a) => step::<InspectionStatus>(&mut state, a, actor.role).map(|_| Some(a)),
                 None => return Ok(Err(unknown())),
@@ -422,14 +521,22 @@ impl Engine {
             Err(r) => return Ok(Err(r)),
             Ok(Some(InspectionAction::Sign)) => {
                 if state.lock.is_some() {
-                    return Ok(Err(Refusal::new(RefusalCode::TransitionNotAllowed, "the inspection is already signed").at("action")));
+                    return Ok(Err(Refusal::new(
+                        RefusalCode::TransitionNotAllowed,
+                        "the inspection is already signed",
+                    )
+                    .at("action")));
                 }
                 let Some(locked) = versions else {
-                    return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, "sign must name the content versions it locks").at("versions")));
+                    return Ok(Err(Refusal::new(
+                        RefusalCode::InvalidStructure,
+                        "sign must name the content versions it locks",
+                    )
+                    .at("versions")));
                 };
                 for (key, unit_versions) in self.enforce_lock(store, &mut state, locked)? {
                     for (v, meta) in unit_versions {
-                        let add = pending_addendum(&state, &key, &v, meta, id)?;
+                        let add = pending_addendum(&state, &key, &v, meta, id);
                         addenda.push(add.id);
                         others.push(add);
                     }
@@ -447,7 +554,13 @@ impl Engine {
         } else {
             Outcome::Locked { commit_seq: 0, addenda }
         };
-        Ok(Ok((Touched { main: Some(state), others }, outcome)))
+        Ok(Ok((
+            Touched {
+                main: Some(state),
+                others,
+            },
+            outcome,
+        )))
     }
 
     /// Make each lockable unit hold exactly the versions the signature names.
@@ -457,7 +570,7 @@ impl Engine {
         store: &mut S,
         state: &mut RecordState,
         locked: &VersionSet,
-    ) -> Result<Vec<(String, Vec<(LiveVersion, VersionMeta)>)>, S::Error> {
+    ) -> Result<Vec<(String, Vec<Authored>)>, S::Error> {
         let layout = state.kind.layout();
         let keys: Vec<String> = state
             .units
@@ -508,7 +621,11 @@ impl Engine {
     ) -> Result<Result<(), Refusal>, S::Error> {
         let record = match state.materialize() {
             Ok(r) => r,
-            Err(e) => return Ok(Err(Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()))),
+            Err(e) => {
+                return Ok(Err(
+                    Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field())
+                ));
+            }
         };
         let site = site_of(store, &record)?;
         let checked = rules::check(&record, site.as_ref());
@@ -519,7 +636,9 @@ impl Engine {
             }),
         };
         if let Some(e) = checked.errors.iter().find(|f| own(f)) {
-            return Ok(Err(Refusal::new(RefusalCode::InvalidRecord, e.message.clone()).at(e.field.clone())));
+            return Ok(Err(
+                Refusal::new(RefusalCode::InvalidRecord, e.message.clone()).at(e.field.clone())
+            ));
         }
         let mut flags = checked.flags;
         flags.extend(checked.errors);
@@ -563,15 +682,22 @@ fn step<M: StateMachine + serde::de::DeserializeOwned>(
     role: Role,
 ) -> Result<(), Refusal> {
     let Some(current) = parse_state::<M>(state) else {
-        return Err(Refusal::new(RefusalCode::InvalidStructure, "the record has no readable workflow state"));
+        return Err(Refusal::new(
+            RefusalCode::InvalidStructure,
+            "the record has no readable workflow state",
+        ));
     };
     match current.apply(action, role) {
         Ok(next) => {
             state.workflow = Some(next.name().to_string());
             Ok(())
         }
-        Err(e @ TransitionError::NotAllowedFrom { .. }) => Err(Refusal::new(RefusalCode::TransitionNotAllowed, e.to_string()).at("action")),
-        Err(e @ TransitionError::RoleMayNot { .. }) => Err(Refusal::new(RefusalCode::RoleNotAllowed, e.to_string()).at("action")),
+        Err(e @ TransitionError::NotAllowedFrom { .. }) => {
+            Err(Refusal::new(RefusalCode::TransitionNotAllowed, e.to_string()).at("action"))
+        }
+        Err(e @ TransitionError::RoleMayNot { .. }) => {
+            Err(Refusal::new(RefusalCode::RoleNotAllowed, e.to_string()).at("action"))
+        }
     }
 }
 
@@ -579,10 +705,10 @@ fn step<M: StateMachine + serde::de::DeserializeOwned>(
 /// reviewed is marked.
 fn mark_review(state: &mut RecordState) {
     let live = state.live_set();
-    if let Some(mark) = state.review.as_mut() {
-        if live != mark.reviewed {
-            mark.changed_since_review = true;
-        }
+    if let Some(mark) = state.review.as_mut()
+        && live != mark.reviewed
+    {
+        mark.changed_since_review = true;
     }
 }
 
@@ -602,13 +728,13 @@ fn site_of<S: Store>(store: &mut S, record: &AnyRecord) -> Result<Option<mobile_
 /// A content version that arrived for a signed record, kept as a pending
 /// addendum for its author. Its id is derived from the version, so every server
 /// replaying the same changes makes the same addendum.
-fn pending_addendum<E>(
+fn pending_addendum(
     inspection: &RecordState,
     key: &str,
     v: &LiveVersion,
     meta: VersionMeta,
     by: VersionId,
-) -> Result<RecordState, E> {
+) -> RecordState {
     let id = AddendumId::from_name("pending-addendum", &format!("{}/{key}/{}", inspection.id, v.id));
     let value: serde_json::Value = serde_json::from_str(v.value.get()).unwrap_or(serde_json::Value::Null);
     let written_at = chrono::DateTime::from_timestamp_millis(meta.hlc.ms as i64)
@@ -638,5 +764,5 @@ fn pending_addendum<E>(
             state.apply(&k, version, &[], meta);
         }
     }
-    Ok(state)
+    state
 }

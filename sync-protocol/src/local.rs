@@ -61,7 +61,9 @@ pub fn apply_local(view: Option<RecordState>, change: &Change, author: &LocalAut
             let layout = change.kind.layout();
             for w in units {
                 let Some(field) = layout.field_of(&w.key) else {
-                    return Err(Refusal::new(RefusalCode::InvalidStructure, "not a unit of this kind").at(w.key.clone()));
+                    return Err(
+                        Refusal::new(RefusalCode::InvalidStructure, "not a unit of this kind").at(w.key.clone())
+                    );
                 };
                 if field.lockable && state.lock.is_some() {
                     continue; // the server will keep it as a pending addendum

@@ -85,21 +85,29 @@ impl Refusal {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Applied; the record now has this commit sequence.
-    Applied { commit_seq: u64 },
+    Applied {
+        commit_seq: u64,
+    },
     /// Applied, and these units now hold concurrent versions a person must resolve.
-    Conflict { commit_seq: u64, units: Vec<String> },
+    Conflict {
+        commit_seq: u64,
+        units: Vec<String>,
+    },
     /// The record is signed: the content was not applied but kept as pending
     /// addenda, reported to the author.
-    Locked { commit_seq: u64, addenda: Vec<RecordId> },
+    Locked {
+        commit_seq: u64,
+        addenda: Vec<RecordId>,
+    },
     Refused(Refusal),
 }
 
 impl Outcome {
     pub fn commit_seq(&self) -> Option<u64> {
         match self {
-            Outcome::Applied { commit_seq } | Outcome::Conflict { commit_seq, .. } | Outcome::Locked { commit_seq, .. } => {
-                Some(*commit_seq)
-            }
+            Outcome::Applied { commit_seq }
+            | Outcome::Conflict { commit_seq, .. }
+            | Outcome::Locked { commit_seq, .. } => Some(*commit_seq),
             Outcome::Refused(_) => None,
         }
     }

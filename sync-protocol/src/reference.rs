@@ -43,13 +43,24 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn remember(&mut self, record: RecordId, key: &str, version: &LiveVersion, meta: &VersionMeta) -> Result<(), Infallible> {
+    fn remember(
+        &mut self,
+        record: RecordId,
+        key: &str,
+        version: &LiveVersion,
+        meta: &VersionMeta,
+    ) -> Result<(), Infallible> {
         self.history
             .insert((record, key.to_string(), version.id), (version.clone(), *meta));
         Ok(())
     }
 
-    fn recall(&mut self, record: RecordId, key: &str, id: VersionId) -> Result<Option<(LiveVersion, VersionMeta)>, Infallible> {
+    fn recall(
+        &mut self,
+        record: RecordId,
+        key: &str,
+        id: VersionId,
+    ) -> Result<Option<(LiveVersion, VersionMeta)>, Infallible> {
         Ok(self.history.get(&(record, key.to_string(), id)).cloned())
     }
 

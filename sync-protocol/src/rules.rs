@@ -1,8 +1,11 @@
-//! Record rules the server applies after a merge: errors and flags from the
-//! domain's validation.
+//! Record rules the server applies after a merge: the domain's validation,
+//! split into errors (a change that introduces one is refused) and flags (kept
+//! on the record for a supervisor).
 
 use mobile_schema::record::AnyRecord;
+use mobile_schema::severity::SeverityScale;
 use mobile_schema::site::Site;
+use mobile_schema::validation::{Issue, ValidationContext, validate};
 
 use crate::outcome::Flag;
 
@@ -13,7 +16,25 @@ pub struct Checked {
     pub flags: Vec<Flag>,
 }
 
+fn to_flag(i: Issue) -> Flag {
+    Flag {
+        code: i.code.as_str().to_string(),
+        field: i.field,
+        message: i.message,
+    }
+}
+
 /// Check a merged record, with its site when known.
-pub fn check(_record: &AnyRecord, _site: Option<&Site>) -> Checked {
-    Checked::default()
+pub fn check(record: &AnyRecord, site: Option<&Site>) -> Checked {
+    // The deployment's scale is configuration; the benchmark data's is the default.
+    let scale = SeverityScale::default();
+    let mut ctx = ValidationContext::new(&scale);
+    if let Some(site) = site {
+        ctx = ctx.with_site(site);
+    }
+    let report = validate(record, &ctx);
+    Checked {
+        errors: report.errors.into_iter().map(to_flag).collect(),
+        flags: report.flags.into_iter().map(to_flag).collect(),
+    }
 }

@@ -126,7 +126,11 @@ impl RecordState {
 
     /// Units holding more than one live version.
     pub fn conflicted_units(&self) -> Vec<&str> {
-        self.units.iter().filter(|(_, u)| u.in_conflict()).map(|(k, _)| k.as_str()).collect()
+        self.units
+            .iter()
+            .filter(|(_, u)| u.in_conflict())
+            .map(|(k, _)| k.as_str())
+            .collect()
     }
 
     /// The record as the domain type, each unit at its winning value.

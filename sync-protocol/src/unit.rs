@@ -74,7 +74,11 @@ impl UnitState {
             self.live.push(version);
             changed = true;
         }
-        if changed { UnitEffect::Applied } else { UnitEffect::Known }
+        if changed {
+            UnitEffect::Applied
+        } else {
+            UnitEffect::Known
+        }
     }
 
     /// The value: the live version with the highest (hlc, id).
@@ -158,26 +162,34 @@ mod tests {
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
         // A small universe: 3 replicas × 4 seqs, bases among lower ids.
-        proptest::collection::vec((0u128..3, 1u64..5, 0u64..50, proptest::collection::vec((0u128..3, 1u64..5), 0..3)), 1..12)
-            .prop_map(|raw| {
-                raw.into_iter()
-                    .map(|(r, s, ms, bases)| {
-                        let ver = v(r, s, ms, &format!("{r}-{s}"));
-                        let bases = bases
-                            .into_iter()
-                            .map(|(br, bs)| VersionId::new(ReplicaId(Uuid::from_u128(br)), bs))
-                            .filter(|b| *b < ver.id)
-                            .collect();
-                        Op(ver, bases)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .prop_map(|mut ops| {
-                // One version per id: a version id names one write.
-                let mut seen = std::collections::BTreeSet::new();
-                ops.retain(|o| seen.insert(o.0.id));
-                ops
-            })
+        proptest::collection::vec(
+            (
+                0u128..3,
+                1u64..5,
+                0u64..50,
+                proptest::collection::vec((0u128..3, 1u64..5), 0..3),
+            ),
+            1..12,
+        )
+        .prop_map(|raw| {
+            raw.into_iter()
+                .map(|(r, s, ms, bases)| {
+                    let ver = v(r, s, ms, &format!("{r}-{s}"));
+                    let bases = bases
+                        .into_iter()
+                        .map(|(br, bs)| VersionId::new(ReplicaId(Uuid::from_u128(br)), bs))
+                        .filter(|b| *b < ver.id)
+                        .collect();
+                    Op(ver, bases)
+                })
+                .collect::<Vec<_>>()
+        })
+        .prop_map(|mut ops| {
+            // One version per id: a version id names one write.
+            let mut seen = std::collections::BTreeSet::new();
+            ops.retain(|o| seen.insert(o.0.id));
+            ops
+        })
     }
 
     fn run(ops: &[Op]) -> UnitState {

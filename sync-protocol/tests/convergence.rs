@@ -126,13 +126,19 @@ impl Sim {
         let mut reply = server.push(&self.actor(), &batch, now);
         if duplicate {
             reply = server.push(&self.actor(), &batch, now);
-            assert!(reply.outcomes.iter().all(|o| o.replayed), "a duplicate batch is answered from the record");
+            assert!(
+                reply.outcomes.iter().all(|o| o.replayed),
+                "a duplicate batch is answered from the record"
+            );
         }
         if lose_reply {
             return;
         }
         for o in reply.outcomes {
-            assert!(!matches!(&o.outcome, Outcome::Refused(r) if r.code.is_transient()), "{o:?}");
+            assert!(
+                !matches!(&o.outcome, Outcome::Refused(r) if r.code.is_transient()),
+                "{o:?}"
+            );
             self.outbox.retain(|c| c.seq != o.seq);
             if let Some(commit) = o.outcome.commit_seq() {
                 let record = self.log[&o.seq].record;
@@ -174,16 +180,52 @@ impl Sim {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Edit { replica: usize, record: usize, unit: usize, value: u8 },
-    Resolve { replica: usize, record: usize, unit: usize, value: u8 },
-    AddEvidence { replica: usize, record: usize, item: u8 },
-    RemoveEvidence { replica: usize, record: usize, item: u8 },
-    Submit { replica: usize, record: usize },
-    Sign { replica: usize, record: usize },
-    Review { record: usize, approve: bool },
-    Push { replica: usize, lose_reply: bool, duplicate: bool },
-    Pull { replica: usize, pages: usize },
-    Wait { minutes: u16 },
+    Edit {
+        replica: usize,
+        record: usize,
+        unit: usize,
+        value: u8,
+    },
+    Resolve {
+        replica: usize,
+        record: usize,
+        unit: usize,
+        value: u8,
+    },
+    AddEvidence {
+        replica: usize,
+        record: usize,
+        item: u8,
+    },
+    RemoveEvidence {
+        replica: usize,
+        record: usize,
+        item: u8,
+    },
+    Submit {
+        replica: usize,
+        record: usize,
+    },
+    Sign {
+        replica: usize,
+        record: usize,
+    },
+    Review {
+        record: usize,
+        approve: bool,
+    },
+    Push {
+        replica: usize,
+        lose_reply: bool,
+        duplicate: bool,
+    },
+    Pull {
+        replica: usize,
+        pages: usize,
+    },
+    Wait {
+        minutes: u16,
+    },
 }
 
 const UNITS: [&str; 4] = ["conclusion", "fix", "answers/TP-01", "times"];
@@ -237,37 +279,82 @@ impl World {
     fn new(skews: [i64; REPLICAS]) -> Self {
         let mut server = ReferenceServer::new(EngineConfig::default());
         let mut sims: Vec<Sim> = (0..REPLICAS)
-            .map(|i| Sim::new(i as u128, if i == 2 { Role::Supervisor } else { Role::Inspector }, skews[i]))
+            .map(|i| {
+                Sim::new(
+                    i as u128,
+                    if i == 2 { Role::Supervisor } else { Role::Inspector },
+                    skews[i],
+                )
+            })
             .collect();
         let now = T0;
         let site = SiteId(Uuid::from_u128(0x5000));
         let site_doc = AnyRecord::Site(sample::pond(site));
-        sims[0].write(now, RecordKind::Site, site.into(), Op::Create { record: UnitValue::of(&site_doc).unwrap(), versions: None });
+        sims[0].write(
+            now,
+            RecordKind::Site,
+            site.into(),
+            Op::Create {
+                record: UnitValue::of(&site_doc).unwrap(),
+                versions: None,
+            },
+        );
         let mut records = Vec::new();
         for k in 0..RECORDS {
             let id = InspectionId(Uuid::from_u128(0x6000 + k as u128));
             let mut doc = sample::inspection(id, site, sims[0].author.device);
             doc.conclusion = format!("初始 {k}");
             let json = serde_json::to_value(&doc).unwrap();
-            sims[0].write(now, RecordKind::Inspection, id.into(), Op::Create { record: UnitValue::of(&json).unwrap(), versions: None });
+            sims[0].write(
+                now,
+                RecordKind::Inspection,
+                id.into(),
+                Op::Create {
+                    record: UnitValue::of(&json).unwrap(),
+                    versions: None,
+                },
+            );
             records.push(id.into());
         }
         for s in sims.iter_mut() {
             s.sync_fully(&mut server, now);
         }
-        Self { server, sims, records, now }
+        Self {
+            server,
+            sims,
+            records,
+            now,
+        }
     }
 
     fn run(&mut self, step: &Step) {
         self.now += 1_000;
         let now = self.now;
         match *step {
-            Step::Edit { replica, record, unit, value } => {
-                self.sims[replica].edit(now, self.records[record], UNITS[unit], unit_value(UNITS[unit], value), false)
-            }
-            Step::Resolve { replica, record, unit, value } => {
-                self.sims[replica].edit(now, self.records[record], UNITS[unit], unit_value(UNITS[unit], value), true)
-            }
+            Step::Edit {
+                replica,
+                record,
+                unit,
+                value,
+            } => self.sims[replica].edit(
+                now,
+                self.records[record],
+                UNITS[unit],
+                unit_value(UNITS[unit], value),
+                false,
+            ),
+            Step::Resolve {
+                replica,
+                record,
+                unit,
+                value,
+            } => self.sims[replica].edit(
+                now,
+                self.records[record],
+                UNITS[unit],
+                unit_value(UNITS[unit], value),
+                true,
+            ),
             Step::AddEvidence { replica, record, item } => {
                 let id = evidence_id(record, item);
                 let value = serde_json::json!({
@@ -279,24 +366,45 @@ impl World {
             Step::RemoveEvidence { replica, record, item } => {
                 let id = evidence_id(record, item);
                 let key = format!("evidence/{id}");
-                if self.sims[replica].view(self.records[record]).is_some_and(|v| v.units.contains_key(&key)) {
+                if self.sims[replica]
+                    .view(self.records[record])
+                    .is_some_and(|v| v.units.contains_key(&key))
+                {
                     self.sims[replica].edit(now, self.records[record], &key, serde_json::Value::Null, false);
                 }
             }
             Step::Submit { replica, record } => {
                 let id = self.records[record];
-                self.sims[replica].write(now, RecordKind::Inspection, id, Op::Transition { action: "submit".into(), versions: None });
+                self.sims[replica].write(
+                    now,
+                    RecordKind::Inspection,
+                    id,
+                    Op::Transition {
+                        action: "submit".into(),
+                        versions: None,
+                    },
+                );
             }
             Step::Sign { replica, record } => {
                 let id = self.records[record];
-                let Some(view) = self.sims[replica].view(id) else { return };
+                let Some(view) = self.sims[replica].view(id) else {
+                    return;
+                };
                 let layout = RecordKind::Inspection.layout();
                 let versions = view
                     .live_set()
                     .into_iter()
                     .filter(|(k, _)| layout.field_of(k).is_some_and(|f| f.lockable))
                     .collect();
-                self.sims[replica].write(now, RecordKind::Inspection, id, Op::Transition { action: "sign".into(), versions: Some(versions) });
+                self.sims[replica].write(
+                    now,
+                    RecordKind::Inspection,
+                    id,
+                    Op::Transition {
+                        action: "sign".into(),
+                        versions: Some(versions),
+                    },
+                );
             }
             Step::Review { record, approve } => {
                 let sup = &mut self.sims[2];
@@ -312,9 +420,21 @@ impl World {
                     comments: Vec::new(),
                 };
                 let doc = serde_json::to_value(&review).unwrap();
-                sup.write(now, RecordKind::Review, review.id.into(), Op::Create { record: UnitValue::of(&doc).unwrap(), versions: Some(view.live_set()) });
+                sup.write(
+                    now,
+                    RecordKind::Review,
+                    review.id.into(),
+                    Op::Create {
+                        record: UnitValue::of(&doc).unwrap(),
+                        versions: Some(view.live_set()),
+                    },
+                );
             }
-            Step::Push { replica, lose_reply, duplicate } => self.sims[replica].push(&mut self.server, now, lose_reply, duplicate),
+            Step::Push {
+                replica,
+                lose_reply,
+                duplicate,
+            } => self.sims[replica].push(&mut self.server, now, lose_reply, duplicate),
             Step::Pull { replica, pages } => self.sims[replica].pull(&self.server, now, pages),
             Step::Wait { minutes } => self.now += u64::from(minutes) * 60_000,
         }
@@ -331,14 +451,29 @@ impl World {
 }
 
 fn check_converged_and_nothing_lost(world: &World) {
-    let server_records: BTreeMap<RecordId, RecordState> =
-        world.server.store.records.iter().map(|(k, v)| (*k, v.clone().normalized())).collect();
+    let server_records: BTreeMap<RecordId, RecordState> = world
+        .server
+        .store
+        .records
+        .iter()
+        .map(|(k, v)| (*k, v.clone().normalized()))
+        .collect();
     for sim in &world.sims {
         assert!(sim.outbox.is_empty(), "outbox left: {:?}", sim.outbox);
-        assert!(sim.acked.is_empty(), "acked left: {:?} outcomes {:?}", sim.acked, sim.acked.keys().map(|k| &sim.outcomes[k]).collect::<Vec<_>>());
+        assert!(
+            sim.acked.is_empty(),
+            "acked left: {:?} outcomes {:?}",
+            sim.acked,
+            sim.acked.keys().map(|k| &sim.outcomes[k]).collect::<Vec<_>>()
+        );
         for (id, state) in &server_records {
             let view = sim.view(*id).map(RecordState::normalized);
-            assert_eq!(view.as_ref(), Some(state), "replica {:?} diverges on {id}", sim.author.replica);
+            assert_eq!(
+                view.as_ref(),
+                Some(state),
+                "replica {:?} diverges on {id}",
+                sim.author.replica
+            );
         }
         // Every edit is the value, a live conflict, replaced by a version that saw
         // it, diverted to an addendum, or refused with a reason its author holds.
@@ -346,7 +481,9 @@ fn check_converged_and_nothing_lost(world: &World) {
             let Op::Edit { units } = &change.op else { continue };
             let vid = VersionId::new(sim.author.replica, *seq);
             let outcome = &sim.outcomes[seq];
-            if matches!(outcome, Outcome::Refused(r) if !r.message.is_empty()) || matches!(outcome, Outcome::Locked { .. }) {
+            if matches!(outcome, Outcome::Refused(r) if !r.message.is_empty())
+                || matches!(outcome, Outcome::Locked { .. })
+            {
                 continue;
             }
             let state = &server_records[&change.record];
@@ -354,8 +491,16 @@ fn check_converged_and_nothing_lost(world: &World) {
                 let unit = state.units.get(&w.key);
                 let live = unit.is_some_and(|u| u.live.iter().any(|v| v.id == vid));
                 let replaced = unit.is_some_and(|u| u.is_superseded(&vid));
-                let locked_out = state.lock.is_some() && RecordKind::Inspection.layout().field_of(&w.key).is_some_and(|f| f.lockable);
-                assert!(live || replaced || locked_out, "edit {vid} of {} vanished: {outcome:?}", w.key);
+                let locked_out = state.lock.is_some()
+                    && RecordKind::Inspection
+                        .layout()
+                        .field_of(&w.key)
+                        .is_some_and(|f| f.lockable);
+                assert!(
+                    live || replaced || locked_out,
+                    "edit {vid} of {} vanished: {outcome:?}",
+                    w.key
+                );
             }
         }
     }
@@ -421,7 +566,15 @@ fn a_retried_refusal_is_not_mistaken_for_success() {
     let id = world.records[0];
     // An inspector may not approve: the review create is refused...
     let sim = &mut world.sims[0];
-    sim.write(T0, RecordKind::Inspection, id, Op::Transition { action: "approve".into(), versions: None });
+    sim.write(
+        T0,
+        RecordKind::Inspection,
+        id,
+        Op::Transition {
+            action: "approve".into(),
+            versions: None,
+        },
+    );
     let batch = sim.outbox.clone();
     let first = world.server.push(&sim.actor(), &batch, T0);
     let again = world.server.push(&sim.actor(), &batch, T0);
@@ -440,7 +593,11 @@ fn same_seq_with_other_content_is_a_fork_and_a_gap_is_refused() {
     world.server.push(&sim.actor(), &original, T0);
     let mut forked = original.clone();
     forked[0].op = Op::Edit {
-        units: vec![UnitWrite { key: "conclusion".into(), bases: vec![], value: UnitValue::of(&"乙").unwrap() }],
+        units: vec![UnitWrite {
+            key: "conclusion".into(),
+            bases: vec![],
+            value: UnitValue::of(&"乙").unwrap(),
+        }],
     };
     let reply = world.server.push(&sim.actor(), &forked, T0);
     assert!(matches!(&reply.outcomes[0].outcome, Outcome::Refused(r) if r.code == RefusalCode::ReplicaForked));
@@ -464,23 +621,49 @@ fn a_clock_days_ahead_is_capped_and_flagged() {
     let unit = &world.server.record(id).unwrap().units["conclusion"];
     let winner = unit.winner().unwrap();
     assert!(winner.hlc.ms <= T0, "ordered at the server's clock, not the device's");
-    assert_eq!(world.server.record(id).unwrap().meta[&winner.id].hlc.ms, T0 + 5 * DAY as u64, "original HLC kept");
+    assert_eq!(
+        world.server.record(id).unwrap().meta[&winner.id].hlc.ms,
+        T0 + 5 * DAY as u64,
+        "original HLC kept"
+    );
 }
 
 #[test]
 fn an_edit_after_signing_becomes_a_pending_addendum_for_its_author() {
     let mut world = World::new([0, 0, 0]);
     let id = world.records[0];
-    world.run(&Step::Edit { replica: 1, record: 0, unit: 1, value: 7 }); // offline fix edit on tablet 1
+    world.run(&Step::Edit {
+        replica: 1,
+        record: 0,
+        unit: 1,
+        value: 7,
+    }); // offline fix edit on tablet 1
     world.run(&Step::Sign { replica: 0, record: 0 }); // tablet 0 signs what it saw
-    world.run(&Step::Push { replica: 1, lose_reply: false, duplicate: false });
-    world.run(&Step::Push { replica: 0, lose_reply: false, duplicate: false });
+    world.run(&Step::Push {
+        replica: 1,
+        lose_reply: false,
+        duplicate: false,
+    });
+    world.run(&Step::Push {
+        replica: 0,
+        lose_reply: false,
+        duplicate: false,
+    });
     let state = world.server.record(id).unwrap();
     assert!(state.lock.is_some());
     let fix_versions = state.units["fix"].live_ids();
     assert_eq!(fix_versions.len(), 1);
-    assert_eq!(fix_versions[0].replica, world.sims[0].author.replica, "the signed fix is the one tablet 0 saw");
-    let addenda: Vec<_> = world.server.store.records.values().filter(|r| r.kind == RecordKind::Addendum).collect();
+    assert_eq!(
+        fix_versions[0].replica, world.sims[0].author.replica,
+        "the signed fix is the one tablet 0 saw"
+    );
+    let addenda: Vec<_> = world
+        .server
+        .store
+        .records
+        .values()
+        .filter(|r| r.kind == RecordKind::Addendum)
+        .collect();
     assert_eq!(addenda.len(), 1);
     match addenda[0].materialize().unwrap() {
         AnyRecord::Addendum(a) => {
@@ -491,10 +674,22 @@ fn an_edit_after_signing_becomes_a_pending_addendum_for_its_author() {
     }
     // Edits arriving after signing are diverted too, and the author is told.
     world.run(&Step::Pull { replica: 1, pages: 10 });
-    world.run(&Step::Edit { replica: 1, record: 0, unit: 0, value: 9 });
-    world.run(&Step::Push { replica: 1, lose_reply: false, duplicate: false });
+    world.run(&Step::Edit {
+        replica: 1,
+        record: 0,
+        unit: 0,
+        value: 9,
+    });
+    world.run(&Step::Push {
+        replica: 1,
+        lose_reply: false,
+        duplicate: false,
+    });
     let last = world.sims[1].outcomes.values().last().unwrap();
-    assert!(matches!(last, Outcome::Locked { addenda, .. } if addenda.len() == 1), "{last:?}");
+    assert!(
+        matches!(last, Outcome::Locked { addenda, .. } if addenda.len() == 1),
+        "{last:?}"
+    );
 }
 
 #[test]
@@ -502,19 +697,58 @@ fn a_review_names_what_it_saw_and_later_edits_mark_the_record() {
     let mut world = World::new([0, 0, 0]);
     let id = world.records[0];
     world.run(&Step::Submit { replica: 0, record: 0 });
-    world.run(&Step::Push { replica: 0, lose_reply: false, duplicate: false });
+    world.run(&Step::Push {
+        replica: 0,
+        lose_reply: false,
+        duplicate: false,
+    });
     world.run(&Step::Pull { replica: 2, pages: 10 });
-    world.run(&Step::Review { record: 0, approve: false });
-    world.run(&Step::Push { replica: 2, lose_reply: false, duplicate: false });
+    world.run(&Step::Review {
+        record: 0,
+        approve: false,
+    });
+    world.run(&Step::Push {
+        replica: 2,
+        lose_reply: false,
+        duplicate: false,
+    });
     let state = world.server.record(id).unwrap();
     assert_eq!(state.workflow.as_deref(), Some("returned"));
     assert!(!state.review.as_ref().unwrap().changed_since_review);
-    world.run(&Step::Edit { replica: 1, record: 0, unit: 0, value: 3 });
-    world.run(&Step::Push { replica: 1, lose_reply: false, duplicate: false });
-    assert!(world.server.record(id).unwrap().review.as_ref().unwrap().changed_since_review);
+    world.run(&Step::Edit {
+        replica: 1,
+        record: 0,
+        unit: 0,
+        value: 3,
+    });
+    world.run(&Step::Push {
+        replica: 1,
+        lose_reply: false,
+        duplicate: false,
+    });
+    assert!(
+        world
+            .server
+            .record(id)
+            .unwrap()
+            .review
+            .as_ref()
+            .unwrap()
+            .changed_since_review
+    );
     // A second decision on a returned inspection is refused: workflow is not merged.
-    world.run(&Step::Review { record: 0, approve: true });
-    world.run(&Step::Push { replica: 2, lose_reply: false, duplicate: false });
+    world.run(&Step::Review {
+        record: 0,
+        approve: true,
+    });
+    world.run(&Step::Push {
+        replica: 2,
+        lose_reply: false,
+        duplicate: false,
+    });
     let last = world.sims[2].outcomes.values().last().unwrap();
-    assert!(matches!(last, Outcome::Refused(r) if r.code == RefusalCode::TransitionNotAllowed), "{last:?}");
+    assert!(
+        matches!(last, Outcome::Refused(r) if r.code == RefusalCode::TransitionNotAllowed),
+        "{last:?}"
+    );
 }

@@ -21,13 +21,10 @@ use chrono::{Months, NaiveDate};
 
 use crate::ids::{ItemId, SiteId};
 use crate::imports::{
-    ImportError, ImportReport, SeenKeys, Table, parse_date, parse_location, parse_year,
-    resolve_place,
+    ImportError, ImportReport, SeenKeys, Table, parse_date, parse_location, parse_year, resolve_place,
 };
 use crate::region::{Divisions, RegionCode};
-use crate::site::{
-    KeySupervisionUnit, Obligation, ObligationKind, PriorityFlags, Site, SiteDetails, SiteStatus,
-};
+use crate::site::{KeySupervisionUnit, Obligation, ObligationKind, PriorityFlags, Site, SiteDetails, SiteStatus};
 
 /// The namespace of key-unit site ids (keyed by credit code).
 pub const KEY_UNIT_ID_NAMESPACE: &str = "fieldsync.key_unit";
@@ -54,10 +51,7 @@ const COLUMNS: [&str; 11] = [
 
 /// Imports a key supervision unit list of `province` into sites with the
 /// obligations of the list year (see [`obligations_for`]).
-pub fn import_key_units<R: Read>(
-    reader: R,
-    province: RegionCode,
-) -> Result<ImportReport<Site>, ImportError> {
+pub fn import_key_units<R: Read>(reader: R, province: RegionCode) -> Result<ImportReport<Site>, ImportError> {
     let divisions = Divisions::gbt2260()?;
     let table = Table::open(reader, LIST)?;
     table.require(&COLUMNS)?;
@@ -80,9 +74,7 @@ pub fn import_key_units<R: Read>(
         }
         let listed_on = parse_date("listed_on", row.required("listed_on")?)?;
         if chrono::Datelike::year(&listed_on) != list_year {
-            return Err(format!(
-                "listed_on {listed_on} is not in list_year {list_year}"
-            ));
+            return Err(format!("listed_on {listed_on} is not in list_year {list_year}"));
         }
         let location = parse_location(row.get("lat"), row.get("lon"))?;
         seen.check(credit_code, row.line())?;
@@ -132,18 +124,14 @@ pub fn obligations_for(
     listed_on: NaiveDate,
 ) -> Vec<Obligation> {
     let year_end = |y: i32| NaiveDate::from_ymd_opt(y, 12, 31);
-    let obligation =
-        |kind: ObligationKind, period: String, due: Option<NaiveDate>, note: &str| Obligation {
-            id: ItemId::from_name(
-                OBLIGATION_ID_NAMESPACE,
-                &format!("{credit_code}|{kind:?}|{period}"),
-            ),
-            kind,
-            period,
-            due,
-            received: None,
-            note: note.to_string(),
-        };
+    let obligation = |kind: ObligationKind, period: String, due: Option<NaiveDate>, note: &str| Obligation {
+        id: ItemId::from_name(OBLIGATION_ID_NAMESPACE, &format!("{credit_code}|{kind:?}|{period}")),
+        kind,
+        period,
+        due,
+        received: None,
+        note: note.to_string(),
+    };
     let year = list_year.to_string();
     let mut out = vec![
         obligation(
@@ -189,9 +177,7 @@ pub fn obligations_for(
 /// the last a check character over the first 17.
 fn check_credit_code(code: &str) -> Result<(), String> {
     const ALPHABET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    const WEIGHTS: [u32; 17] = [
-        1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-    ];
+    const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
     let values: Option<Vec<u32>> = code
         .chars()
         .map(|c| ALPHABET.find(c).and_then(|i| u32::try_from(i).ok()))
@@ -240,17 +226,9 @@ mod tests {
                 .iter()
                 .all(|s| s.location.is_some() && s.operator == s.name)
         );
-        let yizhou = report
-            .taken
-            .iter()
-            .find(|s| s.name.starts_with("宜州市"))
-            .unwrap();
+        let yizhou = report.taken.iter().find(|s| s.name.starts_with("宜州市")).unwrap();
         assert_eq!(yizhou.region_code.to_string(), "451203");
-        let gongcheng = report
-            .taken
-            .iter()
-            .find(|s| s.name.starts_with("恭城县"))
-            .unwrap();
+        let gongcheng = report.taken.iter().find(|s| s.name.starts_with("恭城县")).unwrap();
         assert_eq!(gongcheng.region_code.to_string(), "450332");
     }
 
@@ -308,22 +286,10 @@ mod tests {
                 .map(|o| (o.period, o.due))
                 .unwrap()
         };
-        assert_eq!(
-            deep(2025),
-            ("2025..2027".to_string(), "2027-12-31".parse().ok())
-        );
-        assert_eq!(
-            deep(2019),
-            ("2025..2027".to_string(), "2027-12-31".parse().ok())
-        );
-        assert_eq!(
-            deep(2021),
-            ("2024..2026".to_string(), "2026-12-31".parse().ok())
-        );
-        assert_eq!(
-            deep(2020),
-            ("2023..2025".to_string(), "2025-12-31".parse().ok())
-        );
+        assert_eq!(deep(2025), ("2025..2027".to_string(), "2027-12-31".parse().ok()));
+        assert_eq!(deep(2019), ("2025..2027".to_string(), "2027-12-31".parse().ok()));
+        assert_eq!(deep(2021), ("2024..2026".to_string(), "2026-12-31".parse().ok()));
+        assert_eq!(deep(2020), ("2023..2025".to_string(), "2025-12-31".parse().ok()));
     }
 
     #[test]
@@ -333,28 +299,14 @@ mod tests {
 
     #[test]
     fn credit_codes_need_a_valid_check_character() {
-        let first = UNITS_2025
-            .lines()
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap();
+        let first = UNITS_2025.lines().nth(1).unwrap().split(',').next().unwrap();
         assert_eq!(check_credit_code(first), Ok(()));
         assert_eq!(check_credit_code("91350100M000100Y43"), Ok(()));
         let mut wrong = first.to_string();
         let last = wrong.pop().unwrap();
         wrong.push(if last == '0' { '1' } else { '0' });
-        assert!(
-            check_credit_code(&wrong)
-                .unwrap_err()
-                .contains("check character")
-        );
-        assert!(
-            check_credit_code("91450000ABC")
-                .unwrap_err()
-                .contains("18 characters")
-        );
+        assert!(check_credit_code(&wrong).unwrap_err().contains("check character"));
+        assert!(check_credit_code("91450000ABC").unwrap_err().contains("18 characters"));
     }
 
     #[test]
@@ -373,11 +325,7 @@ mod tests {
         );
         let report = import(&text);
         assert_eq!(report.taken.len(), 1);
-        let rejected: Vec<(usize, &str)> = report
-            .rejected
-            .iter()
-            .map(|r| (r.line, r.reason.as_str()))
-            .collect();
+        let rejected: Vec<(usize, &str)> = report.rejected.iter().map(|r| (r.line, r.reason.as_str())).collect();
         let expected = [
             (3, "check character"),
             (4, "火星县"),

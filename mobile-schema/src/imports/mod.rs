@@ -41,10 +41,7 @@ pub enum ImportError {
         source: csv::Error,
     },
     #[error("{list}: missing columns {columns:?}")]
-    MissingColumns {
-        list: &'static str,
-        columns: Vec<String>,
-    },
+    MissingColumns { list: &'static str, columns: Vec<String> },
     #[error("{list}: read failed at line {line}: {source}")]
     Read {
         list: &'static str,
@@ -95,9 +92,7 @@ pub(crate) struct Table<R> {
 impl<R: Read> Table<R> {
     pub(crate) fn open(reader: R, list: &'static str) -> Result<Self, ImportError> {
         let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-        let header = csv
-            .headers()
-            .map_err(|source| ImportError::Header { list, source })?;
+        let header = csv.headers().map_err(|source| ImportError::Header { list, source })?;
         let width = header.len();
         let columns = header
             .iter()
@@ -151,11 +146,7 @@ impl<R: Read> Table<R> {
                     if record.len() != self.width {
                         report.rejected.push(RejectedRow {
                             line,
-                            reason: format!(
-                                "{} fields, the header has {}",
-                                record.len(),
-                                self.width
-                            ),
+                            reason: format!("{} fields, the header has {}", record.len(), self.width),
                         });
                         continue;
                     }
@@ -221,9 +212,7 @@ pub(crate) fn resolve_place(
     let scope = if city.is_empty() || OWN_LEVEL.contains(&city) {
         province
     } else {
-        let code = divisions
-            .resolve(city, province)
-            .map_err(|e| format!("city: {e}"))?;
+        let code = divisions.resolve(city, province).map_err(|e| format!("city: {e}"))?;
         if code.level() != DivisionLevel::City {
             return Err(format!("city: {city:?} is not a city ({code})"));
         }
@@ -240,9 +229,7 @@ pub(crate) fn resolve_place(
             None => Err(format!("county: {code} is not a GB/T 2260 code")),
         };
     }
-    divisions
-        .resolve(county, scope)
-        .map_err(|e| format!("county: {e}"))
+    divisions.resolve(county, scope).map_err(|e| format!("county: {e}"))
 }
 
 /// A list's position columns: both empty means none; anything else must be a
@@ -260,9 +247,7 @@ pub(crate) fn parse_location(lat: &str, lon: &str) -> Result<Option<Location>, S
     };
     let (lat, lon) = (number("lat", lat)?, number("lon", lon)?);
     if lat.abs() > 90.0 || lon.abs() > 180.0 {
-        return Err(format!(
-            "position ({lat}, {lon}) is impossible (lat/lon swapped?)"
-        ));
+        return Err(format!("position ({lat}, {lon}) is impossible (lat/lon swapped?)"));
     }
     Ok(Some(Location {
         lat,
@@ -311,9 +296,7 @@ mod tests {
     fn rows_in_another_encoding_are_rejected_not_fatal() {
         // "南丹" in GBK, as Excel on a Chinese desktop saves it.
         let mut bytes = b"a,b\n".to_vec();
-        bytes.extend_from_slice(&[
-            0xC4, 0xCF, 0xB5, 0xA4, b',', b'2', b'\n', b'3', b',', b'4', b'\n',
-        ]);
+        bytes.extend_from_slice(&[0xC4, 0xCF, 0xB5, 0xA4, b',', b'2', b'\n', b'3', b',', b'4', b'\n']);
         let report = Table::open(bytes.as_slice(), "test")
             .unwrap()
             .rows(|row| Ok(row.get("b").to_string()))
@@ -327,10 +310,7 @@ mod tests {
     #[test]
     fn an_empty_file_fails_as_a_whole() {
         let table = Table::open(&b""[..], "test").unwrap();
-        assert!(matches!(
-            table.require(&["a"]),
-            Err(ImportError::MissingColumns { .. })
-        ));
+        assert!(matches!(table.require(&["a"]), Err(ImportError::MissingColumns { .. })));
     }
 
     #[test]
@@ -342,11 +322,7 @@ mod tests {
         assert_eq!(place("河池市", "市本级"), Ok("451200".to_string()));
         assert_eq!(place("", "南丹县"), Ok("451221".to_string()));
         assert_eq!(place("河池市", "451221"), Ok("451221".to_string()));
-        assert!(
-            place("柳州市", "451221")
-                .unwrap_err()
-                .contains("not within")
-        );
+        assert!(place("柳州市", "451221").unwrap_err().contains("not within"));
         assert!(place("宜州市", "").unwrap_err().contains("not a city"));
     }
 }

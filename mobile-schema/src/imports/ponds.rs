@@ -25,13 +25,10 @@ use std::io::Read;
 
 use crate::ids::{ItemId, SiteId};
 use crate::imports::{
-    ImportError, ImportReport, SeenKeys, Table, parse_date, parse_flag, parse_location, parse_year,
-    resolve_place,
+    ImportError, ImportReport, SeenKeys, Table, parse_date, parse_flag, parse_location, parse_year, resolve_place,
 };
 use crate::region::{Divisions, RegionCode};
-use crate::site::{
-    LevelAssignment, PriorityFlags, Site, SiteDetails, SiteStatus, SupervisionLevel, TailingsPond,
-};
+use crate::site::{LevelAssignment, PriorityFlags, Site, SiteDetails, SiteStatus, SupervisionLevel, TailingsPond};
 
 /// The namespace of tailings-pond site ids (keyed by pond code).
 pub const POND_ID_NAMESPACE: &str = "fieldsync.tailings_pond";
@@ -139,9 +136,7 @@ impl PondListing {
                 listed: self.level.level,
             },
             None => {
-                let previous = existing
-                    .level_on(self.level.effective_from)
-                    .map(|l| l.level);
+                let previous = existing.level_on(self.level.effective_from).map(|l| l.level);
                 existing.levels.push(self.level.clone());
                 LevelChange::Appended {
                     previous,
@@ -181,10 +176,7 @@ impl PondListing {
 
 /// Merges an imported list into `sites`: new ponds are added, known ones
 /// (same id) get [`PondListing::apply_to`].
-pub fn merge_ponds(
-    sites: &mut Vec<Site>,
-    listings: &[PondListing],
-) -> Result<Vec<PondMerge>, ApplyError> {
+pub fn merge_ponds(sites: &mut Vec<Site>, listings: &[PondListing]) -> Result<Vec<PondMerge>, ApplyError> {
     let mut outcomes = Vec::with_capacity(listings.len());
     for listing in listings {
         match sites.iter_mut().find(|s| s.id == listing.site.id) {
@@ -199,10 +191,7 @@ pub fn merge_ponds(
 }
 
 /// Imports a tailings-pond supervision list of `province`.
-pub fn import_ponds<R: Read>(
-    reader: R,
-    province: RegionCode,
-) -> Result<ImportReport<PondListing>, ImportError> {
+pub fn import_ponds<R: Read>(reader: R, province: RegionCode) -> Result<ImportReport<PondListing>, ImportError> {
     let divisions = Divisions::gbt2260()?;
     let table = Table::open(reader, LIST)?;
     table.require(&COLUMNS)?;
@@ -210,12 +199,7 @@ pub fn import_ponds<R: Read>(
     table.rows(|row| {
         let pond_code = row.required("pond_code")?;
         let name = row.required("name")?;
-        let region_code = resolve_place(
-            divisions,
-            province,
-            row.get("city"),
-            row.required("county")?,
-        )?;
+        let region_code = resolve_place(divisions, province, row.get("city"), row.required("county")?)?;
         let location = parse_location(row.get("lat"), row.get("lon"))?;
         let year = parse_year("year", row.required("year")?)?;
         let level = parse_level(row.get("level"))?;
@@ -309,12 +293,7 @@ mod tests {
         assert_eq!(count(SupervisionLevel::One), 4);
         assert_eq!(count(SupervisionLevel::Two), 8);
         assert_eq!(count(SupervisionLevel::Three), 8);
-        assert!(
-            report
-                .taken
-                .iter()
-                .all(|l| l.site.levels == vec![l.level.clone()])
-        );
+        assert!(report.taken.iter().all(|l| l.site.levels == vec![l.level.clone()]));
     }
 
     #[test]
@@ -334,10 +313,7 @@ mod tests {
         };
         assert_eq!(pond.minerals, vec!["铅锌", "硫铁"]);
         assert!(pond.heavy_metals && !pond.cyanide);
-        assert_eq!(
-            listing(&report, "WK451221002").level.level,
-            SupervisionLevel::One
-        );
+        assert_eq!(listing(&report, "WK451221002").level.level, SupervisionLevel::One);
         assert!(listing(&report, "WK450225001").site.location.is_some());
     }
 
@@ -357,11 +333,7 @@ mod tests {
         );
         let report = import(&text);
         assert_eq!(report.taken.len(), 1);
-        let rejected: Vec<(usize, &str)> = report
-            .rejected
-            .iter()
-            .map(|r| (r.line, r.reason.as_str()))
-            .collect();
+        let rejected: Vec<(usize, &str)> = report.rejected.iter().map(|r| (r.line, r.reason.as_str())).collect();
         let expected = [
             (3, "level \"四级\""),
             (4, "北京县"),

@@ -36,10 +36,7 @@ const COLUMNS: [&str; 7] = [
 ];
 
 /// Imports a funded project list of `province` into remediation sites.
-pub fn import_projects<R: Read>(
-    reader: R,
-    province: RegionCode,
-) -> Result<ImportReport<Site>, ImportError> {
+pub fn import_projects<R: Read>(reader: R, province: RegionCode) -> Result<ImportReport<Site>, ImportError> {
     let divisions = Divisions::gbt2260()?;
     let table = Table::open(reader, LIST)?;
     table.require(&COLUMNS)?;
@@ -106,11 +103,7 @@ mod tests {
     }
 
     fn code_of(report: &ImportReport<Site>, name_part: &str) -> String {
-        let site = report
-            .taken
-            .iter()
-            .find(|s| s.name.contains(name_part))
-            .unwrap();
+        let site = report.taken.iter().find(|s| s.name.contains(name_part)).unwrap();
         site.region_code.to_string()
     }
 
@@ -179,16 +172,8 @@ mod tests {
         assert_eq!(lines, vec![3, 4, 5, 6, 7]);
         let reasons: Vec<&str> = report.rejected.iter().map(|r| r.reason.as_str()).collect();
         assert!(reasons[0].contains("金秀县"), "{}", reasons[0]);
-        assert!(
-            reasons[1].contains("central_funding_10k_cny"),
-            "{}",
-            reasons[1]
-        );
-        assert!(
-            reasons[2].contains("project_name is empty"),
-            "{}",
-            reasons[2]
-        );
+        assert!(reasons[1].contains("central_funding_10k_cny"), "{}", reasons[1]);
+        assert!(reasons[2].contains("project_name is empty"), "{}", reasons[2]);
         assert!(reasons[3].contains("first on line 2"), "{}", reasons[3]);
         assert!(reasons[4].contains("火星市"), "{}", reasons[4]);
     }

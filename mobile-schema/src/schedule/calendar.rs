@@ -155,14 +155,8 @@ mod tests {
         assert_eq!(cal.add_working_days(d("2024-09-30"), 5), d("2024-10-12"));
         assert_eq!(cal.add_working_days(d("2024-10-08"), -1), d("2024-09-30"));
         assert_eq!(cal.add_working_days(d("2024-10-08"), 0), d("2024-10-08"));
-        assert_eq!(
-            cal.working_days_between(d("2024-09-30"), d("2024-10-14")),
-            5
-        );
-        assert_eq!(
-            cal.working_days_between(d("2024-10-14"), d("2024-09-30")),
-            0
-        );
+        assert_eq!(cal.working_days_between(d("2024-09-30"), d("2024-10-14")), 5);
+        assert_eq!(cal.working_days_between(d("2024-10-14"), d("2024-09-30")), 0);
     }
 
     #[test]
@@ -194,8 +188,7 @@ mod tests {
 
     #[test]
     fn bad_lines_are_errors_naming_the_line() {
-        let err =
-            WorkingCalendar::parse("date,kind,festival\n2024-01-01,vacation,x\n").unwrap_err();
+        let err = WorkingCalendar::parse("date,kind,festival\n2024-01-01,vacation,x\n").unwrap_err();
         assert!(matches!(err, CalendarError::BadLine { line: 2, .. }));
     }
 }

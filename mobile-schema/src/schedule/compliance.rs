@@ -98,10 +98,7 @@ pub struct ComplianceReport {
 /// Which task each counting inspection satisfies: the one it names, else the
 /// site's earliest-due open task whose window holds the day. One inspection
 /// satisfies one task; the value is whether the fix was off-site.
-fn match_inspections<'t>(
-    tasks: &[&'t Task],
-    inspections: &[DoneInspection],
-) -> HashMap<TaskId, bool> {
+fn match_inspections<'t>(tasks: &[&'t Task], inspections: &[DoneInspection]) -> HashMap<TaskId, bool> {
     let mut by_site: HashMap<SiteId, Vec<&'t Task>> = HashMap::new();
     for t in tasks {
         by_site.entry(t.site_id).or_default().push(t);
@@ -119,11 +116,7 @@ fn match_inspections<'t>(
         };
         let fits = |t: &Task| t.window.contains(insp.when) && !done.contains_key(&t.id);
         let hit = match insp.task_id {
-            Some(id) => list
-                .iter()
-                .copied()
-                .find(|t| t.id == id)
-                .filter(|t| fits(t)),
+            Some(id) => list.iter().copied().find(|t| t.id == id).filter(|t| fits(t)),
             None => list.iter().copied().find(|t| fits(t)),
         };
         if let Some(t) = hit {
@@ -163,9 +156,7 @@ pub fn compliance(
     let pond_ids: HashMap<SiteId, ()> = ponds.iter().map(|s| (s.id, ())).collect();
     let live: Vec<&Task> = tasks
         .iter()
-        .filter(|t| {
-            t.year == year && t.state != TaskState::Cancelled && pond_ids.contains_key(&t.site_id)
-        })
+        .filter(|t| t.year == year && t.state != TaskState::Cancelled && pond_ids.contains_key(&t.site_id))
         .collect();
     let done = match_inspections(&live, inspections);
     let mut by_site: HashMap<SiteId, Vec<&Task>> = HashMap::new();
@@ -174,21 +165,17 @@ pub fn compliance(
     }
 
     let mut report_ponds = Vec::with_capacity(ponds.len());
-    let mut levels: Vec<LevelSummary> = [
-        SupervisionLevel::One,
-        SupervisionLevel::Two,
-        SupervisionLevel::Three,
-    ]
-    .into_iter()
-    .map(|level| LevelSummary {
-        level,
-        ponds: 0,
-        ponds_scheduled: 0,
-        ponds_met: 0,
-        required: 0,
-        done: 0,
-    })
-    .collect();
+    let mut levels: Vec<LevelSummary> = [SupervisionLevel::One, SupervisionLevel::Two, SupervisionLevel::Three]
+        .into_iter()
+        .map(|level| LevelSummary {
+            level,
+            ponds: 0,
+            ponds_scheduled: 0,
+            ponds_met: 0,
+            required: 0,
+            done: 0,
+        })
+        .collect();
     let mut overdue = Vec::new();
     for s in ponds {
         let level = s.level_on(level_day).map(|l| l.level);
@@ -251,10 +238,7 @@ pub fn compliance(
             }
         }
         if !off_site.is_empty() {
-            message.push_str(&format!(
-                "; {} counted with an off-site fix",
-                off_site.len()
-            ));
+            message.push_str(&format!("; {} counted with an off-site fix", off_site.len()));
         }
         if let Some(l) = level
             && let Some(sum) = levels.iter_mut().find(|x| x.level == l)
@@ -334,11 +318,7 @@ mod tests {
         assert_eq!(p.off_site.len(), 1);
         assert_eq!(report.overdue.len(), 1);
         assert_eq!(report.overdue[0].rule, TaskRule::LevelOnePreFlood);
-        let pre = p
-            .rules
-            .iter()
-            .find(|x| x.rule == TaskRule::LevelOnePreFlood)
-            .unwrap();
+        let pre = p.rules.iter().find(|x| x.rule == TaskRule::LevelOnePreFlood).unwrap();
         assert_eq!(pre.outcome, RuleOutcome::Missed);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["ponds"][0]["rules"][0]["outcome"], "missed");
@@ -350,11 +330,7 @@ mod tests {
         let people = [inspector("a", "450332"), inspector("b", "450332")];
         let flood = FloodCalendar::new();
         let s = generate(&request(2025, "450332", &sites, &flood, &[], &people)).unwrap();
-        let pre = s
-            .tasks
-            .iter()
-            .find(|t| t.rule == TaskRule::LevelOnePreFlood)
-            .unwrap();
+        let pre = s.tasks.iter().find(|t| t.rule == TaskRule::LevelOnePreFlood).unwrap();
         let done = [insp(sites[0].id, Some(pre.id), "2025-04-02", false)];
         let report = compliance(2025, r("450332"), d("2025-04-03"), &sites, &s.tasks, &done);
         assert_eq!(report.ponds[0].done, 0);
@@ -370,16 +346,8 @@ mod tests {
         let s = generate(&request(2025, "450332", &sites, &flood, &[], &people)).unwrap();
         let report = compliance(2025, r("450332"), d("2025-01-05"), &sites, &s.tasks, &[]);
         let three = report.levels.iter().find(|l| l.level == Three).unwrap();
-        assert_eq!(
-            (three.ponds, three.ponds_scheduled, three.required),
-            (3, 2, 2)
-        );
-        assert!(
-            report
-                .ponds
-                .iter()
-                .any(|p| p.message == "三级: not drawn this year")
-        );
+        assert_eq!((three.ponds, three.ponds_scheduled, three.required), (3, 2, 2));
+        assert!(report.ponds.iter().any(|p| p.message == "三级: not drawn this year"));
         assert!(report.overdue.is_empty());
     }
 }

@@ -98,11 +98,7 @@ pub fn draw_county(seed: u64, pool: &[(SiteId, bool)], inspectors: &[UserId]) ->
     pool.sort_unstable_by_key(|(id, _)| *id);
     let mut sites: Vec<SiteId> = pool.iter().filter(|(_, f)| *f).map(|(id, _)| *id).collect();
     let flagged = sites.len();
-    let mut rest: Vec<SiteId> = pool
-        .iter()
-        .filter(|(_, f)| !*f)
-        .map(|(id, _)| *id)
-        .collect();
+    let mut rest: Vec<SiteId> = pool.iter().filter(|(_, f)| !*f).map(|(id, _)| *id).collect();
 
     let mut rng = DrawRng::new(seed);
     rng.shuffle(&mut rest);
@@ -128,9 +124,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 (
-                    format!("00000000-0000-4000-8000-0000000000{i:02}")
-                        .parse()
-                        .unwrap(),
+                    format!("00000000-0000-4000-8000-0000000000{i:02}").parse().unwrap(),
                     false,
                 )
             })
@@ -186,10 +180,7 @@ mod tests {
             pool_hash(&p.iter().map(|(id, _)| *id).collect::<Vec<_>>()),
             PINNED_POOL_HASH
         );
-        assert_eq!(
-            county_seed(20250101, "450332".parse().unwrap()),
-            PINNED_COUNTY_SEED
-        );
+        assert_eq!(county_seed(20250101, "450332".parse().unwrap()), PINNED_COUNTY_SEED);
     }
 
     const PINNED: [&str; 5] = [
@@ -200,7 +191,6 @@ mod tests {
         "00000000-0000-4000-8000-000000000004",
     ];
     // Checked independently with Python's hashlib.
-    const PINNED_POOL_HASH: &str =
-        "ee7c65b0ff14edaded839542e5f532cd1e37a1236531247969d403ae6cd72e80";
+    const PINNED_POOL_HASH: &str = "ee7c65b0ff14edaded839542e5f532cd1e37a1236531247969d403ae6cd72e80";
     const PINNED_COUNTY_SEED: u64 = 830610900568738471;
 }

@@ -60,9 +60,7 @@ impl FloodSeason {
             return Err(bad("the season ends before it starts"));
         }
         if self.start.ordinal() == 1 {
-            return Err(bad(
-                "a season starting on January 1 leaves no day before it",
-            ));
+            return Err(bad("a season starting on January 1 leaves no day before it"));
         }
         // The second 一级 inspection needs a later month within the year.
         if self.pre_flood_deadline().month() == 12 {
@@ -91,9 +89,7 @@ impl FloodCalendar {
         Self::default()
     }
 
-    pub fn from_overrides(
-        overrides: impl IntoIterator<Item = FloodOverride>,
-    ) -> Result<Self, ScheduleError> {
+    pub fn from_overrides(overrides: impl IntoIterator<Item = FloodOverride>) -> Result<Self, ScheduleError> {
         let mut cal = Self::new();
         for o in overrides {
             cal.set(o.region, o.year, o.season)?;
@@ -102,12 +98,7 @@ impl FloodCalendar {
     }
 
     /// Set the season of `region` in `year`; refused if it would leave the 一级 rule unschedulable.
-    pub fn set(
-        &mut self,
-        region: RegionCode,
-        year: i32,
-        season: FloodSeason,
-    ) -> Result<(), ScheduleError> {
+    pub fn set(&mut self, region: RegionCode, year: i32, season: FloodSeason) -> Result<(), ScheduleError> {
         season.validate(region, year)?;
         self.overrides.insert((region, year), season);
         Ok(())
@@ -124,11 +115,7 @@ impl FloodCalendar {
     pub fn overrides(&self) -> impl Iterator<Item = FloodOverride> + '_ {
         self.overrides
             .iter()
-            .map(|(&(region, year), &season)| FloodOverride {
-                region,
-                year,
-                season,
-            })
+            .map(|(&(region, year), &season)| FloodOverride { region, year, season })
     }
 }
 
@@ -172,10 +159,7 @@ mod tests {
         cal.set(r("450000"), 2025, province).unwrap();
         assert_eq!(cal.season_for(r("450332"), 2025), early);
         assert_eq!(cal.season_for(r("450103"), 2025), province);
-        assert_eq!(
-            cal.season_for(r("450332"), 2024),
-            FloodSeason::default_for(2024)
-        );
+        assert_eq!(cal.season_for(r("450332"), 2024), FloodSeason::default_for(2024));
         assert_eq!(early.pre_flood_deadline(), d("2025-03-14"));
         // Deadline in March, so the second inspection starts in April, not on 03-15.
         assert_eq!(early.second_inspection_start(), d("2025-04-01"));

@@ -7,9 +7,7 @@ use chrono::{Datelike, Days, Months, NaiveDate};
 use super::draw::{self, DRAW_METHOD};
 use super::flood::FloodSeason;
 use super::teams::TeamPool;
-use super::{
-    IntensifiedPeriod, PeriodDates, Periodicity, Schedule, ScheduleError, ScheduleRequest,
-};
+use super::{IntensifiedPeriod, PeriodDates, Periodicity, Schedule, ScheduleError, ScheduleRequest};
 use crate::ids::{DrawId, SiteId, TaskId, UserId};
 use crate::region::RegionCode;
 use crate::site::{Site, SiteKind, SiteStatus, SupervisionLevel};
@@ -93,12 +91,7 @@ fn validate_periods(periods: &[IntensifiedPeriod]) -> Result<(), ScheduleError> 
 
 /// The windows of a pond's extra inspections in one period: the period (clipped
 /// to the year) split into `n` consecutive parts so that they spread out.
-fn intensified_windows(
-    year: i32,
-    period: &IntensifiedPeriod,
-    flood: FloodSeason,
-    n: u32,
-) -> Vec<TaskWindow> {
+fn intensified_windows(year: i32, period: &IntensifiedPeriod, flood: FloodSeason, n: u32) -> Vec<TaskWindow> {
     let (start, end) = match period.dates {
         PeriodDates::FloodSeason => (flood.start, flood.end),
         PeriodDates::Fixed { start, end } => (start, end),
@@ -143,20 +136,8 @@ fn pond_tasks(
                 earliest_start: season.second_inspection_start(),
                 due: ymd(year, 12, 31),
             };
-            tasks.push(new_task(
-                year,
-                site.id,
-                TaskRule::LevelOnePreFlood,
-                "0",
-                pre,
-            ));
-            tasks.push(new_task(
-                year,
-                site.id,
-                TaskRule::LevelOneSecond,
-                "0",
-                second,
-            ));
+            tasks.push(new_task(year, site.id, TaskRule::LevelOnePreFlood, "0", pre));
+            tasks.push(new_task(year, site.id, TaskRule::LevelOneSecond, "0", second));
         }
         SupervisionLevel::Two => tasks.push(new_task(
             year,
@@ -181,13 +162,7 @@ fn pond_tasks(
     for (pi, period) in req.intensified.iter().enumerate() {
         let windows = intensified_windows(year, period, season, period.extra_for(level));
         for (k, w) in windows.into_iter().enumerate() {
-            let mut t = new_task(
-                year,
-                site.id,
-                TaskRule::Intensified,
-                &format!("{pi}.{k}"),
-                w,
-            );
+            let mut t = new_task(year, site.id, TaskRule::Intensified, &format!("{pi}.{k}"), w);
             if level == SupervisionLevel::Three {
                 // Would reveal a drawn pond early otherwise.
                 t.hidden_until = Some(w.earliest_start);
@@ -326,10 +301,7 @@ pub fn generate(req: &ScheduleRequest<'_>) -> Result<Schedule, ScheduleError> {
     {
         let ids: Vec<SiteId> = ponds.iter().map(|(id, _)| *id).collect();
         let pool_hash = draw::pool_hash(&ids);
-        let draw_id = DrawId::from_name(
-            "fieldsync-draw",
-            &format!("{}:{county}:{seed}:{pool_hash}", req.year),
-        );
+        let draw_id = DrawId::from_name("fieldsync-draw", &format!("{}:{county}:{seed}:{pool_hash}", req.year));
         let mut drawn_inspectors: Vec<UserId> = Vec::new();
         for (t, td) in tasks.iter_mut().zip(&task_draw) {
             if *td == Some(di) {
@@ -415,10 +387,7 @@ pub fn regenerate_for_pond(
             .unwrap_or(0)
     });
     let mut slots = pond_tasks(req, pond, level, quarter);
-    let deadline = req
-        .flood
-        .season_for(pond.region_code, req.year)
-        .pre_flood_deadline();
+    let deadline = req.flood.season_for(pond.region_code, req.year).pre_flood_deadline();
 
     let started = |t: &&Task| matches!(t.state, TaskState::Done | TaskState::InProgress);
     let mut used = vec![false; mine.len()];
@@ -505,9 +474,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::ids::ItemId;
     use crate::schedule::{FloodCalendar, Inspector, PeriodicCheck};
-    use crate::site::{
-        KeySupervisionUnit, LevelAssignment, PriorityFlags, SiteDetails, TailingsPond,
-    };
+    use crate::site::{KeySupervisionUnit, LevelAssignment, PriorityFlags, SiteDetails, TailingsPond};
 
     pub(crate) fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -516,12 +483,7 @@ pub(crate) mod tests {
         s.parse().unwrap()
     }
 
-    pub(crate) fn pond(
-        n: usize,
-        county: &str,
-        levels: &[(SupervisionLevel, &str)],
-        flagged: bool,
-    ) -> Site {
+    pub(crate) fn pond(n: usize, county: &str, levels: &[(SupervisionLevel, &str)], flagged: bool) -> Site {
         Site {
             id: SiteId::from_name("test-pond", &format!("{county}-{n}")),
             schema_version: 1,
@@ -646,14 +608,9 @@ pub(crate) mod tests {
             .unwrap();
         let insp = two("450332");
         let s = generate(&request(2025, "450300", &sites, &flood, &[], &insp)).unwrap();
+        assert_eq!(of_rule(&s, TaskRule::LevelOnePreFlood)[0].window.due, d("2025-03-14"));
         assert_eq!(
-            of_rule(&s, TaskRule::LevelOnePreFlood)[0].window.due,
-            d("2025-03-14")
-        );
-        assert_eq!(
-            of_rule(&s, TaskRule::LevelOneSecond)[0]
-                .window
-                .earliest_start,
+            of_rule(&s, TaskRule::LevelOneSecond)[0].window.earliest_start,
             d("2025-04-01")
         );
     }
@@ -686,10 +643,7 @@ pub(crate) mod tests {
             .iter()
             .map(|t| t.window.due)
             .collect();
-        assert_eq!(
-            extra,
-            vec![d("2028-02-28"), d("2028-02-29"), d("2028-03-01")]
-        );
+        assert_eq!(extra, vec![d("2028-02-28"), d("2028-02-29"), d("2028-03-01")]);
     }
 
     #[test]
@@ -767,12 +721,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_level_in_force_on_the_day_of_generation_applies() {
-        let sites = [pond(
-            1,
-            "450332",
-            &[(Two, "2025-01-01"), (One, "2025-06-01")],
-            false,
-        )];
+        let sites = [pond(1, "450332", &[(Two, "2025-01-01"), (One, "2025-06-01")], false)];
         let (flood, insp) = (FloodCalendar::new(), two("450332"));
         let mut req = request(2025, "450332", &sites, &flood, &[], &insp);
         let s = generate(&req).unwrap();
@@ -788,12 +737,7 @@ pub(crate) mod tests {
     #[test]
     fn a_mid_year_level_change_keeps_what_was_done_and_regenerates_the_rest() {
         // 二级 from January, done in February; becomes 一级 on 06-01.
-        let sites = [pond(
-            1,
-            "450332",
-            &[(Two, "2025-01-01"), (One, "2025-06-01")],
-            false,
-        )];
+        let sites = [pond(1, "450332", &[(Two, "2025-01-01"), (One, "2025-06-01")], false)];
         let (flood, insp) = (FloodCalendar::new(), two("450332"));
         let req = request(2025, "450332", &sites, &flood, &[], &insp);
         let mut tasks = generate(&req).unwrap().tasks;
@@ -813,18 +757,10 @@ pub(crate) mod tests {
         assert_eq!(regen.add[0].assigned.len(), 2);
 
         // Becoming 一级 in February: both inspections still fit.
-        let sites = [pond(
-            1,
-            "450332",
-            &[(Two, "2025-01-01"), (One, "2025-02-10")],
-            false,
-        )];
+        let sites = [pond(1, "450332", &[(Two, "2025-01-01"), (One, "2025-02-10")], false)];
         let regen = regenerate_for_pond(&req, &sites[0], &tasks, d("2025-02-10")).unwrap();
         let rules: Vec<TaskRule> = regen.add.iter().map(|t| t.rule).collect();
-        assert_eq!(
-            rules,
-            vec![TaskRule::LevelOnePreFlood, TaskRule::LevelOneSecond]
-        );
+        assert_eq!(rules, vec![TaskRule::LevelOnePreFlood, TaskRule::LevelOneSecond]);
         assert_eq!(regen.add[0].window.earliest_start, d("2025-02-10"));
     }
 
@@ -833,9 +769,7 @@ pub(crate) mod tests {
         let sites: Vec<Site> = (0..20)
             .map(|n| pond(n, "450332", &[(Three, "2025-01-01")], false))
             .collect();
-        let insp: Vec<Inspector> = (0..5)
-            .map(|i| inspector(&i.to_string(), "450332"))
-            .collect();
+        let insp: Vec<Inspector> = (0..5).map(|i| inspector(&i.to_string(), "450332")).collect();
         let flood = FloodCalendar::new();
         let mut req = request(2025, "450332", &sites, &flood, &[], &insp);
         let a = generate(&req).unwrap();
@@ -911,27 +845,18 @@ pub(crate) mod tests {
             {
                 return Err(format!("window {:?}", t.window));
             }
-            if t.rule == TaskRule::LevelThreeDrawn
-                && t.hidden_until != Some(t.window.earliest_start)
-            {
+            if t.rule == TaskRule::LevelThreeDrawn && t.hidden_until != Some(t.window.earliest_start) {
                 return Err("drawn task not hidden".into());
             }
         }
-        let mut per_county: HashMap<RegionCode, (usize, HashSet<SiteId>, Vec<SiteId>)> =
-            HashMap::new();
+        let mut per_county: HashMap<RegionCode, (usize, HashSet<SiteId>, Vec<SiteId>)> = HashMap::new();
         for site in req.sites {
             let level = site.level_on(day).map(|l| l.level);
             let rules: Vec<&Task> = s.tasks.iter().filter(|t| t.site_id == site.id).collect();
             match level {
                 Some(One) => {
-                    let pre: Vec<_> = rules
-                        .iter()
-                        .filter(|t| t.rule == TaskRule::LevelOnePreFlood)
-                        .collect();
-                    let sec: Vec<_> = rules
-                        .iter()
-                        .filter(|t| t.rule == TaskRule::LevelOneSecond)
-                        .collect();
+                    let pre: Vec<_> = rules.iter().filter(|t| t.rule == TaskRule::LevelOnePreFlood).collect();
+                    let sec: Vec<_> = rules.iter().filter(|t| t.rule == TaskRule::LevelOneSecond).collect();
                     let season = req.flood.season_for(site.region_code, req.year);
                     if pre.len() != 1 || sec.len() != 1 {
                         return Err("一级 needs two".into());
@@ -945,13 +870,7 @@ pub(crate) mod tests {
                         return Err("second not in a later month after the season began".into());
                     }
                 }
-                Some(Two)
-                    if rules
-                        .iter()
-                        .filter(|t| t.rule == TaskRule::LevelTwoAnnual)
-                        .count()
-                        != 1 =>
-                {
+                Some(Two) if rules.iter().filter(|t| t.rule == TaskRule::LevelTwoAnnual).count() != 1 => {
                     return Err("二级 needs one".into());
                 }
                 Some(Two) => {}
@@ -984,43 +903,34 @@ pub(crate) mod tests {
 
     fn arb_world() -> impl Strategy<Value = World> {
         let counties = ["450332", "450330", "450103", "450203"];
-        let ponds = prop::collection::vec(
-            (0..4usize, 0..3u8, any::<bool>(), prop::option::of(0..3u8)),
-            0..40,
-        );
-        let inspectors =
-            prop::collection::vec((0..6usize, prop::collection::vec(0..40usize, 0..3)), 0..20);
+        let ponds = prop::collection::vec((0..4usize, 0..3u8, any::<bool>(), prop::option::of(0..3u8)), 0..40);
+        let inspectors = prop::collection::vec((0..6usize, prop::collection::vec(0..40usize, 0..3)), 0..20);
         let flood = prop::option::of((2..=6u32, 1..=28u32));
-        (ponds, inspectors, any::<u64>(), flood, any::<bool>()).prop_map(
-            move |(ponds, insp, seed, flood, intense)| {
-                let lvl = |x: u8| [One, Two, Three][x as usize];
-                let sites: Vec<Site> = ponds
-                    .iter()
-                    .enumerate()
-                    .map(|(n, (c, l, flagged, change))| {
-                        let mut levels = vec![(lvl(*l), "2025-01-01")];
-                        if let Some(c2) = change {
-                            levels.push((lvl(*c2), "2025-07-01"));
-                        }
-                        pond(n, counties[*c], &levels, *flagged)
-                    })
-                    .collect();
-                let regions = ["450332", "450330", "450103", "450203", "450300", "450000"];
-                let inspectors = insp
-                    .iter()
-                    .enumerate()
-                    .map(|(n, (reg, recused))| {
-                        let mut i = inspector(&n.to_string(), regions[*reg]);
-                        i.recused_from = recused
-                            .iter()
-                            .filter_map(|k| sites.get(*k).map(|s| s.id))
-                            .collect();
-                        i
-                    })
-                    .collect();
-                (sites, inspectors, seed, flood, intense)
-            },
-        )
+        (ponds, inspectors, any::<u64>(), flood, any::<bool>()).prop_map(move |(ponds, insp, seed, flood, intense)| {
+            let lvl = |x: u8| [One, Two, Three][x as usize];
+            let sites: Vec<Site> = ponds
+                .iter()
+                .enumerate()
+                .map(|(n, (c, l, flagged, change))| {
+                    let mut levels = vec![(lvl(*l), "2025-01-01")];
+                    if let Some(c2) = change {
+                        levels.push((lvl(*c2), "2025-07-01"));
+                    }
+                    pond(n, counties[*c], &levels, *flagged)
+                })
+                .collect();
+            let regions = ["450332", "450330", "450103", "450203", "450300", "450000"];
+            let inspectors = insp
+                .iter()
+                .enumerate()
+                .map(|(n, (reg, recused))| {
+                    let mut i = inspector(&n.to_string(), regions[*reg]);
+                    i.recused_from = recused.iter().filter_map(|k| sites.get(*k).map(|s| s.id)).collect();
+                    i
+                })
+                .collect();
+            (sites, inspectors, seed, flood, intense)
+        })
     }
 
     proptest! {

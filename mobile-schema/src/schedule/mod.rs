@@ -84,11 +84,7 @@ pub struct IntensifiedPeriod {
 
 impl IntensifiedPeriod {
     pub fn extra_for(&self, level: SupervisionLevel) -> u32 {
-        self.extra
-            .iter()
-            .filter(|(l, _)| *l == level)
-            .map(|(_, n)| *n)
-            .sum()
+        self.extra.iter().filter(|(l, _)| *l == level).map(|(_, n)| *n).sum()
     }
 }
 

@@ -32,10 +32,7 @@ impl<'a> TeamPool<'a> {
         for (i, insp) in inspectors.iter().enumerate() {
             by_region.entry(insp.region).or_default().push(i);
             by_city.entry(insp.region.city()).or_default().push(i);
-            by_province
-                .entry(insp.region.province())
-                .or_default()
-                .push(i);
+            by_province.entry(insp.region.province()).or_default().push(i);
             index.insert(insp.id, i);
         }
         let recused = inspectors
@@ -83,11 +80,7 @@ impl<'a> TeamPool<'a> {
     }
 
     /// Choose and book a team of two for `site` in `county`.
-    pub fn assign(
-        &mut self,
-        site: SiteId,
-        county: RegionCode,
-    ) -> Result<Vec<UserId>, ScheduleError> {
+    pub fn assign(&mut self, site: SiteId, county: RegionCode) -> Result<Vec<UserId>, ScheduleError> {
         let mut chosen: Vec<usize> = Vec::with_capacity(2);
         let city = county.city();
         let tiers: [(Option<&Vec<usize>>, Tier); 3] = [
@@ -166,9 +159,7 @@ mod tests {
         let county = "450332".parse().unwrap();
         let mut count = HashMap::new();
         for n in 0..6 {
-            let team = pool
-                .assign(SiteId::from_name("s", &n.to_string()), county)
-                .unwrap();
+            let team = pool.assign(SiteId::from_name("s", &n.to_string()), county).unwrap();
             assert_eq!(team.len(), 2);
             assert_ne!(team[0], team[1]);
             for id in team {

@@ -8,16 +8,11 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
 use super::*;
 use crate::geo::Crs;
 use crate::ids::{
-    AddendumId, DeviceId, DrawId, HazardId, InspectionId, ItemId, ReviewId, Sha256Hex, SiteId,
-    TaskId, UserId,
+    AddendumId, DeviceId, DrawId, HazardId, InspectionId, ItemId, ReviewId, Sha256Hex, SiteId, TaskId, UserId,
 };
-use crate::inspection::{
-    ChecklistAnswer, ChecklistRef, EvidenceKind, TeamMember, TimeSpan, Witness,
-};
+use crate::inspection::{ChecklistAnswer, ChecklistRef, EvidenceKind, TeamMember, TimeSpan, Witness};
 use crate::review::{Comment, Correction};
-use crate::site::{
-    KeySupervisionUnit, PriorityFlags, ProgressReport, SiteDetails, SiteStatus, TailingsPond,
-};
+use crate::site::{KeySupervisionUnit, PriorityFlags, ProgressReport, SiteDetails, SiteStatus, TailingsPond};
 use crate::task::TaskWindow;
 use crate::workflow::{AddendumState, TaskState};
 
@@ -83,11 +78,7 @@ impl InspectionBuilder {
                 let answer = ChecklistAnswer {
                     result: ItemResult::Ok,
                     note: String::new(),
-                    evidence: if it.code == "TP-09" {
-                        vec![photo]
-                    } else {
-                        vec![]
-                    },
+                    evidence: if it.code == "TP-09" { vec![photo] } else { vec![] },
                 };
                 (it.code.to_string(), answer)
             })
@@ -197,10 +188,7 @@ fn assert_flag(r: &Report, code: IssueCode, field: &str) {
 
 #[track_caller]
 fn assert_no(r: &Report, code: IssueCode) {
-    assert!(
-        r.issues().all(|i| i.code != code),
-        "unexpected {code}: {r:#?}"
-    );
+    assert!(r.issues().all(|i| i.code != code), "unexpected {code}: {r:#?}");
 }
 
 fn hazard() -> Hazard {
@@ -268,10 +256,7 @@ fn task() -> Task {
             due: day("2025-03-31"),
         },
         rule: TaskRule::LevelOnePreFlood,
-        assigned: vec![
-            UserId::from_name("test", "li"),
-            UserId::from_name("test", "huang"),
-        ],
+        assigned: vec![UserId::from_name("test", "li"), UserId::from_name("test", "huang")],
         draw_id: None,
         hidden_until: None,
         note: String::new(),
@@ -280,9 +265,7 @@ fn task() -> Task {
 }
 
 fn draw() -> RandomDraw {
-    let sites: Vec<SiteId> = (0..5)
-        .map(|n| SiteId::from_name("pond", &n.to_string()))
-        .collect();
+    let sites: Vec<SiteId> = (0..5).map(|n| SiteId::from_name("pond", &n.to_string())).collect();
     RandomDraw {
         id: DrawId::generate(),
         schema_version: RandomDraw::SCHEMA_VERSION,
@@ -346,20 +329,12 @@ fn codes_are_snake_case_and_each_is_an_error_or_a_flag() {
     for code in IssueCode::ALL {
         let json = serde_json::to_string(code).unwrap();
         assert_eq!(json, format!("\"{}\"", code.as_str()));
-        assert!(
-            code.as_str()
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_')
-        );
+        assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
     }
     assert_eq!(IssueCode::WrongType.kind(), IssueKind::Error);
     assert_eq!(IssueCode::OutsideSite.kind(), IssueKind::Flag);
     let mut r = Report::default();
-    r.push(Issue::new(
-        IssueCode::ProblemWithoutNote,
-        "answers/TP-01.note",
-        "x",
-    ));
+    r.push(Issue::new(IssueCode::ProblemWithoutNote, "answers/TP-01.note", "x"));
     assert!(r.is_usable() && !r.is_clean());
 }
 
@@ -369,12 +344,8 @@ fn codes_are_snake_case_and_each_is_an_error_or_a_flag() {
 fn a_value_of_the_wrong_type_maps_to_wrong_type_at_the_unit_key() {
     let i = valid().build();
     let mut units = AnyRecord::from(i.clone()).units().unwrap();
-    let good: Vec<(&str, &serde_json::value::RawValue)> = units
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_ref()))
-        .collect();
-    let decoded =
-        AnyRecord::from_units(RecordKind::Inspection, i.id.into(), Some("submitted"), good);
+    let good: Vec<(&str, &serde_json::value::RawValue)> = units.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect();
+    let decoded = AnyRecord::from_units(RecordKind::Inspection, i.id.into(), Some("submitted"), good);
     assert_eq!(decoded.unwrap(), AnyRecord::Inspection(i.clone()));
 
     let bad = serde_json::value::to_raw_value(&serde_json::json!({"result": 3})).unwrap();
@@ -415,23 +386,11 @@ fn unknown_unit_keys_map_to_unknown_unit() {
 
 #[test]
 fn impossible_latitude_or_longitude_is_an_error_but_the_poles_are_not() {
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().lat = -90.5)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().lat = -90.5).build());
     assert_error(&r, IssueCode::LatitudeOutOfRange, "fix.lat");
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().lon = f64::NAN)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().lon = f64::NAN).build());
     assert_error(&r, IssueCode::LongitudeOutOfRange, "fix.lon");
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().lon = 180.5)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().lon = 180.5).build());
     assert_error(&r, IssueCode::LongitudeOutOfRange, "fix.lon");
 
     let r = check(
@@ -450,23 +409,11 @@ fn impossible_latitude_or_longitude_is_an_error_but_the_poles_are_not() {
 
 #[test]
 fn negative_or_nan_accuracy_is_an_error_and_zero_is_fine() {
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().accuracy_m = -1.0)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().accuracy_m = -1.0).build());
     assert_error(&r, IssueCode::InvalidAccuracy, "fix.accuracy_m");
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().accuracy_m = f64::NAN)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().accuracy_m = f64::NAN).build());
     assert_error(&r, IssueCode::InvalidAccuracy, "fix.accuracy_m");
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().accuracy_m = 0.0)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().accuracy_m = 0.0).build());
     assert!(r.is_clean(), "{r:#?}");
 }
 
@@ -495,16 +442,8 @@ fn end_before_start_is_an_error_and_equal_times_are_not() {
 
 #[test]
 fn unknown_checklist_template_or_version_is_an_error() {
-    let r = check(
-        &valid()
-            .with(|i| i.checklist.template_id = "fire_safety".into())
-            .build(),
-    );
-    assert_error(
-        &r,
-        IssueCode::UnknownChecklistTemplate,
-        "checklist.template_id",
-    );
+    let r = check(&valid().with(|i| i.checklist.template_id = "fire_safety".into()).build());
+    assert_error(&r, IssueCode::UnknownChecklistTemplate, "checklist.template_id");
     let r = check(&valid().with(|i| i.checklist.version = 99).build());
     assert_error(&r, IssueCode::UnknownChecklistVersion, "checklist.version");
     assert_no(&r, IssueCode::UnknownChecklistTemplate);
@@ -530,11 +469,7 @@ fn checklist_for_another_site_kind_is_an_error_when_the_site_is_known() {
     let i = valid().build();
     let site = key_unit();
     let r = validate_inspection(&i, &ctx().with_site(&site));
-    assert_error(
-        &r,
-        IssueCode::ChecklistForOtherSiteKind,
-        "checklist.template_id",
-    );
+    assert_error(&r, IssueCode::ChecklistForOtherSiteKind, "checklist.template_id");
     // Unknown site: nothing to compare with.
     let r = validate_inspection(&i, &ctx());
     assert_no(&r, IssueCode::ChecklistForOtherSiteKind);
@@ -552,11 +487,7 @@ fn answer_citing_evidence_not_in_the_record_is_an_error() {
     let r = check(
         &valid()
             .with(|i| {
-                i.answers
-                    .get_mut("TP-03")
-                    .unwrap()
-                    .evidence
-                    .push(ItemId::generate());
+                i.answers.get_mut("TP-03").unwrap().evidence.push(ItemId::generate());
             })
             .build(),
     );
@@ -567,11 +498,7 @@ fn answer_citing_evidence_not_in_the_record_is_an_error() {
 
 #[test]
 fn team_member_without_certificate_is_an_error() {
-    let r = check(
-        &valid()
-            .with(|i| i.team[1].certificate_no = "  ".into())
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.team[1].certificate_no = "  ".into()).build());
     assert_error(&r, IssueCode::MissingCertificate, "team[1].certificate_no");
     assert_no(&check(&valid().build()), IssueCode::MissingCertificate);
 }
@@ -619,12 +546,7 @@ fn refusal_needs_a_reason_and_a_witness_and_a_signature_needs_a_name() {
 #[test]
 fn impossible_evidence_position_is_an_error() {
     let i = valid()
-        .with(|i| {
-            i.evidence[0].position = Some(LatLon {
-                lat: 24.8,
-                lon: 200.0,
-            })
-        })
+        .with(|i| i.evidence[0].position = Some(LatLon { lat: 24.8, lon: 200.0 }))
         .build();
     let id = i.evidence[0].id;
     let r = check(&i);
@@ -652,11 +574,7 @@ fn two_members_with_one_certificate_count_as_one_inspector() {
             .with(|i| i.team[1].certificate_no = i.team[0].certificate_no.clone())
             .build(),
     );
-    assert_flag(
-        &r,
-        IssueCode::DuplicateCertificate,
-        "team[1].certificate_no",
-    );
+    assert_flag(&r, IssueCode::DuplicateCertificate, "team[1].certificate_no");
     assert_flag(&r, IssueCode::TooFewInspectors, "team");
     assert!(r.is_usable());
 }
@@ -713,11 +631,7 @@ fn fix_outside_the_site_province_is_flagged() {
 #[test]
 fn fix_outside_the_site_radius_is_flagged_with_the_distance_and_accuracy() {
     // About 0.03° north: ~3.3 km from the centre, ~3.0 km outside the 300 m radius.
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().lat = SITE_LAT + 0.03)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().lat = SITE_LAT + 0.03).build());
     assert_flag(&r, IssueCode::OutsideSite, "fix");
     let msg = &r
         .flags
@@ -735,11 +649,7 @@ fn fix_outside_the_site_radius_is_flagged_with_the_distance_and_accuracy() {
 #[test]
 fn fix_just_outside_the_radius_but_within_accuracy_and_tolerance_is_not_flagged() {
     // ~660 m from the centre: 360 m outside the radius, under 500 m tolerance.
-    let r = check(
-        &valid()
-            .with(|i| i.fix.as_mut().unwrap().lat = SITE_LAT + 0.006)
-            .build(),
-    );
+    let r = check(&valid().with(|i| i.fix.as_mut().unwrap().lat = SITE_LAT + 0.006).build());
     assert_no(&r, IssueCode::OutsideSite);
     // With no tolerance the same fix is flagged, and a large accuracy excuses it again.
     let site = pond();
@@ -747,14 +657,8 @@ fn fix_just_outside_the_radius_but_within_accuracy_and_tolerance_is_not_flagged(
         on_site_tolerance_m: 0.0,
         ..ctx().with_site(&site)
     };
-    let i = valid()
-        .with(|i| i.fix.as_mut().unwrap().lat = SITE_LAT + 0.006)
-        .build();
-    assert_flag(
-        &validate_inspection(&i, &strict),
-        IssueCode::OutsideSite,
-        "fix",
-    );
+    let i = valid().with(|i| i.fix.as_mut().unwrap().lat = SITE_LAT + 0.006).build();
+    assert_flag(&validate_inspection(&i, &strict), IssueCode::OutsideSite, "fix");
     let i = valid()
         .with(|i| {
             let fix = i.fix.as_mut().unwrap();
@@ -788,19 +692,11 @@ fn fix_outside_the_site_polygon_is_flagged() {
         },
     ]);
     let c = ctx().with_site(&site);
-    assert_no(
-        &validate_inspection(&valid().build(), &c),
-        IssueCode::OutsideSite,
-    );
-    let far = valid()
-        .with(|i| i.fix.as_mut().unwrap().lon = 110.90)
-        .build();
+    assert_no(&validate_inspection(&valid().build(), &c), IssueCode::OutsideSite);
+    let far = valid().with(|i| i.fix.as_mut().unwrap().lon = 110.90).build();
     let r = validate_inspection(&far, &c);
     assert_flag(&r, IssueCode::OutsideSite, "fix");
-    assert!(
-        r.flags.iter().any(|f| f.message.contains("site polygon")),
-        "{r:#?}"
-    );
+    assert!(r.flags.iter().any(|f| f.message.contains("site polygon")), "{r:#?}");
 }
 
 #[test]
@@ -993,11 +889,7 @@ fn evidence_away_from_the_fix_is_flagged_when_the_site_is_unknown() {
         .build();
     let id = i.evidence[0].id;
     let r = validate_inspection(&i, &ctx());
-    assert_flag(
-        &r,
-        IssueCode::EvidenceAwayFromSite,
-        &format!("evidence/{id}.position"),
-    );
+    assert_flag(&r, IssueCode::EvidenceAwayFromSite, &format!("evidence/{id}.position"));
     assert_no(
         &validate_inspection(&valid().build(), &ctx()),
         IssueCode::EvidenceAwayFromSite,
@@ -1027,11 +919,7 @@ fn severity_outside_the_configured_scale_is_an_error() {
         severity: "major".into(),
         ..hazard()
     };
-    assert_error(
-        &validate_hazard(&h, &ctx()),
-        IssueCode::UnknownSeverity,
-        "severity",
-    );
+    assert_error(&validate_hazard(&h, &ctx()), IssueCode::UnknownSeverity, "severity");
     let scale = SeverityScale::general_major();
     assert!(validate_hazard(&h, &ValidationContext::new(&scale)).is_clean());
 }
@@ -1060,10 +948,7 @@ fn hazard_evidence_with_impossible_position_is_an_error() {
     let ev = valid().build().evidence[0].clone();
     let id = ev.id;
     let bad = Evidence {
-        position: Some(LatLon {
-            lat: 95.0,
-            lon: 110.0,
-        }),
+        position: Some(LatLon { lat: 95.0, lon: 110.0 }),
         ..ev.clone()
     };
     let r = validate_hazard(
@@ -1105,11 +990,7 @@ fn empty_comment_text_is_an_error() {
     let c = comment("");
     let id = c.id;
     let r = validate_review(&review(Decision::Approve, vec![c]), &ctx());
-    assert_error(
-        &r,
-        IssueCode::EmptyRequiredText,
-        &format!("comments/{id}.text"),
-    );
+    assert_error(&r, IssueCode::EmptyRequiredText, &format!("comments/{id}.text"));
 }
 
 #[test]
@@ -1165,11 +1046,7 @@ fn site_located_outside_its_province_or_china_is_flagged() {
     let loc = s.location.as_mut().unwrap();
     loc.lat = 23.13;
     loc.lon = 113.26;
-    assert_flag(
-        &validate_site(&s, &ctx()),
-        IssueCode::OutsideProvince,
-        "location",
-    );
+    assert_flag(&validate_site(&s, &ctx()), IssueCode::OutsideProvince, "location");
     let loc = s.location.as_mut().unwrap();
     loc.lat = 1.29;
     loc.lon = 103.85;
@@ -1187,16 +1064,7 @@ fn negative_radius_and_degenerate_polygon_are_errors() {
     let mut s = pond();
     let loc = s.location.as_mut().unwrap();
     loc.radius_m = Some(-5.0);
-    loc.polygon = Some(vec![
-        LatLon {
-            lat: 24.8,
-            lon: 110.8,
-        },
-        LatLon {
-            lat: 24.9,
-            lon: 110.8,
-        },
-    ]);
+    loc.polygon = Some(vec![LatLon { lat: 24.8, lon: 110.8 }, LatLon { lat: 24.9, lon: 110.8 }]);
     let r = validate_site(&s, &ctx());
     assert_error(&r, IssueCode::InvalidRadius, "location.radius_m");
     assert_error(&r, IssueCode::DegeneratePolygon, "location.polygon");
@@ -1220,11 +1088,7 @@ fn progress_percent_outside_0_to_100_is_an_error() {
         ..pond()
     };
     let r = validate_site(&s, &ctx());
-    assert_error(
-        &r,
-        IssueCode::PercentOutOfRange,
-        &format!("progress/{id}.percent_done"),
-    );
+    assert_error(&r, IssueCode::PercentOutOfRange, &format!("progress/{id}.percent_done"));
     assert_eq!(r.errors.len(), 1);
 }
 
@@ -1326,9 +1190,5 @@ fn time_tolerance_is_configurable() {
         time_tolerance: Duration::minutes(5),
         ..ctx().with_site(&site)
     };
-    assert_flag(
-        &validate_inspection(&i, &c),
-        IssueCode::FixOutsideVisit,
-        "fix.fix_time",
-    );
+    assert_flag(&validate_inspection(&i, &c), IssueCode::FixOutsideVisit, "fix.fix_time");
 }
