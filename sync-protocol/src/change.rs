@@ -28,9 +28,10 @@ pub struct Change {
     pub op: Op,
 }
 
-/// What the change does.
+/// What the change does. Externally tagged (`{"create": {...}}`): an internally
+/// tagged enum is buffered before decoding, and raw JSON values cannot be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// A new record, whole: the server splits it into units. `versions` is the
     /// content a review decision covers (reviews only).
@@ -79,5 +80,47 @@ impl Change {
         use sha2::Digest;
         let bytes = serde_json::to_vec(self).unwrap_or_default();
         sha2::Sha256::digest(&bytes).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobile_schema::ids::{DeviceId, InspectionId, SiteId};
+
+    #[test]
+    fn changes_round_trip_through_json_with_the_same_digest() {
+        let id = InspectionId::generate();
+        let doc = mobile_schema::sample::inspection(id, SiteId::generate(), DeviceId::generate());
+        let ops = vec![
+            Op::Create {
+                record: UnitValue::of(&doc).unwrap(),
+                versions: None,
+            },
+            Op::Edit {
+                units: vec![UnitWrite {
+                    key: "conclusion".into(),
+                    bases: vec![VersionId::new(ReplicaId::generate(), 3)],
+                    value: UnitValue::of(&"已整改").unwrap(),
+                }],
+            },
+            Op::Transition {
+                action: "sign".into(),
+                versions: Some(VersionSet::new()),
+            },
+        ];
+        for (i, op) in ops.into_iter().enumerate() {
+            let change = Change {
+                seq: i as u64 + 1,
+                hlc: Hlc::new(1, 2),
+                kind: RecordKind::Inspection,
+                record: id.into(),
+                op,
+            };
+            let text = serde_json::to_string(&change).unwrap();
+            let back: Change = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, change);
+            assert_eq!(back.digest(), change.digest());
+        }
     }
 }
