@@ -1,1 +1,33 @@
-//! placeholder
+//! # replica
+//!
+//! The tablet's store and sync client. A [`Replica`] keeps, in an embedded sled
+//! database, the server's record states, this replica's local views of records
+//! with changes the server has not answered or not yet sent back, the outbox of
+//! changes, and the photo queue (tree layout in [`keys`]).
+//!
+//! - Every local edit ([`Replica::create`], [`Replica::edit`],
+//!   [`Replica::transition`], [`Replica::resolve`]) is checked against the typed
+//!   record, then commits the new view, the outbox entry, the per-record pending
+//!   index, the next seq and the HLC in one transaction and flushes before it
+//!   returns.
+//! - [`Replica::sync`] pushes the outbox in seq order through a [`Transport`] and
+//!   pulls from the stored cursor; a sync cut at any point resumes on the next call.
+//! - Stores of an older layout are migrated on open ([`migrate`]).
+
+pub mod check;
+pub mod error;
+pub mod keys;
+pub mod migrate;
+pub mod photos;
+pub mod store;
+pub mod stored;
+pub mod sync;
+pub mod transport;
+pub mod workflow;
+
+pub use error::ReplicaError;
+pub use store::{
+    ConflictVersion, EditReceipt, Identity, RecordView, RefusedChange, Replica, ReplicaConfig, UnitConflict,
+};
+pub use sync::SyncReport;
+pub use transport::{InProcessTransport, PushFailure, Transport, TransportError};

@@ -1,0 +1,19 @@
+//! The record checks a local edit must pass before it reaches the outbox: the
+//! domain's validation (`mobile_schema::validation`), the same the server runs.
+
+use mobile_schema::record::AnyRecord;
+use mobile_schema::site::Site;
+use mobile_schema::validation::{ValidationContext, validate};
+
+pub use mobile_schema::validation::Issue;
+
+/// Errors (the edit is refused) and flags (kept, shown to the user), judged with
+/// the record's site when the replica has it.
+pub fn check(record: &AnyRecord, site: Option<&Site>) -> (Vec<Issue>, Vec<Issue>) {
+    let mut ctx = ValidationContext::default();
+    if let Some(site) = site {
+        ctx = ctx.with_site(site);
+    }
+    let report = validate(record, &ctx);
+    (report.errors, report.flags)
+}

@@ -1,0 +1,352 @@
+//! Sync: push the outbox in seq order, one bounded batch in flight, then pull
+//! from the cursor page by page. Every step commits in one transaction and
+//! flushes, so a sync cut anywhere finishes on the next call: an unanswered
+//! change is still in the outbox and a retry is answered `replayed`; a page not
+//! committed is pulled again from the stored cursor.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mobile_schema::ids::RecordId;
+use sync_protocol::wire::{PushRequest, PushResponse};
+use sync_protocol::{Change, Hlc, Op, Outcome, RecordState, RefusalCode, ReplicaId, VersionId};
+
+use crate::error::{ReplicaError, decode, encode};
+use crate::keys::{self, meta};
+use crate::store::{AckedEntry, RefusedEntry, Replica, T, Write, read_meta};
+use crate::transport::Transport;
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub pushed: usize,
+    pub acked: usize,
+    pub refused: usize,
+    pub pulled: usize,
+    pub rekeyed: bool,
+}
+
+/// How a push batch ended.
+enum Batch {
+    Progress,
+    Gap(u64),
+    Forked,
+}
+
+impl Replica {
+    /// Push everything pending, then pull everything new.
+    pub fn sync(&mut self, transport: &mut impl Transport) -> Result<SyncReport, ReplicaError> {
+        let mut report = SyncReport::default();
+        transport.identify(&self.actor())?;
+        self.push_all(transport, &mut report)?;
+        self.pull_all(transport, &mut report)?;
+        Ok(report)
+    }
+
+    fn push_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {
+        let mut gaps_repaired = BTreeSet::new();
+        loop {
+            let batch = self.outbox_batch()?;
+            let Some(first) = batch.first().map(|c| c.seq) else {
+                return Ok(());
+            };
+            report.pushed += batch.len();
+            let sent_at = self.clock.now_ms();
+            let response = transport.push(PushRequest { changes: batch.clone() })?;
+            match self.settle(&batch, &response, sent_at, report)? {
+                Batch::Progress => {}
+                Batch::Gap(expected) => {
+                    // Only once per expected seq: a second gap there means the
+                    // server and this store disagree in a way resending cannot fix.
+                    if expected >= first || !gaps_repaired.insert(expected) {
+                        return Err(ReplicaError::SeqGap {
+                            expected,
+                            held: Some(first),
+                        });
+                    }
+                    self.requeue(expected, first)?;
+                }
+                Batch::Forked => {
+                    if report.rekeyed {
+                        return Err(ReplicaError::Protocol("replica forked again after a re-key".into()));
+                    }
+                    self.rekey()?;
+                    report.rekeyed = true;
+                    transport.identify(&self.actor())?;
+                }
+            }
+        }
+    }
+
+    fn outbox_batch(&self) -> Result<Vec<Change>, ReplicaError> {
+        self.t
+            .outbox
+            .iter()
+            .take(self.config.push_batch.max(1))
+            .map(|item| {
+                let (k, v) = item?;
+                decode::<crate::stored::Stored>(keys::OUTBOX, &k, &v).map(|s| s.0)
+            })
+            .collect()
+    }
+
+    /// Record the answers of a batch: each answered change leaves the outbox for
+    /// `acked` or `refused` in one transaction. Stops at the first transient refusal.
+    fn settle(
+        &mut self,
+        batch: &[Change],
+        response: &PushResponse,
+        sent_at: u64,
+        report: &mut SyncReport,
+    ) -> Result<Batch, ReplicaError> {
+        let mut w = Write::default();
+        w.meta(meta::CLOCK_OFFSET_MS, &offset(response.server_time_ms, sent_at))?;
+        w.meta(meta::EPOCH, &response.epoch)?;
+        let mut end = Batch::Progress;
+        let mut refused_records = BTreeSet::new();
+        let mut gone = BTreeSet::new();
+        let mut new_acked = Vec::new();
+        for (change, answer) in batch.iter().zip(&response.outcomes) {
+            if answer.seq != change.seq {
+                return Err(ReplicaError::Protocol(format!(
+                    "outcome for seq {} answered seq {}",
+                    change.seq, answer.seq
+                )));
+            }
+            match &answer.outcome {
+                Outcome::Refused(r) if r.code == RefusalCode::SeqGap => {
+                    end = Batch::Gap(response.expected_seq);
+                    break;
+                }
+                Outcome::Refused(r) if r.code == RefusalCode::ReplicaForked => {
+                    end = Batch::Forked;
+                    break;
+                }
+                Outcome::Refused(r) => {
+                    let entry = RefusedEntry {
+                        replica: self.replica_id,
+                        change: change.clone(),
+                        refusal: r.clone(),
+                    };
+                    w.put(
+                        T::Refused,
+                        keys::versioned(self.replica_id, change.seq),
+                        encode(keys::REFUSED, &entry)?,
+                    );
+                    refused_records.insert(change.record);
+                    report.refused += 1;
+                }
+                outcome => {
+                    let commit_seq = outcome.commit_seq().unwrap_or(0);
+                    let entry = AckedEntry {
+                        replica: self.replica_id,
+                        commit_seq,
+                        change: change.clone(),
+                    };
+                    w.put(
+                        T::Acked,
+                        keys::versioned(self.replica_id, change.seq),
+                        encode(keys::ACKED, &entry)?,
+                    );
+                    new_acked.push(entry);
+                    report.acked += 1;
+                }
+            }
+            w.del(T::Outbox, keys::seq(change.seq));
+            w.del(T::Pending, keys::pending(change.record, change.seq));
+            gone.insert(change.seq);
+        }
+        if response.outcomes.len() < batch.len() && matches!(end, Batch::Progress) {
+            return Err(ReplicaError::Protocol(format!(
+                "{} outcomes for {} changes",
+                response.outcomes.len(),
+                batch.len()
+            )));
+        }
+        // A refused change no longer shows in its record's local view.
+        if !refused_records.is_empty() {
+            let acked = self.acked_entries()?;
+            for id in refused_records {
+                let pending: Vec<Change> = self
+                    .pending_changes(id)?
+                    .into_iter()
+                    .filter(|c| !gone.contains(&c.seq))
+                    .collect();
+                let mut acked_for: Vec<&AckedEntry> =
+                    acked.iter().map(|(_, a)| a).filter(|a| a.change.record == id).collect();
+                acked_for.extend(new_acked.iter().filter(|a| a.change.record == id));
+                self.put_view(&mut w, id, self.server_state(id)?, &acked_for, &pending)?;
+            }
+        }
+        self.commit(w)?;
+        Ok(end)
+    }
+
+    /// Write a record's local view, or drop it when nothing local remains.
+    fn put_view(
+        &self,
+        w: &mut Write,
+        id: RecordId,
+        server: Option<RecordState>,
+        acked: &[&AckedEntry],
+        pending: &[Change],
+    ) -> Result<(), ReplicaError> {
+        if acked.is_empty() && pending.is_empty() {
+            w.del(T::Local, keys::record(id));
+            return Ok(());
+        }
+        match self.rebuild(server, acked, pending) {
+            Some(view) => w.put(T::Local, keys::record(id), encode(keys::LOCAL, &view)?),
+            None => w.del(T::Local, keys::record(id)),
+        }
+        Ok(())
+    }
+
+    /// The server expects `expected` but the outbox starts at `first`: put the
+    /// answered changes `expected..first` back in the outbox to send again.
+    fn requeue(&mut self, expected: u64, first: u64) -> Result<(), ReplicaError> {
+        let mut w = Write::default();
+        for seq in expected..first {
+            let key = keys::versioned(self.replica_id, seq);
+            let change = if let Some(bytes) = self.t.acked.get(key)? {
+                w.del(T::Acked, key);
+                decode::<AckedEntry>(keys::ACKED, &key, &bytes)?.change
+            } else if let Some(bytes) = self.t.refused.get(key)? {
+                w.del(T::Refused, key);
+                decode::<RefusedEntry>(keys::REFUSED, &key, &bytes)?.change
+            } else {
+                return Err(ReplicaError::SeqGap {
+                    expected,
+                    held: Some(first),
+                });
+            };
+            w.put(
+                T::Outbox,
+                keys::seq(seq),
+                encode(keys::OUTBOX, &crate::stored::Stored(change.clone()))?,
+            );
+            w.put(T::Pending, keys::pending(change.record, seq), Vec::new());
+        }
+        self.commit(w)
+    }
+
+    /// The server has other content under this replica id (a store restored from
+    /// a copy): take a new id, renumber the outbox from 1 with references to its
+    /// own versions remapped, and rebuild the local views.
+    fn rekey(&mut self) -> Result<(), ReplicaError> {
+        let old = self.replica_id;
+        let new = ReplicaId::generate();
+        let changes = self.outbox()?;
+        let remap: BTreeMap<VersionId, VersionId> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (VersionId::new(old, c.seq), VersionId::new(new, i as u64 + 1)))
+            .collect();
+        let map = |v: &VersionId| remap.get(v).copied().unwrap_or(*v);
+        let mut w = Write::default();
+        let mut renumbered = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            w.del(T::Outbox, keys::seq(c.seq));
+            w.del(T::Pending, keys::pending(c.record, c.seq));
+            let mut c2 = c.clone();
+            c2.seq = i as u64 + 1;
+            match &mut c2.op {
+                Op::Create { versions, .. } | Op::Transition { versions, .. } => {
+                    for ids in versions.iter_mut().flat_map(|v| v.values_mut()) {
+                        ids.iter_mut().for_each(|id| *id = map(id));
+                    }
+                }
+                Op::Edit { units } => {
+                    for u in units {
+                        u.bases.iter_mut().for_each(|id| *id = map(id));
+                    }
+                }
+            }
+            renumbered.push(c2);
+        }
+        for c in &renumbered {
+            w.put(
+                T::Outbox,
+                keys::seq(c.seq),
+                encode(keys::OUTBOX, &crate::stored::Stored(c.clone()))?,
+            );
+            w.put(T::Pending, keys::pending(c.record, c.seq), Vec::new());
+        }
+        let next = renumbered.len() as u64 + 1;
+        w.meta(meta::REPLICA_ID, &new)?;
+        w.meta(meta::NEXT_SEQ, &next)?;
+        // Views are rebuilt under the new id, so set it before rebuilding.
+        self.replica_id = new;
+        let acked = self.acked_entries()?;
+        let records: BTreeSet<RecordId> = renumbered
+            .iter()
+            .map(|c| c.record)
+            .chain(acked.iter().map(|(_, a)| a.change.record))
+            .collect();
+        for id in records {
+            let pending: Vec<Change> = renumbered.iter().filter(|c| c.record == id).cloned().collect();
+            let acked_for: Vec<&AckedEntry> = acked.iter().map(|(_, a)| a).filter(|a| a.change.record == id).collect();
+            self.put_view(&mut w, id, self.server_state(id)?, &acked_for, &pending)?;
+        }
+        match self.commit(w) {
+            Ok(()) => {
+                self.next_seq = next;
+                Ok(())
+            }
+            Err(e) => {
+                self.replica_id = old;
+                Err(e)
+            }
+        }
+    }
+
+    fn pull_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {
+        loop {
+            let cursor: String = read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string());
+            let asked_at = self.clock.now_ms();
+            let page = transport.pull(&cursor, self.config.pull_limit)?;
+            let acked = self.acked_entries()?;
+            let mut w = Write::default();
+            let mut hlc = self.hlc;
+            let now = self.clock.now_ms();
+            for state in &page.records {
+                let id = state.id;
+                let mut keep = Vec::new();
+                for (key, a) in &acked {
+                    if a.change.record != id {
+                        continue;
+                    }
+                    // Its effect is in this state: no longer needed on top.
+                    if a.commit_seq <= state.commit_seq {
+                        w.del(T::Acked, key);
+                    } else {
+                        keep.push(a);
+                    }
+                }
+                let pending = self.pending_changes(id)?;
+                self.put_view(&mut w, id, Some(state.clone()), &keep, &pending)?;
+                w.put(T::Records, keys::record(id), encode(keys::RECORDS, state)?);
+                if let Some(top) = highest_hlc(state) {
+                    hlc.observe(top, now);
+                }
+            }
+            w.meta(meta::CURSOR, &page.next)?;
+            w.meta(meta::LAST_HLC, &hlc.last())?;
+            w.meta(meta::CLOCK_OFFSET_MS, &offset(page.server_time_ms, asked_at))?;
+            w.meta(meta::EPOCH, &page.epoch)?;
+            self.commit(w)?;
+            self.hlc = hlc;
+            report.pulled += page.records.len();
+            if !page.more {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn offset(server_ms: u64, local_ms: u64) -> i64 {
+    (server_ms as i128 - local_ms as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+fn highest_hlc(state: &RecordState) -> Option<Hlc> {
+    state.units.values().flat_map(|u| u.live.iter().map(|v| v.hlc)).max()
+}

@@ -1,0 +1,112 @@
+//! How the replica reaches the server, and an in-process transport over the
+//! reference server that the tests sync against.
+
+use std::sync::{Arc, Mutex};
+
+use sync_protocol::Actor;
+use sync_protocol::clock::Clock;
+use sync_protocol::reference::ReferenceServer;
+use sync_protocol::wire::{PullResponse, PushRequest, PushResponse};
+
+/// The server could not be reached, or its answer was lost. Whatever the server
+/// did is found out by sending again: a retried change is answered `replayed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// One request at a time to the sync server.
+pub trait Transport {
+    /// Who the following requests speak for. A real transport fetches a token for
+    /// this replica; called at the start of a sync and after a re-key.
+    fn identify(&mut self, actor: &Actor) -> Result<(), TransportError>;
+    fn push(&mut self, request: PushRequest) -> Result<PushResponse, TransportError>;
+    fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError>;
+}
+
+/// Where an injected push failure strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushFailure {
+    /// The request never reached the server.
+    BeforeApply,
+    /// The server applied the push and the reply was lost.
+    LostReply,
+}
+
+/// A transport calling a shared [`ReferenceServer`] in process.
+#[derive(Debug)]
+pub struct InProcessTransport {
+    server: Arc<Mutex<ReferenceServer>>,
+    clock: Arc<dyn Clock>,
+    actor: Option<Actor>,
+    fail_next_push: Option<PushFailure>,
+    /// Pull pages left before an injected failure.
+    pulls_before_failure: Option<usize>,
+    pub pushes: usize,
+    pub pulls: usize,
+}
+
+impl InProcessTransport {
+    pub fn new(server: Arc<Mutex<ReferenceServer>>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            server,
+            clock,
+            actor: None,
+            fail_next_push: None,
+            pulls_before_failure: None,
+            pushes: 0,
+            pulls: 0,
+        }
+    }
+
+    pub fn fail_next_push(&mut self, how: PushFailure) {
+        self.fail_next_push = Some(how);
+    }
+
+    /// Answer `pages` pulls, then fail the next one.
+    pub fn fail_pull_after(&mut self, pages: usize) {
+        self.pulls_before_failure = Some(pages);
+    }
+
+    fn server(&self) -> Result<std::sync::MutexGuard<'_, ReferenceServer>, TransportError> {
+        self.server
+            .lock()
+            .map_err(|_| TransportError("server lock poisoned".into()))
+    }
+}
+
+impl Transport for InProcessTransport {
+    fn identify(&mut self, actor: &Actor) -> Result<(), TransportError> {
+        self.actor = Some(*actor);
+        Ok(())
+    }
+
+    fn push(&mut self, request: PushRequest) -> Result<PushResponse, TransportError> {
+        let actor = self
+            .actor
+            .ok_or_else(|| TransportError("push before identify".into()))?;
+        self.pushes += 1;
+        let failure = self.fail_next_push.take();
+        if failure == Some(PushFailure::BeforeApply) {
+            return Err(TransportError("injected: connection refused".into()));
+        }
+        let now = self.clock.now_ms();
+        let response = self.server()?.push(&actor, &request.changes, now);
+        if failure == Some(PushFailure::LostReply) {
+            return Err(TransportError("injected: reply lost".into()));
+        }
+        Ok(response)
+    }
+
+    fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
+        if let Some(left) = self.pulls_before_failure {
+            if left == 0 {
+                self.pulls_before_failure = None;
+                return Err(TransportError("injected: pull cut".into()));
+            }
+            self.pulls_before_failure = Some(left - 1);
+        }
+        self.pulls += 1;
+        let now = self.clock.now_ms();
+        Ok(self.server()?.pull(since, limit, now))
+    }
+}
