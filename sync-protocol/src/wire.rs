@@ -34,3 +34,59 @@ pub struct PullResponse {
     pub server_time_ms: u64,
     pub epoch: String,
 }
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    pub device: DeviceRegistration,
+}
+
+/// The device a login registers, and the replica its tokens speak for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRegistration {
+    pub id: mobile_schema::ids::DeviceId,
+    /// Absent before the device has a store; bind one later with a refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::ids::ReplicaId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+}
+
+/// `POST /api/v1/auth/refresh`: a new token pair; the old refresh token is spent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+    /// Rebind the device's tokens to this replica (a new store, or a re-key after a fork).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::ids::ReplicaId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+    pub token_type: String,
+    pub user: UserInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: mobile_schema::ids::UserId,
+    pub username: String,
+    pub role: mobile_schema::workflow::Role,
+}
+
+/// Every 4xx/5xx body: a stable code, a sentence for people, and the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
