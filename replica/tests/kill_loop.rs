@@ -54,22 +54,17 @@ fn kill_loop_child() {
     let seed: u64 = std::env::var(CHILD_SEED).unwrap().parse().unwrap();
     let with_sync = std::env::var(CHILD_SYNC).is_ok();
     let mut rng = Rng(seed | 1);
-    // The parent's check may still be releasing the store's lock.
-    let mut opened = Replica::open(&dir);
-    for _ in 0..100 {
-        if !matches!(&opened, Err(ReplicaError::Storage(sled::Error::Io(_)))) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        opened = Replica::open(&dir);
-    }
-    let mut r = match opened {
-        Err(ReplicaError::NoIdentity) => {
-            let identity = Identity {
-                user: UserId::generate(),
-                device: DeviceId::generate(),
-                role: Role::Inspector,
-            };
+    // libtest printed "test kill_loop_child ... " without a newline: end that line
+    // so the parent reads ours whole.
+    println!();
+    // The store may be new (no identity yet), so open_with follows a failed open.
+    let identity = Identity {
+        user: UserId::generate(),
+        device: DeviceId::generate(),
+        role: Role::Inspector,
+    };
+    let mut r = match open_retrying(|| Replica::open(&dir)) {
+        Err(ReplicaError::NoIdentity) => open_retrying(|| {
             Replica::open_with(
                 &dir,
                 ReplicaConfig {
@@ -77,8 +72,8 @@ fn kill_loop_child() {
                     ..ReplicaConfig::default()
                 },
             )
-            .unwrap()
-        }
+        })
+        .unwrap(),
         other => other.unwrap(),
     };
     let server = Arc::new(Mutex::new(ReferenceServer::new(EngineConfig::default())));
@@ -98,6 +93,9 @@ fn kill_loop_child() {
             site
         }
     };
+    // The parent starts its kill timer from here, not from the spawn: waiting for
+    // sled's lock under load must not eat the time meant for editing.
+    println!("READY");
     let mut n = 0u64;
     loop {
         n += 1;
@@ -141,6 +139,21 @@ fn kill_loop_child() {
     }
 }
 
+/// Opens, retrying while sled's lock is held: after the last handle of a store
+/// drops (the parent's check, or this process's own failed open), sled's
+/// background threads keep the lock file a while, seconds on a loaded 2-core machine.
+fn open_retrying(open: impl Fn() -> Result<Replica, ReplicaError>) -> Result<Replica, ReplicaError> {
+    let mut opened = open();
+    for _ in 0..6_000 {
+        if !matches!(&opened, Err(ReplicaError::Storage(sled::Error::Io(_)))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        opened = open();
+    }
+    opened
+}
+
 /// One acknowledged edit as the child printed it.
 #[derive(Debug, Clone)]
 struct Ack {
@@ -174,12 +187,19 @@ fn run_child(dir: &Path, seed: u64, kill_after_ms: u64, with_sync: bool) -> Vec<
     }
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "READY" {
+                let _ = ready_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
     });
+    // A child that dies before READY is caught by the exit-status check below.
+    let _ = ready_rx.recv_timeout(Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(kill_after_ms));
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();

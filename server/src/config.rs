@@ -1,14 +1,40 @@
-//! Server settings: defaults, overridden by command-line flags.
+//! Server settings: defaults, then a TOML file, then `FIELDSYNC_*` variables and
+//! command-line flags (the last two through clap, flag over variable).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Where the server keeps its data and where it listens.
-#[derive(Debug, Clone)]
+use serde::Deserialize;
+
+/// Where the server keeps its data, where it listens, and its limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The sled store's folder.
     pub data_dir: PathBuf,
     pub bind: SocketAddr,
+    /// PEM certificate chain and key: both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// sled's page cache (its default is 1 GiB, far above the server's budget).
+    pub cache_capacity_mb: u64,
+    pub access_token_ttl_s: u64,
+    pub refresh_token_ttl_s: u64,
+    pub limits: Limits,
+}
+
+/// Sizes a client controls, bounded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// A push body after decompression.
+    pub max_push_bytes: usize,
+    pub max_changes_per_push: usize,
+    /// Any other JSON body (login, refresh) after decompression.
+    pub max_small_body_bytes: usize,
+    pub max_pull_records: usize,
+    /// A pull page stops once its records reach this many bytes of JSON.
+    pub max_pull_bytes: usize,
 }
 
 impl Default for Settings {
@@ -16,6 +42,79 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("fieldsync-data"),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
+            cache_capacity_mb: 64,
+            access_token_ttl_s: 15 * 60,
+            refresh_token_ttl_s: 30 * 24 * 3600,
+            limits: Limits::default(),
         }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_push_bytes: 16 * 1024 * 1024,
+            max_changes_per_push: 1_000,
+            max_small_body_bytes: 16 * 1024,
+            max_pull_records: 1_000,
+            max_pull_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the config file {path} is not valid: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("--tls-cert and --tls-key go together")]
+    HalfTls,
+}
+
+impl Settings {
+    /// The file's settings over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::HalfTls);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let s: Settings = toml::from_str("bind = \"0.0.0.0:9000\"\n[limits]\nmax_pull_records = 50\n").unwrap();
+        assert_eq!(s.bind.port(), 9000);
+        assert_eq!(s.limits.max_pull_records, 50);
+        assert_eq!(s.limits.max_push_bytes, Limits::default().max_push_bytes);
+        assert_eq!(s.data_dir, PathBuf::from("fieldsync-data"));
+    }
+
+    #[test]
+    fn unknown_keys_and_half_tls_are_errors() {
+        assert!(toml::from_str::<Settings>("bnd = \"x\"").is_err());
+        let s = Settings {
+            tls_cert: Some("c.pem".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(s.check(), Err(ConfigError::HalfTls)));
     }
 }

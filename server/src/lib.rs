@@ -3,6 +3,12 @@
 //! The fieldsync sync server: actix-web over an embedded sled store. The binary
 //! `fieldsync` is thin (`main.rs`); everything testable lives here.
 
+pub mod accounts;
+pub mod auth;
+pub mod body;
 pub mod config;
+pub mod error;
 pub mod routes;
 pub mod startup;
+pub mod storage;
+pub mod tls;

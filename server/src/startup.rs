@@ -1,16 +1,30 @@
 //! Builds the application: opens the store, binds the socket, runs the server.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::middleware::Compress;
+use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
+use mobile_schema::workflow::Role;
+use sync_protocol::clock::{Clock, SystemClock};
+use sync_protocol::engine::EngineConfig;
 
-use crate::config::Settings;
+use crate::accounts::{AccountError, Accounts};
+use crate::auth::TokenKeys;
+use crate::config::{ConfigError, Settings};
+use crate::error::ApiError;
 use crate::routes;
+use crate::storage::{SledStorage, StorageError, SyncStorage};
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub db: sled::Db,
+    pub storage: Arc<dyn SyncStorage>,
+    pub accounts: Accounts,
+    pub keys: TokenKeys,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Why the server could not start.
@@ -18,14 +32,36 @@ pub struct AppState {
 pub enum StartupError {
     #[error("cannot open the store in {dir}: {source}")]
     Store { dir: String, source: sled::Error },
+    #[error("cannot open the sync store: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot open the accounts: {0}")]
+    Accounts(#[from] AccountError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// How the first start on an empty store makes its `admin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    /// The store already had users.
+    Existing,
+    /// Created with the password the operator gave.
+    Given,
+    /// Created with this generated password, to be shown once.
+    Generated(String),
 }
 
 /// A bound, not yet running server: tests bind to port 0 and read the port here.
 pub struct Application {
     pub port: u16,
+    pub admin: AdminBootstrap,
+    pub tls: bool,
     server: Server,
+    state: AppState,
 }
 
 impl std::fmt::Debug for Application {
@@ -37,33 +73,100 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+    /// `admin_password` is used only when the store has no users yet.
+    pub fn build(settings: &Settings, admin_password: Option<&str>) -> Result<Self, StartupError> {
+        settings.check()?;
         let db = sled::Config::new()
             .path(&settings.data_dir)
             // sled's default cache is 1 GiB; the server's budget is far smaller.
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(settings.cache_capacity_mb * 1024 * 1024)
             .open()
             .map_err(|source| StartupError::Store {
                 dir: settings.data_dir.display().to_string(),
                 source,
             })?;
+        let accounts = Accounts::open(&db)?;
+        let admin = if accounts.is_empty()? {
+            match admin_password {
+                Some(p) => {
+                    accounts.create_user("admin", p, Role::Admin, Vec::new())?;
+                    AdminBootstrap::Given
+                }
+                None => {
+                    let p = crate::accounts::random_token()[..24].to_string();
+                    accounts.create_user("admin", &p, Role::Admin, Vec::new())?;
+                    AdminBootstrap::Generated(p)
+                }
+            }
+        } else {
+            AdminBootstrap::Existing
+        };
+        let keys = TokenKeys::new(&accounts.jwt_secret()?, settings.access_token_ttl_s);
+        let storage: Arc<dyn SyncStorage> = Arc::new(SledStorage::open(db.clone(), EngineConfig::default())?);
+        let state = AppState {
+            db,
+            storage,
+            accounts,
+            keys,
+            settings: settings.clone(),
+            clock: Arc::new(SystemClock),
+        };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),
             source,
         })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.bind.port());
-        let state = web::Data::new(AppState { db });
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).service(routes::health::healthz))
-            .listen(listener)
-            .map_err(|source| StartupError::Bind {
-                addr: settings.bind.to_string(),
-                source,
-            })?
-            .run();
-        Ok(Self { port, server })
+        let data = web::Data::new(state.clone());
+        let http = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(Compress::default())
+                .service(routes::health::healthz)
+                .service(routes::auth::login)
+                .service(routes::auth::refresh)
+                .service(routes::sync::push)
+                .service(routes::sync::pull)
+                .default_service(web::to(not_found))
+        })
+        // An in-flight push finishes (and is acknowledged) within this, or is not acknowledged.
+        .shutdown_timeout(30);
+        let bind_err = |source| StartupError::Bind {
+            addr: settings.bind.to_string(),
+            source,
+        };
+        let tls = settings.tls_cert.is_some();
+        let server = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => http
+                .listen_rustls_0_23(listener, crate::tls::server_config(cert, key)?)
+                .map_err(bind_err)?
+                .run(),
+            _ => http.listen(listener).map_err(bind_err)?.run(),
+        };
+        Ok(Self {
+            port,
+            admin,
+            tls,
+            server,
+            state,
+        })
     }
 
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
+
+    /// Runs until SIGTERM or ctrl-c, then lets in-flight requests finish, drains
+    /// the writer and flushes.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.state.storage.close();
+        if let Err(e) = self.state.db.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        result
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
 }

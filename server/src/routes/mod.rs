@@ -1,3 +1,5 @@
 //! HTTP routes, a module per resource.
 
+pub mod auth;
 pub mod health;
+pub mod sync;

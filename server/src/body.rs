@@ -1,0 +1,124 @@
+//! Reading request bodies: decompressed by actix (gzip, zstd), bounded after
+//! decompression, and decoded with the path of the field at fault.
+
+use actix_web::web;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The whole body, refused as soon as it passes `limit` decompressed bytes.
+pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::EncodingCorrupted => {
+                ApiError::bad("bad_encoding", "the compressed body does not decode", None)
+            }
+            actix_web::error::PayloadError::Overflow => ApiError::TooLarge { limit, field: None },
+            other => ApiError::bad("bad_body", other.to_string(), None),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit, field: None });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Deepest nesting a body may have. Raw record documents are not parsed by
+/// serde's recursion guard on the way in, so depth is checked up front.
+pub const MAX_DEPTH: usize = 64;
+
+/// The deepest nesting of arrays and objects, skipping strings; one pass.
+fn depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// JSON into `T`, or a 400 naming the field (`changes[3].kind`).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if depth(bytes) > MAX_DEPTH {
+        return Err(ApiError::bad(
+            "too_deep",
+            format!("the JSON nests deeper than {MAX_DEPTH} levels"),
+            None,
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = result.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = (path != ".").then_some(path);
+        let text = inner.to_string();
+        if inner.is_data() {
+            ApiError::bad("invalid_field", text, field)
+        } else {
+            ApiError::bad("malformed_json", text, field)
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad("malformed_json", e.to_string(), None))?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_protocol::wire::PushRequest;
+
+    fn code(e: ApiError) -> (&'static str, Option<String>) {
+        match e {
+            ApiError::BadRequest { code, field, .. } => (code, field),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_kind_of_fault() {
+        let e = decode::<PushRequest>(br#"{"changes":[{"seq":1,"hlc":[1,0],"kind":"spaceship","record":"00000000-0000-0000-0000-000000000001","op":{"transition":{"action":"submit"}}}]}"#).unwrap_err();
+        let (c, f) = code(e);
+        assert_eq!(c, "invalid_field");
+        assert_eq!(f.as_deref(), Some("changes[0].kind"));
+        assert_eq!(
+            code(decode::<PushRequest>(b"{\"changes\": [").unwrap_err()).0,
+            "malformed_json"
+        );
+        assert_eq!(
+            code(decode::<PushRequest>(b"{\"changes\": []} x").unwrap_err()).0,
+            "malformed_json"
+        );
+        assert_eq!(
+            code(decode::<PushRequest>(b"{\"changes\": \"\xff\"}").unwrap_err()).0,
+            "malformed_json"
+        );
+        let deep = format!(
+            r#"{{"changes":[{{"seq":1,"hlc":[1,0],"kind":"site","record":"00000000-0000-0000-0000-000000000001","op":{{"create":{{"record":{}{}}}}}}}]}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        assert_eq!(code(decode::<PushRequest>(deep.as_bytes()).unwrap_err()).0, "too_deep");
+        assert_eq!(depth(br#"{"a":"[[[[","b":[{"c":"\\"}]}"#), 3);
+    }
+}

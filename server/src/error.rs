@@ -1,0 +1,126 @@
+//! The API's errors: each a status and a JSON body `{code, message, field}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use sync_protocol::wire::ErrorBody;
+
+use crate::accounts::AccountError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge { limit: usize, field: Option<String> },
+    #[error("unsupported content encoding")]
+    UnsupportedEncoding,
+    #[error("the cursor is older than anything this server can serve: pull again from 0")]
+    CursorExpired,
+    #[error("not found")]
+    NotFound,
+    #[error("the store could not make this durable; retry later")]
+    NotDurable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad(code: &'static str, message: impl Into<String>, field: Option<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+            field,
+        }
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized { code, .. } | ApiError::BadRequest { code, .. } => code,
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::UnsupportedEncoding => "unsupported_encoding",
+            ApiError::CursorExpired => "cursor_expired",
+            ApiError::NotFound => "not_found",
+            ApiError::NotDurable => "not_durable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            ApiError::BadRequest { field, .. } | ApiError::TooLarge { field, .. } => field.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::CursorExpired => StatusCode::GONE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotDurable => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(%detail, "internal error");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            code: self.code().into(),
+            message: self.to_string(),
+            field: self.field(),
+        })
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        if e.is_not_durable() {
+            tracing::error!(error = %e, "push not durable");
+            ApiError::NotDurable
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::BadCredentials => ApiError::unauthorized("bad_credentials", "wrong username or password"),
+            AccountError::InvalidToken(why) => ApiError::unauthorized("invalid_token", why),
+            AccountError::DeviceRevoked => {
+                ApiError::unauthorized("device_revoked", "this device was revoked: enrol it again")
+            }
+            AccountError::UserDisabled => ApiError::unauthorized("user_disabled", "this account is disabled"),
+            AccountError::Invalid { field, message } => ApiError::bad("invalid_field", message, Some(field)),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,129 @@
+//! `POST /api/v1/sync/push` and `GET /api/v1/sync/pull`.
+
+use actix_web::http::header::ContentType;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use sync_protocol::Actor;
+use sync_protocol::wire::PushRequest;
+
+use crate::auth::Authenticated;
+use crate::body;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Records per pull page when the client does not say.
+const DEFAULT_PULL_LIMIT: usize = 100;
+
+#[post("/api/v1/sync/push")]
+pub async fn push(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let replica = auth.replica.ok_or_else(|| {
+        ApiError::bad(
+            "replica_required",
+            "this token speaks for no replica: refresh it with the replica id",
+            None,
+        )
+    })?;
+    let limits = &state.settings.limits;
+    let bytes = body::read(payload, limits.max_push_bytes).await?;
+    let request: PushRequest = body::decode(&bytes)?;
+    drop(bytes);
+    if request.changes.len() > limits.max_changes_per_push {
+        return Err(ApiError::TooLarge {
+            limit: limits.max_changes_per_push,
+            field: Some("changes".into()),
+        });
+    }
+    let actor = Actor {
+        replica,
+        user: auth.user.id,
+        device: auth.device,
+        role: auth.user.role,
+    };
+    let st = state.clone();
+    let response = web::block(move || {
+        let now = st.clock.now_ms();
+        st.storage.apply_push(&actor, request.changes, now)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(response))
+}
+
+#[derive(Debug, Deserialize)]
+struct PullQuery {
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+#[get("/api/v1/sync/pull")]
+pub async fn pull(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let _ = auth;
+    let query = web::Query::<PullQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
+        .into_inner();
+    let since: u64 = match query.since.as_deref() {
+        None | Some("") => 0,
+        Some(s) => s.parse().map_err(|_| {
+            ApiError::bad(
+                "invalid_cursor",
+                "since is a cursor from a previous pull, or 0",
+                Some("since".into()),
+            )
+        })?,
+    };
+    let limits = &state.settings.limits;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PULL_LIMIT,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n >= 1 => n.min(limits.max_pull_records),
+            _ => {
+                return Err(ApiError::bad(
+                    "invalid_field",
+                    "limit is a number of records, at least 1",
+                    Some("limit".into()),
+                ));
+            }
+        },
+    };
+    let st = state.clone();
+    let max_bytes = limits.max_pull_bytes;
+    let (page, epoch) = web::block(move || -> Result<_, ApiError> {
+        // A cursor beyond what this store ever committed comes from a store that was
+        // later restored from an older backup: the replica must pull from the start.
+        if since > st.storage.visible_seq() {
+            return Err(ApiError::CursorExpired);
+        }
+        Ok((st.storage.records_since(since, limit, max_bytes)?, st.storage.epoch()))
+    })
+    .await??;
+    // Stored record JSON goes out as it is: no decode and re-encode per pull.
+    let size: usize = page.records.iter().map(|r| r.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 128);
+    out.extend_from_slice(b"{\"records\":[");
+    for (i, r) in page.records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r);
+    }
+    out.extend_from_slice(b"],\"next\":");
+    out.extend_from_slice(
+        serde_json::to_string(&page.next.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    out.extend_from_slice(
+        format!(
+            ",\"more\":{},\"server_time_ms\":{},\"epoch\":",
+            page.more,
+            state.clock.now_ms()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(serde_json::to_string(&epoch).unwrap_or_default().as_bytes());
+    out.push(b'}');
+    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(out))
+}

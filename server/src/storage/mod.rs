@@ -1,0 +1,75 @@
+//! Where the server keeps records, in sync terms. Handlers speak only this trait,
+//! so another backend can come later without touching them: the sled store is the
+//! product; the protocol's in-memory reference server is the second implementation
+//! (story tests run against both).
+
+pub mod keys;
+pub mod memory;
+pub mod sled_store;
+
+use mobile_schema::ids::RecordId;
+use sync_protocol::engine::StoredOutcome;
+use sync_protocol::wire::PushResponse;
+use sync_protocol::{Actor, Change, RecordState, ReplicaId};
+
+pub use memory::MemoryStorage;
+pub use sled_store::SledStorage;
+
+/// Why the store could not do what was asked. Every variant is the server's
+/// problem, not the client's: the handler answers 5xx.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("the store failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// Written but not flushed: the push must not be acknowledged.
+    #[error("the store could not make the change durable: {0}")]
+    NotDurable(String),
+    #[error("a stored value does not decode ({what}): {source}")]
+    Corrupt {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("the store's writer has stopped")]
+    WriterGone,
+}
+
+impl StorageError {
+    /// A full disk or a failed fsync: the client should retry later.
+    pub fn is_not_durable(&self) -> bool {
+        matches!(self, StorageError::NotDurable(_) | StorageError::Sled(sled::Error::Io(_)))
+    }
+}
+
+/// One page of `records_since`: each record's current state as JSON, in commit
+/// order, so a pull answer is assembled without decoding and re-encoding.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<Vec<u8>>,
+    /// The commit seq of the last record in the page (or `since` when empty).
+    pub next: u64,
+    pub more: bool,
+}
+
+/// The sync store.
+pub trait SyncStorage: Send + Sync + std::fmt::Debug {
+    /// Apply a batch of changes from one replica; returns after the outcomes are
+    /// durable (this is what makes an acknowledgement true).
+    fn apply_push(&self, actor: &Actor, changes: Vec<Change>, now_ms: u64) -> Result<PushResponse, StorageError>;
+
+    /// Records whose last commit is after `since`, at most `limit` of them and about
+    /// `max_bytes` (always at least one record, so a page makes progress).
+    fn records_since(&self, since: u64, limit: usize, max_bytes: usize) -> Result<Page, StorageError>;
+
+    /// The highest commit seq a pull can see.
+    fn visible_seq(&self) -> u64;
+
+    fn outcome_of(&self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError>;
+
+    fn record(&self, id: RecordId) -> Result<Option<RecordState>, StorageError>;
+
+    /// Names this store's history: a restore from a backup starts a new epoch.
+    fn epoch(&self) -> String;
+
+    /// Stop taking pushes; return once every accepted one is answered.
+    fn close(&self) {}
+}

@@ -1,0 +1,518 @@
+//! The sync store over sled, with one writer thread that group-commits.
+//!
+//! Pushes are queued to the writer. It takes every push waiting, runs the rules
+//! of each over an overlay of the tree, writes the whole group in one atomic
+//! batch, flushes, and only then answers: one fsync acknowledges many pushes.
+//! A single writer also assigns commit sequences in the order they become
+//! visible, which is what makes the pull cursor safe.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use mobile_schema::ids::RecordId;
+use serde::{Deserialize, Serialize};
+use sync_protocol::engine::{Engine, EngineConfig, Store, StoredOutcome};
+use sync_protocol::state::VersionMeta;
+use sync_protocol::unit::LiveVersion;
+use sync_protocol::wire::PushResponse;
+use sync_protocol::{Actor, Change, Hlc, RecordState, ReplicaId, VersionId};
+
+use super::{Page, StorageError, SyncStorage, keys};
+
+/// Pushes committed together at most; bounds the latency one fsync adds.
+const MAX_GROUP: usize = 64;
+
+/// What one change wrote to one record, kept so history can be shown and a
+/// signature can restore a version it locked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub meta: Option<VersionMeta>,
+    pub units: BTreeMap<String, LiveVersion>,
+}
+
+struct Job {
+    actor: Actor,
+    changes: Vec<Change>,
+    now_ms: u64,
+    reply: mpsc::SyncSender<Result<PushResponse, StorageError>>,
+}
+
+/// The sled-backed sync store.
+pub struct SledStorage {
+    db: sled::Db,
+    tree: sled::Tree,
+    visible: Arc<AtomicU64>,
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    epoch: String,
+}
+
+impl std::fmt::Debug for SledStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStorage")
+            .field("visible", &self.visible.load(Ordering::Acquire))
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStorage {
+    /// Opens the store in `db` and starts its writer.
+    pub fn open(db: sled::Db, config: EngineConfig) -> Result<Self, StorageError> {
+        let tree = db.open_tree(keys::SYNC)?;
+        let commit_seq = read_u64(&tree, keys::META_COMMIT_SEQ)?;
+        let epoch = match tree.get(keys::META_EPOCH)? {
+            Some(e) => String::from_utf8_lossy(&e).into_owned(),
+            None => {
+                let e = uuid::Uuid::new_v4().to_string();
+                tree.insert(keys::META_EPOCH, e.as_bytes())?;
+                db.flush()?;
+                e
+            }
+        };
+        let mut engine = Engine::new(config);
+        if let Some(raw) = tree.get(keys::META_HLC)? {
+            let hlc: Hlc = serde_json::from_slice(&raw).map_err(|source| StorageError::Corrupt {
+                what: "server hlc",
+                source,
+            })?;
+            engine.resume_clock(hlc);
+        }
+        let visible = Arc::new(AtomicU64::new(commit_seq));
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            tree: tree.clone(),
+            engine,
+            commit_seq,
+            last_seq: HashMap::new(),
+            visible: visible.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("sync-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StorageError::NotDurable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            db,
+            tree,
+            visible,
+            queue: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            epoch,
+        })
+    }
+
+    /// Stops taking pushes and waits until the writer has answered every queued one.
+    pub fn shutdown(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.take();
+        }
+        if let Ok(mut w) = self.writer.lock()
+            && let Some(h) = w.take()
+        {
+            let _ = h.join();
+        }
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Every stored change of a record, oldest first by author HLC.
+    pub fn history(&self, id: RecordId) -> Result<Vec<(VersionId, HistoryEntry)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::history_prefix(id)) {
+            let (k, v) = item?;
+            let entry: HistoryEntry = decode(&v, "history entry")?;
+            let replica = k
+                .get(17..33)
+                .and_then(|b| uuid::Uuid::from_slice(b).ok())
+                .map(ReplicaId);
+            let seq = k
+                .get(33..41)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            if let (Some(replica), Some(seq)) = (replica, seq) {
+                out.push((VersionId::new(replica, seq), entry));
+            }
+        }
+        out.sort_by_key(|(id, e)| (e.meta.map(|m| m.hlc), *id));
+        Ok(out)
+    }
+}
+
+impl Drop for SledStorage {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl SyncStorage for SledStorage {
+    fn apply_push(&self, actor: &Actor, changes: Vec<Change>, now_ms: u64) -> Result<PushResponse, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Job {
+            actor: *actor,
+            changes,
+            now_ms,
+            reply,
+        };
+        {
+            let queue = self.queue.lock().map_err(|_| StorageError::WriterGone)?;
+            let tx = queue.as_ref().ok_or(StorageError::WriterGone)?;
+            tx.send(job).map_err(|_| StorageError::WriterGone)?;
+        }
+        answer.recv().map_err(|_| StorageError::WriterGone)?
+    }
+
+    fn records_since(&self, since: u64, limit: usize, max_bytes: usize) -> Result<Page, StorageError> {
+        // Only what a flushed batch made visible: an iterator is not a snapshot,
+        // and a half-seen batch must not move a cursor past what it skipped.
+        let visible = self.visible.load(Ordering::Acquire);
+        let mut page = Page {
+            records: Vec::new(),
+            next: since,
+            more: false,
+        };
+        if since >= visible {
+            return Ok(page);
+        }
+        let mut bytes = 0usize;
+        let from = keys::seq(since.saturating_add(1));
+        let to = keys::seq(visible.saturating_add(1));
+        for item in self.tree.range(from..to) {
+            let (k, id) = item?;
+            let seq = keys::seq_of(&k).unwrap_or(since);
+            if page.records.len() >= limit.max(1) || (bytes >= max_bytes && !page.records.is_empty()) {
+                page.more = true;
+                break;
+            }
+            let mut key = [0u8; 17];
+            key[0] = keys::RECORD;
+            if id.len() != 16 {
+                continue;
+            }
+            key[1..].copy_from_slice(&id);
+            let Some(value) = self.tree.get(key)? else {
+                continue;
+            };
+            if let Some((_, json)) = keys::split_record_value(&value) {
+                bytes += json.len();
+                page.records.push(json.to_vec());
+            }
+            page.next = seq;
+        }
+        Ok(page)
+    }
+
+    fn visible_seq(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    fn outcome_of(&self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError> {
+        match self.tree.get(keys::outcome(replica, seq))? {
+            Some(v) => Ok(Some(decode(&v, "outcome")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn record(&self, id: RecordId) -> Result<Option<RecordState>, StorageError> {
+        match self.tree.get(keys::record(id))? {
+            Some(v) => {
+                let (_, json) = keys::split_record_value(&v).unwrap_or((0, &[]));
+                Ok(Some(decode(json, "record")?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn epoch(&self) -> String {
+        self.epoch.clone()
+    }
+
+    fn close(&self) {
+        self.shutdown();
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what, source })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing our own types to a Vec cannot fail: no maps with non-string keys.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StorageError> {
+    Ok(tree
+        .get(key)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
+}
+
+/// The single writer: owns the engine, the commit counter and the per-replica
+/// last seqs, all of which advance only when a group is durable.
+struct Writer {
+    db: sled::Db,
+    tree: sled::Tree,
+    engine: Engine,
+    commit_seq: u64,
+    last_seq: HashMap<ReplicaId, u64>,
+    visible: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(jobs);
+        }
+    }
+
+    fn commit_group(&mut self, jobs: Vec<Job>) {
+        let mut overlay = Overlay::new(&self.tree, self.commit_seq, &self.last_seq);
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let result = self.engine.push(&mut overlay, &job.actor, &job.changes, job.now_ms);
+            match result {
+                Ok(outcomes) => {
+                    overlay.keep();
+                    let expected_seq = overlay.last_seq.get(&job.actor.replica).copied().unwrap_or(0) + 1;
+                    answers.push(Ok(PushResponse {
+                        outcomes,
+                        expected_seq,
+                        server_time_ms: job.now_ms,
+                        epoch: String::new(),
+                    }));
+                }
+                Err(e) => {
+                    overlay.drop_current();
+                    answers.push(Err(e));
+                }
+            }
+        }
+        let commit_seq = overlay.commit_seq;
+        let last_seq = std::mem::take(&mut overlay.last_seq);
+        let batch = overlay.into_batch(commit_seq, self.engine.clock());
+        let durable = self.tree.apply_batch(batch).map_err(StorageError::from).and_then(|()| {
+            self.db
+                .flush()
+                .map(|_| ())
+                .map_err(|e| StorageError::NotDurable(e.to_string()))
+        });
+        match durable {
+            Ok(()) => {
+                self.commit_seq = commit_seq;
+                self.last_seq = last_seq;
+                self.visible.store(commit_seq, Ordering::Release);
+                let epoch = self
+                    .tree
+                    .get(keys::META_EPOCH)
+                    .ok()
+                    .flatten()
+                    .map(|e| String::from_utf8_lossy(&e).into_owned())
+                    .unwrap_or_default();
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let _ = job.reply.send(answer.map(|mut r| {
+                        r.epoch = epoch.clone();
+                        r
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, pushes = jobs.len(), "a group of pushes could not be made durable");
+                // What the tree holds now is uncertain (applied but not flushed, or
+                // not applied): re-read the counters so the next group continues
+                // from the stored truth, and cached last seqs are dropped.
+                self.commit_seq = read_u64(&self.tree, keys::META_COMMIT_SEQ)
+                    .unwrap_or(commit_seq)
+                    .max(self.commit_seq);
+                self.last_seq.clear();
+                let message = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(StorageError::NotDurable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Pending writes of a group over the tree. Writes of the push being applied
+/// sit in `current` until it succeeds, so a storage error mid-push leaves the
+/// rest of the group intact.
+struct Overlay<'a> {
+    tree: &'a sled::Tree,
+    kept: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    current: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    kept_history: BTreeMap<(RecordId, VersionId), HistoryEntry>,
+    history: BTreeMap<(RecordId, VersionId), HistoryEntry>,
+    commit_seq: u64,
+    kept_commit_seq: u64,
+    last_seq: HashMap<ReplicaId, u64>,
+    kept_last_seq: HashMap<ReplicaId, u64>,
+}
+
+impl<'a> Overlay<'a> {
+    fn new(tree: &'a sled::Tree, commit_seq: u64, last_seq: &HashMap<ReplicaId, u64>) -> Self {
+        Self {
+            tree,
+            kept: BTreeMap::new(),
+            current: BTreeMap::new(),
+            kept_history: BTreeMap::new(),
+            history: BTreeMap::new(),
+            commit_seq,
+            kept_commit_seq: commit_seq,
+            last_seq: last_seq.clone(),
+            kept_last_seq: last_seq.clone(),
+        }
+    }
+
+    fn keep(&mut self) {
+        self.kept.append(&mut self.current);
+        for (k, v) in std::mem::take(&mut self.history) {
+            self.kept_history.insert(k, v);
+        }
+        self.kept_commit_seq = self.commit_seq;
+        self.kept_last_seq = self.last_seq.clone();
+    }
+
+    fn drop_current(&mut self) {
+        self.current.clear();
+        self.history.clear();
+        self.commit_seq = self.kept_commit_seq;
+        self.last_seq = self.kept_last_seq.clone();
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(v) = self.current.get(key).or_else(|| self.kept.get(key)) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.current.insert(key.to_vec(), Some(value));
+    }
+
+    fn del(&mut self, key: &[u8]) {
+        self.current.insert(key.to_vec(), None);
+    }
+
+    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.kept {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        for ((record, version), entry) in self.kept_history {
+            batch.insert(&keys::history(record, version)[..], encode(&entry));
+        }
+        batch.insert(keys::META_COMMIT_SEQ, &commit_seq.to_be_bytes()[..]);
+        batch.insert(keys::META_HLC, encode(&hlc));
+        batch
+    }
+}
+
+impl Store for Overlay<'_> {
+    type Error = StorageError;
+
+    fn record(&mut self, id: RecordId) -> Result<Option<RecordState>, StorageError> {
+        match self.get(&keys::record(id))? {
+            Some(v) => {
+                let (_, json) = keys::split_record_value(&v).unwrap_or((0, &[]));
+                Ok(Some(decode(json, "record")?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn put_record(&mut self, state: RecordState) -> Result<(), StorageError> {
+        let key = keys::record(state.id);
+        if let Some(old) = self.get(&key)?
+            && let Some((old_seq, _)) = keys::split_record_value(&old)
+        {
+            self.del(&keys::seq(old_seq));
+        }
+        self.put(&keys::seq(state.commit_seq), state.id.as_uuid().as_bytes().to_vec());
+        let value = keys::record_value(state.commit_seq, &encode(&state));
+        self.put(&key, value);
+        Ok(())
+    }
+
+    fn remember(
+        &mut self,
+        record: RecordId,
+        key: &str,
+        version: &LiveVersion,
+        meta: &VersionMeta,
+    ) -> Result<(), StorageError> {
+        // One history entry per change, not per unit: a created inspection is one
+        // write, not forty.
+        let entry = self.history.entry((record, version.id)).or_default();
+        entry.meta = Some(*meta);
+        entry.units.insert(key.to_string(), version.clone());
+        Ok(())
+    }
+
+    fn recall(
+        &mut self,
+        record: RecordId,
+        key: &str,
+        id: VersionId,
+    ) -> Result<Option<(LiveVersion, VersionMeta)>, StorageError> {
+        let found = |e: &HistoryEntry| e.meta.and_then(|m| e.units.get(key).map(|v| (v.clone(), m)));
+        if let Some(e) = self
+            .history
+            .get(&(record, id))
+            .or_else(|| self.kept_history.get(&(record, id)))
+        {
+            return Ok(found(e));
+        }
+        match self.tree.get(keys::history(record, id))? {
+            Some(v) => Ok(found(&decode(&v, "history entry")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn outcome(&mut self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError> {
+        match self.get(&keys::outcome(replica, seq))? {
+            Some(v) => Ok(Some(decode(&v, "outcome")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_outcome(&mut self, replica: ReplicaId, seq: u64, outcome: StoredOutcome) -> Result<(), StorageError> {
+        self.put(&keys::outcome(replica, seq), encode(&outcome));
+        let last = self.last_seq(replica)?;
+        self.last_seq.insert(replica, last.max(seq));
+        Ok(())
+    }
+
+    fn last_seq(&mut self, replica: ReplicaId) -> Result<u64, StorageError> {
+        if let Some(s) = self.last_seq.get(&replica) {
+            return Ok(*s);
+        }
+        let last = match self.tree.scan_prefix(keys::outcome_prefix(replica)).next_back() {
+            Some(item) => keys::outcome_seq(&item?.0).unwrap_or(0),
+            None => 0,
+        };
+        self.last_seq.insert(replica, last);
+        Ok(last)
+    }
+
+    fn next_commit_seq(&mut self) -> Result<u64, StorageError> {
+        self.commit_seq += 1;
+        Ok(self.commit_seq)
+    }
+}
