@@ -18,6 +18,7 @@
 
 pub mod check;
 pub mod credentials;
+pub mod device;
 pub mod error;
 pub mod http;
 pub mod keys;
