@@ -42,6 +42,9 @@ pub mod meta {
     pub const CLOCK_OFFSET_MS: &[u8] = b"clock_offset_ms";
     pub const EPOCH: &[u8] = b"epoch";
     pub const CURSOR: &[u8] = b"pull_cursor";
+    /// Local time (ms) at which the last sync completed its pull. Absent in
+    /// stores that never synced; no schema change, as readers treat it as optional.
+    pub const LAST_SYNC_MS: &[u8] = b"last_sync_ms";
 }
 
 /// The store layout this build writes.

@@ -12,10 +12,15 @@
 //!   returns.
 //! - [`Replica::sync`] pushes the outbox in seq order through a [`Transport`] and
 //!   pulls from the stored cursor; a sync cut at any point resumes on the next call.
+//!   [`HttpTransport`] is the real one (zstd bodies, retries, tokens);
+//!   [`InProcessTransport`] calls the reference server in tests.
 //! - Stores of an older layout are migrated on open ([`migrate`]).
 
 pub mod check;
+pub mod credentials;
+pub mod device;
 pub mod error;
+pub mod http;
 pub mod keys;
 pub mod migrate;
 pub mod photos;
@@ -25,7 +30,9 @@ pub mod sync;
 pub mod transport;
 pub mod workflow;
 
+pub use credentials::{Credentials, CredentialsError};
 pub use error::ReplicaError;
+pub use http::{HttpConfig, HttpTransport, WireStats};
 pub use store::{
     ConflictVersion, EditReceipt, Identity, RecordView, RefusedChange, Replica, ReplicaConfig, UnitConflict,
 };

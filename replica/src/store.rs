@@ -589,6 +589,21 @@ impl Replica {
             .collect()
     }
 
+    /// Local time (ms since the epoch) at which the last sync completed.
+    pub fn last_sync_ms(&self) -> Result<Option<u64>, ReplicaError> {
+        read_meta(&self.t.meta, meta::LAST_SYNC_MS)
+    }
+
+    /// The kind of a record known to this replica.
+    pub fn kind_of(&self, id: RecordId) -> Result<Option<RecordKind>, ReplicaError> {
+        Ok(self.view(id)?.map(|v| v.kind))
+    }
+
+    /// The stored pull cursor.
+    pub fn cursor(&self) -> Result<String, ReplicaError> {
+        Ok(read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string()))
+    }
+
     /// Server time minus local time at the last push or pull, in ms.
     pub fn clock_offset_ms(&self) -> Result<Option<i64>, ReplicaError> {
         read_meta(&self.t.meta, meta::CLOCK_OFFSET_MS)

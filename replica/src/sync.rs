@@ -2,7 +2,8 @@
 //! from the cursor page by page. Every step commits in one transaction and
 //! flushes, so a sync cut anywhere finishes on the next call: an unanswered
 //! change is still in the outbox and a retry is answered `replayed`; a page not
-//! committed is pulled again from the stored cursor.
+//! committed is pulled again from the stored cursor. A cursor the server no
+//! longer keeps restarts the pull from `0`; the outbox is untouched by that.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,16 +14,25 @@ use sync_protocol::{Change, Hlc, Op, Outcome, RecordState, RefusalCode, ReplicaI
 use crate::error::{ReplicaError, decode, encode};
 use crate::keys::{self, meta};
 use crate::store::{AckedEntry, RefusedEntry, Replica, T, Write, read_meta};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
+    /// Changes sent, counting a change sent again after a seq gap or re-key each time.
     pub pushed: usize,
+    /// Changes the server applied (`applied`, `conflict` or `locked`).
     pub acked: usize,
+    /// Of `acked`: applied with concurrent versions a person must resolve.
+    pub conflicts: usize,
+    /// Of `acked`: kept as pending addenda because the record is signed.
+    pub locked: usize,
     pub refused: usize,
+    /// Record states received.
     pub pulled: usize,
     pub rekeyed: bool,
+    /// The stored cursor had expired on the server; the pull started again from `0`.
+    pub cursor_restarted: bool,
 }
 
 /// How a push batch ended.
@@ -136,6 +146,11 @@ impl Replica {
                     report.refused += 1;
                 }
                 outcome => {
+                    match outcome {
+                        Outcome::Conflict { .. } => report.conflicts += 1,
+                        Outcome::Locked { .. } => report.locked += 1,
+                        _ => {}
+                    }
                     let commit_seq = outcome.commit_seq().unwrap_or(0);
                     let entry = AckedEntry {
                         replica: self.replica_id,
@@ -303,7 +318,20 @@ impl Replica {
         loop {
             let cursor: String = read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string());
             let asked_at = self.clock.now_ms();
-            let page = transport.pull(&cursor, self.config.pull_limit)?;
+            let page = match transport.pull(&cursor, self.config.pull_limit) {
+                Ok(page) => page,
+                // Once per sync: an expired `0` is a server fault a restart cannot fix.
+                Err(TransportError::CursorExpired) if cursor != "0" && !report.cursor_restarted => {
+                    // Only the cursor moves: pulled states are overwritten page by
+                    // page and the outbox and acked changes stay on top of them.
+                    let mut w = Write::default();
+                    w.meta(meta::CURSOR, &"0")?;
+                    self.commit(w)?;
+                    report.cursor_restarted = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let acked = self.acked_entries()?;
             let mut w = Write::default();
             let mut hlc = self.hlc;
@@ -333,6 +361,9 @@ impl Replica {
             w.meta(meta::LAST_HLC, &hlc.last())?;
             w.meta(meta::CLOCK_OFFSET_MS, &offset(page.server_time_ms, asked_at))?;
             w.meta(meta::EPOCH, &page.epoch)?;
+            if !page.more {
+                w.meta(meta::LAST_SYNC_MS, &now)?;
+            }
             self.commit(w)?;
             self.hlc = hlc;
             report.pulled += page.records.len();

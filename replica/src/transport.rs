@@ -6,13 +6,39 @@ use std::sync::{Arc, Mutex};
 use sync_protocol::Actor;
 use sync_protocol::clock::Clock;
 use sync_protocol::reference::ReferenceServer;
-use sync_protocol::wire::{PullResponse, PushRequest, PushResponse};
+use sync_protocol::wire::{ErrorBody, PullResponse, PushRequest, PushResponse};
 
-/// The server could not be reached, or its answer was lost. Whatever the server
-/// did is found out by sending again: a retried change is answered `replayed`.
+/// Why a request to the server did not bring an answer the sync can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TransportError(pub String);
+pub enum TransportError {
+    /// The server could not be reached, or its answer was lost, after the
+    /// transport's retries. Whatever the server did is found out by sending again:
+    /// a retried change is answered `replayed`. Try again later.
+    #[error("server unavailable: {0}")]
+    Unavailable(String),
+    /// The tokens are spent or revoked: the device must log in again.
+    #[error("not authorized, the device must log in again: {0}")]
+    Unauthorized(String),
+    /// The pull cursor is older than the server keeps: pull again from `0`.
+    #[error("the pull cursor has expired on the server")]
+    CursorExpired,
+    /// The server answered with an error that sending again will not change.
+    #[error("the server rejected the request ({status} {}): {}", .body.code, .body.message)]
+    Rejected { status: u16, body: ErrorBody },
+    /// The server's answer could not be read.
+    #[error("unreadable answer from the server: {0}")]
+    Malformed(String),
+    /// The request could not be made (a bad server URL, a body that does not encode).
+    #[error("cannot make the request: {0}")]
+    Request(String),
+}
+
+impl TransportError {
+    /// Sending the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TransportError::Unavailable(_))
+    }
+}
 
 /// One request at a time to the sync server.
 pub trait Transport {
@@ -41,6 +67,8 @@ pub struct InProcessTransport {
     fail_next_push: Option<PushFailure>,
     /// Pull pages left before an injected failure.
     pulls_before_failure: Option<usize>,
+    /// Answer the next pull from a cursor other than `0` with `CursorExpired`.
+    expire_cursor: bool,
     pub pushes: usize,
     pub pulls: usize,
 }
@@ -53,6 +81,7 @@ impl InProcessTransport {
             actor: None,
             fail_next_push: None,
             pulls_before_failure: None,
+            expire_cursor: false,
             pushes: 0,
             pulls: 0,
         }
@@ -67,10 +96,16 @@ impl InProcessTransport {
         self.pulls_before_failure = Some(pages);
     }
 
+    /// As a server that has compacted its commit log: the next pull that does not
+    /// start from `0` is answered [`TransportError::CursorExpired`].
+    pub fn expire_cursor(&mut self) {
+        self.expire_cursor = true;
+    }
+
     fn server(&self) -> Result<std::sync::MutexGuard<'_, ReferenceServer>, TransportError> {
         self.server
             .lock()
-            .map_err(|_| TransportError("server lock poisoned".into()))
+            .map_err(|_| TransportError::Unavailable("server lock poisoned".into()))
     }
 }
 
@@ -83,16 +118,16 @@ impl Transport for InProcessTransport {
     fn push(&mut self, request: PushRequest) -> Result<PushResponse, TransportError> {
         let actor = self
             .actor
-            .ok_or_else(|| TransportError("push before identify".into()))?;
+            .ok_or_else(|| TransportError::Request("push before identify".into()))?;
         self.pushes += 1;
         let failure = self.fail_next_push.take();
         if failure == Some(PushFailure::BeforeApply) {
-            return Err(TransportError("injected: connection refused".into()));
+            return Err(TransportError::Unavailable("injected: connection refused".into()));
         }
         let now = self.clock.now_ms();
         let response = self.server()?.push(&actor, &request.changes, now);
         if failure == Some(PushFailure::LostReply) {
-            return Err(TransportError("injected: reply lost".into()));
+            return Err(TransportError::Unavailable("injected: reply lost".into()));
         }
         Ok(response)
     }
@@ -101,9 +136,13 @@ impl Transport for InProcessTransport {
         if let Some(left) = self.pulls_before_failure {
             if left == 0 {
                 self.pulls_before_failure = None;
-                return Err(TransportError("injected: pull cut".into()));
+                return Err(TransportError::Unavailable("injected: pull cut".into()));
             }
             self.pulls_before_failure = Some(left - 1);
+        }
+        if self.expire_cursor && since != "0" {
+            self.expire_cursor = false;
+            return Err(TransportError::CursorExpired);
         }
         self.pulls += 1;
         let now = self.clock.now_ms();

@@ -86,7 +86,12 @@ fn edits_sync_to_a_second_replica_and_concurrent_edits_conflict_until_resolved()
     b.edit(RecordKind::Inspection, id, vec![("conclusion".into(), "B 写的".into())])
         .unwrap();
     a.sync(&mut ta).unwrap();
-    b.sync(&mut tb).unwrap();
+    let rep = b.sync(&mut tb).unwrap();
+    assert_eq!(
+        (rep.acked, rep.conflicts),
+        (1, 1),
+        "the server applied b's edit as a conflict"
+    );
     a.sync(&mut ta).unwrap();
     for r in [&a, &b] {
         let v = r.get(id).unwrap().unwrap();
@@ -218,6 +223,69 @@ fn a_pull_cut_mid_pages_resumes_from_the_cursor() {
     for id in ids {
         assert_eq!(conclusion(&b, id), conclusion(&a, id));
     }
+}
+
+#[test]
+fn an_expired_cursor_restarts_the_pull_from_zero_and_keeps_the_outbox() {
+    let w = World::new();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = w.replica(da.path(), Role::Inspector);
+    let mut ta = w.transport();
+    let (_, first) = seeded(&mut a);
+    a.sync(&mut ta).unwrap();
+    let mut b = w.replica(db.path(), Role::Inspector);
+    let mut tb = w.transport();
+    b.sync(&mut tb).unwrap();
+    assert_ne!(b.cursor().unwrap(), "0");
+    assert!(b.last_sync_ms().unwrap().is_some());
+    // New work on both sides; b's edit waits in its outbox.
+    let (_, second) = seeded(&mut a);
+    a.sync(&mut ta).unwrap();
+    b.edit(
+        RecordKind::Inspection,
+        first.into(),
+        vec![("conclusion".into(), serde_json::json!("b 复查"))],
+    )
+    .unwrap();
+    tb.expire_cursor();
+    let rep = b.sync(&mut tb).unwrap();
+    assert!(rep.cursor_restarted);
+    assert_eq!((rep.pushed, rep.acked), (1, 1), "the outbox went out before the pull");
+    assert_eq!(rep.pulled, 4, "every record again, from the start");
+    assert_eq!(b.pending_count(), 0);
+    assert_eq!(conclusion(&b, first), "b 复查");
+    assert_eq!(conclusion(&b, second), conclusion(&a, second));
+    a.sync(&mut ta).unwrap();
+    assert_eq!(conclusion(&a, first), "b 复查");
+}
+
+#[test]
+fn an_expired_cursor_with_an_unsent_outbox_keeps_the_edit_when_the_push_fails() {
+    let w = World::new();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = w.replica(da.path(), Role::Inspector);
+    let mut ta = w.transport();
+    let (_, insp) = seeded(&mut a);
+    a.sync(&mut ta).unwrap();
+    let mut b = w.replica(db.path(), Role::Inspector);
+    let mut tb = w.transport();
+    b.sync(&mut tb).unwrap();
+    b.edit(
+        RecordKind::Inspection,
+        insp.into(),
+        vec![("conclusion".into(), serde_json::json!("离线修改"))],
+    )
+    .unwrap();
+    tb.fail_next_push(PushFailure::BeforeApply);
+    assert!(matches!(
+        b.sync(&mut tb),
+        Err(ReplicaError::Transport(replica::TransportError::Unavailable(_)))
+    ));
+    tb.expire_cursor();
+    let rep = b.sync(&mut tb).unwrap();
+    assert!(rep.cursor_restarted);
+    assert_eq!(rep.acked, 1);
+    assert_eq!(conclusion(&b, insp), "离线修改");
 }
 
 #[test]

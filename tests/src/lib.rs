@@ -1,6 +1,8 @@
 //! # tests
 //!
 //! End-to-end tests of fieldsync: the real `fieldsync` server as its own process
-//! on a free port with its own temporary sled folder, and real device replicas.
+//! on a free port with its own temporary sled folder, and real device replicas,
+//! in process or as `fieldsync-device` processes ([`device`]).
 
+pub mod device;
 pub mod harness;
