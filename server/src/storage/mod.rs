@@ -36,7 +36,10 @@ pub enum StorageError {
 impl StorageError {
     /// A full disk or a failed fsync: the client should retry later.
     pub fn is_not_durable(&self) -> bool {
-        matches!(self, StorageError::NotDurable(_) | StorageError::Sled(sled::Error::Io(_)))
+        matches!(
+            self,
+            StorageError::NotDurable(_) | StorageError::Sled(sled::Error::Io(_))
+        )
     }
 }
 
