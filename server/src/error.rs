@@ -19,7 +19,7 @@ pub enum ApiError {
     },
     #[error("the body is larger than {limit} bytes")]
     TooLarge { limit: usize, field: Option<String> },
-    #[error("unsupported content encoding")]
+    #[error("unsupported Content-Encoding: send the body plain, gzip or zstd")]
     UnsupportedEncoding,
     #[error("the cursor is older than anything this server can serve: pull again from 0")]
     CursorExpired,

@@ -42,6 +42,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// How the first start on an empty store makes its `admin`.
@@ -62,6 +64,32 @@ pub struct Application {
     pub tls: bool,
     server: Server,
     state: AppState,
+    signals: Signals,
+}
+
+/// SIGTERM and SIGINT, registered when the application is built: actix only
+/// installs its own handlers once the server is first polled, and a signal
+/// before that would kill the process without the final flush.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -129,7 +157,9 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         // An in-flight push finishes (and is acknowledged) within this, or is not acknowledged.
-        .shutdown_timeout(30);
+        .shutdown_timeout(30)
+        .disable_signals();
+        let signals = Signals::register().map_err(StartupError::Signals)?;
         let bind_err = |source| StartupError::Bind {
             addr: settings.bind.to_string(),
             source,
@@ -148,6 +178,7 @@ impl Application {
             tls,
             server,
             state,
+            signals,
         })
     }
 
@@ -158,9 +189,25 @@ impl Application {
     /// Runs until SIGTERM or ctrl-c, then lets in-flight requests finish, drains
     /// the writer and flushes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        self.state.storage.close();
-        if let Err(e) = self.state.db.flush() {
+        let Self {
+            server,
+            state,
+            mut signals,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut server = actix_web::rt::spawn(server);
+        let joined = tokio::select! {
+            joined = &mut server => joined,
+            () = signals.recv() => {
+                tracing::info!("stopping: finishing in-flight requests");
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        state.storage.close();
+        if let Err(e) = state.db.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
         result

@@ -1,5 +1,6 @@
 //! Spawning the real server binary for tests and benchmarks.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,47 +8,66 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
-/// The `fieldsync` binary, built once per test process with the same profile as
-/// the tests (a no-op when it is fresh).
+/// The `fieldsync` binary, built with the same profile as the caller.
 pub fn fieldsync_bin() -> anyhow::Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| build_bin("server", "fieldsync").map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    bin("fieldsync")
 }
 
-/// The `fieldsync-device` binary (a tablet on the command line), built like [`fieldsync_bin`].
+/// The `fieldsync-device` binary (a tablet on the command line).
 pub fn device_bin() -> anyhow::Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| build_bin("replica", "fieldsync-device").map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    bin("fieldsync-device")
 }
 
-fn build_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    static BINS: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
+    let bins = BINS
+        .get_or_init(|| build_bins().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bins.get(name)
+        .cloned()
+        .with_context(|| format!("cargo did not report the {name} executable"))
+}
+
+/// Builds the binaries once per process and returns their paths.
+///
+/// Tests ask for exactly the build `cargo test --workspace` makes (the server
+/// and replica have integration tests, so cargo builds their binaries then):
+/// with the suite's own feature set it is a fresh no-op, where a plain
+/// `cargo build -p server` resolves features differently and recompiles half
+/// the tree on every run. Benchmarks (release) build the two binaries.
+fn build_bins() -> anyhow::Result<HashMap<String, PathBuf>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package, "--bin", bin, "--message-format=json"]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    cmd.current_dir(&workspace);
+    if cfg!(debug_assertions) {
+        cmd.args(["test", "--workspace", "--no-run"]);
+    } else {
+        cmd.args(["build", "--release", "-p", "server", "-p", "replica", "--bins"]);
     }
-    let out = cmd.stderr(Stdio::inherit()).output().context("running cargo build")?;
+    cmd.args(["--quiet", "--message-format=json"]);
+    let out = cmd.stderr(Stdio::inherit()).output().context("running cargo")?;
     if !out.status.success() {
-        bail!("cargo build of {bin} failed");
+        bail!("cargo could not build the binaries");
     }
-    // The last compiler-artifact message for the bin names the executable.
-    for line in String::from_utf8_lossy(&out.stdout).lines().rev() {
+    let mut bins = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        let is_bin = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "bin"));
         if msg["reason"] == "compiler-artifact"
-            && msg["target"]["name"] == bin
-            && let Some(exe) = msg["executable"].as_str()
+            && is_bin
+            && msg["profile"]["test"] == false
+            && let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
         {
-            return Ok(PathBuf::from(exe));
+            bins.insert(name.to_owned(), PathBuf::from(exe));
         }
     }
-    bail!("cargo did not report the {bin} executable")
+    Ok(bins)
 }
 
 /// A running `fieldsync serve`, killed on drop.

@@ -1,6 +1,6 @@
 //! `POST /api/v1/auth/login` and `/refresh`: token pairs for a device.
 
-use actix_web::{HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use sync_protocol::wire::{LoginRequest, RefreshRequest, TokenResponse, UserInfo};
 
 use crate::accounts::{Device, Session, User};
@@ -9,8 +9,12 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 
 #[post("/api/v1/auth/login")]
-pub async fn login(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, state.settings.limits.max_small_body_bytes).await?;
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let request: LoginRequest = body::decode(&bytes)?;
     check_text("device.name", request.device.name.as_deref())?;
     check_text("device.app_version", request.device.app_version.as_deref())?;
@@ -39,8 +43,12 @@ pub async fn login(state: web::Data<AppState>, payload: web::Payload) -> Result<
 }
 
 #[post("/api/v1/auth/refresh")]
-pub async fn refresh(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, state.settings.limits.max_small_body_bytes).await?;
+pub async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let request: RefreshRequest = body::decode(&bytes)?;
     let st = state.clone();
     let response = web::block(move || -> Result<TokenResponse, ApiError> {

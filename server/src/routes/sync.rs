@@ -18,6 +18,7 @@ const DEFAULT_PULL_LIMIT: usize = 100;
 pub async fn push(
     auth: Authenticated,
     state: web::Data<AppState>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let replica = auth.replica.ok_or_else(|| {
@@ -28,7 +29,7 @@ pub async fn push(
         )
     })?;
     let limits = &state.settings.limits;
-    let bytes = body::read(payload, limits.max_push_bytes).await?;
+    let bytes = body::read(&req, payload, limits.max_push_bytes).await?;
     let request: PushRequest = body::decode(&bytes)?;
     drop(bytes);
     if request.changes.len() > limits.max_changes_per_push {
