@@ -18,9 +18,23 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
     /// sled's page cache (its default is 1 GiB, far above the server's budget).
     pub cache_capacity_mb: u64,
+    /// Where records live. `memory` is the protocol's reference server: nothing
+    /// survives a restart; it exists so story tests run the same HTTP surface
+    /// over both implementations of the storage trait.
+    pub records: RecordStore,
     pub access_token_ttl_s: u64,
     pub refresh_token_ttl_s: u64,
     pub limits: Limits,
+}
+
+/// The record store behind the sync endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStore {
+    /// The sled store in `data_dir`: durable.
+    Sled,
+    /// In memory, lost on exit: for tests only.
+    Memory,
 }
 
 /// Sizes a client controls, bounded.
@@ -45,6 +59,7 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             cache_capacity_mb: 64,
+            records: RecordStore::Sled,
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
             limits: Limits::default(),

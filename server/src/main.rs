@@ -45,6 +45,9 @@ struct ServeArgs {
     /// sled's page cache in MiB [default: 64].
     #[arg(long, env = "FIELDSYNC_CACHE_MB")]
     cache_mb: Option<u64>,
+    /// Record store: `sled` (durable, the default) or `memory` (tests only: lost on exit).
+    #[arg(long, env = "FIELDSYNC_RECORDS", hide = true)]
+    records: Option<server::config::RecordStore>,
     /// Password of the `admin` user made on first start; generated and printed once if unset.
     #[arg(long = "admin-password", env = "FIELDSYNC_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -67,6 +70,9 @@ impl ServeArgs {
         }
         if let Some(k) = &self.tls_key {
             s.tls_key = Some(k.clone());
+        }
+        if let Some(r) = self.records {
+            s.records = r;
         }
         if let Some(mb) = self.cache_mb {
             s.cache_capacity_mb = mb;

@@ -11,10 +11,10 @@ use sync_protocol::engine::EngineConfig;
 
 use crate::accounts::{AccountError, Accounts};
 use crate::auth::TokenKeys;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, RecordStore, Settings};
 use crate::error::ApiError;
 use crate::routes;
-use crate::storage::{SledStorage, StorageError, SyncStorage};
+use crate::storage::{MemoryStorage, SledStorage, StorageError, SyncStorage};
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
@@ -130,7 +130,13 @@ impl Application {
             AdminBootstrap::Existing
         };
         let keys = TokenKeys::new(&accounts.jwt_secret()?, settings.access_token_ttl_s);
-        let storage: Arc<dyn SyncStorage> = Arc::new(SledStorage::open(db.clone(), EngineConfig::default())?);
+        let storage: Arc<dyn SyncStorage> = match settings.records {
+            RecordStore::Sled => Arc::new(SledStorage::open(db.clone(), EngineConfig::default())?),
+            RecordStore::Memory => {
+                tracing::warn!("records are kept in memory: nothing synced survives a restart");
+                Arc::new(MemoryStorage::new(EngineConfig::default()))
+            }
+        };
         let state = AppState {
             db,
             storage,
