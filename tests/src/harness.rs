@@ -76,6 +76,7 @@ pub struct ServerProcess {
     child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
+    envs: Vec<(String, String)>,
 }
 
 impl ServerProcess {
@@ -85,39 +86,40 @@ impl ServerProcess {
     }
 
     pub fn start_with(data_dir: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(fieldsync_bin()?);
-        cmd.arg("serve")
-            .arg("--data")
-            .arg(data_dir)
-            .args(["--bind", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().context("spawning fieldsync")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        // The server prints its address once bound: no sleeping, no guessing.
-        let port = loop {
-            let Some(line) = lines.next() else {
-                let status = child.wait()?;
-                bail!("fieldsync exited before listening: {status}");
-            };
-            let line = line?;
-            if let Some(addr) = line.strip_prefix("fieldsync listening on http://") {
-                let port = addr.rsplit(':').next().unwrap_or_default().parse()?;
-                break port;
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, port) = spawn(data_dir, "127.0.0.1:0", &envs)?;
         Ok(Self {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
+            envs,
         })
+    }
+
+    /// SIGKILL the server if it runs, then start it again over the same folder
+    /// on the same port, so devices find it where they left it.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill()?;
+        let bind = format!("127.0.0.1:{}", self.port);
+        let mut last = None;
+        // The port is normally free at once; a client's lingering connection
+        // or sled's lock file being released can take a moment.
+        for _ in 0..100 {
+            match spawn(&self.data_dir, &bind, &self.envs) {
+                Ok((child, _)) => {
+                    self.child = child;
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the server did not restart")))
+    }
+
+    /// The server's process id (to read its memory figures under /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,6 +132,39 @@ impl ServerProcess {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// Start `fieldsync serve` and read stdout until it says where it listens.
+fn spawn(data_dir: &Path, bind: &str, envs: &[(String, String)]) -> anyhow::Result<(Child, u16)> {
+    let mut cmd = Command::new(fieldsync_bin()?);
+    cmd.arg("serve")
+        .arg("--data")
+        .arg(data_dir)
+        .args(["--bind", bind])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().context("spawning fieldsync")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    // The server prints its address once bound: no sleeping, no guessing.
+    let port = loop {
+        let Some(line) = lines.next() else {
+            let status = child.wait()?;
+            bail!("fieldsync exited before listening: {status}");
+        };
+        let line = line?;
+        if let Some(addr) = line.strip_prefix("fieldsync listening on http://") {
+            let port = addr.rsplit(':').next().unwrap_or_default().parse()?;
+            break port;
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, port))
 }
 
 impl Drop for ServerProcess {
