@@ -108,7 +108,7 @@ fn storm(index: usize, mut tablet: Tablet, site: SiteId, acked: Arc<Mutex<Acked>
             made.insert(insp.into(), 0);
         }
         for (i, id) in ids.iter().enumerate() {
-            if (step + i as u64) % 2 == 0 {
+            if (step + i as u64).is_multiple_of(2) {
                 let n = made[id] + 1;
                 tablet
                     .edit(
@@ -121,7 +121,7 @@ fn storm(index: usize, mut tablet: Tablet, site: SiteId, acked: Arc<Mutex<Acked>
                 made.insert(*id, n);
             }
         }
-        if step % 3 == 0 {
+        if step.is_multiple_of(3) {
             let before = made.clone();
             if tablet.sync().is_ok() && tablet.replica.pending_count() == 0 {
                 let mut a = acked.lock().unwrap();
