@@ -33,6 +33,8 @@ pub struct SyncReport {
     pub rekeyed: bool,
     /// The stored cursor had expired on the server; the pull started again from `0`.
     pub cursor_restarted: bool,
+    /// Records removed because they left the user's scope.
+    pub purged: usize,
 }
 
 /// How a push batch ended.
@@ -357,6 +359,21 @@ impl Replica {
                     hlc.observe(top, now);
                 }
             }
+            // Out of this user's scope now: gone from the device, except what
+            // it still has to send (the server will answer that, refusing it
+            // with the reason if it is no longer allowed).
+            for id in &page.purge {
+                for (key, a) in &acked {
+                    if a.change.record == *id {
+                        w.del(T::Acked, key);
+                    }
+                }
+                w.del(T::Records, keys::record(*id));
+                if self.pending_changes(*id)?.is_empty() {
+                    w.del(T::Local, keys::record(*id));
+                }
+            }
+            report.purged += page.purge.len();
             w.meta(meta::CURSOR, &page.next)?;
             w.meta(meta::LAST_HLC, &hlc.last())?;
             w.meta(meta::CLOCK_OFFSET_MS, &offset(page.server_time_ms, asked_at))?;

@@ -81,6 +81,7 @@ fn pull_response(next: &str) -> PullResponse {
         more: false,
         server_time_ms: 1_746_500_000_000,
         epoch: "e1".into(),
+        purge: Vec::new(),
     }
 }
 

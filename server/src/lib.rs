@@ -3,6 +3,7 @@
 //! The fieldsync sync server: actix-web over an embedded sled store. The binary
 //! `fieldsync` is thin (`main.rs`); everything testable lives here.
 
+pub mod access;
 pub mod accounts;
 pub mod auth;
 pub mod body;

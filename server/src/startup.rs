@@ -9,6 +9,7 @@ use mobile_schema::workflow::Role;
 use sync_protocol::clock::{Clock, SystemClock};
 use sync_protocol::engine::EngineConfig;
 
+use crate::access::Scopes;
 use crate::accounts::{AccountError, Accounts};
 use crate::auth::TokenKeys;
 use crate::config::{ConfigError, RecordStore, Settings};
@@ -25,6 +26,8 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
+    /// Scopes by tag, for pulls after a user's scope changed.
+    pub scopes: Scopes,
 }
 
 /// Why the server could not start.
@@ -137,6 +140,7 @@ impl Application {
                 Arc::new(MemoryStorage::new(EngineConfig::default()))
             }
         };
+        let scopes = Scopes::open(&db)?;
         let state = AppState {
             db,
             storage,
@@ -144,6 +148,7 @@ impl Application {
             keys,
             settings: settings.clone(),
             clock: Arc::new(SystemClock),
+            scopes,
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),

@@ -17,6 +17,7 @@ use crate::hlc::{Hlc, HlcClock};
 use crate::ids::{ReplicaId, VersionId};
 use crate::outcome::{ChangeOutcome, Flag, Outcome, Refusal, RefusalCode};
 use crate::rules;
+use crate::scope::Scope;
 use crate::state::{Lock, RecordState, ReviewMark, VersionMeta};
 use crate::unit::{LiveVersion, UnitEffect};
 use crate::value::UnitValue;
@@ -122,9 +123,23 @@ impl Engine {
         changes: &[Change],
         now_ms: u64,
     ) -> Result<Vec<ChangeOutcome>, S::Error> {
+        self.push_scoped(store, actor, None, changes, now_ms)
+    }
+
+    /// [`Engine::push`] for a user limited to `scope` (`None`: no limits): a
+    /// change to a record outside it, or one the role may not make, is refused
+    /// on its own and the rest of the batch proceeds.
+    pub fn push_scoped<S: Store>(
+        &mut self,
+        store: &mut S,
+        actor: &Actor,
+        scope: Option<&Scope>,
+        changes: &[Change],
+        now_ms: u64,
+    ) -> Result<Vec<ChangeOutcome>, S::Error> {
         let mut out = Vec::with_capacity(changes.len());
         for change in changes {
-            out.push(self.push_one(store, actor, change, now_ms)?);
+            out.push(self.push_one(store, actor, scope, change, now_ms)?);
         }
         Ok(out)
     }
@@ -133,6 +148,7 @@ impl Engine {
         &mut self,
         store: &mut S,
         actor: &Actor,
+        scope: Option<&Scope>,
         change: &Change,
         now_ms: u64,
     ) -> Result<ChangeOutcome, S::Error> {
@@ -186,7 +202,18 @@ impl Engine {
             received_ms: now_ms,
         };
 
-        let outcome = match self.apply_one(store, actor, change, id, effective, meta)? {
+        let allowed = match scope {
+            Some(scope) => {
+                let before = store.record(change.record)?;
+                crate::scope::check_write(scope, change.kind, change, before.as_ref(), &mut |id| store.record(id))?
+            }
+            None => Ok(()),
+        };
+        let applied = match allowed {
+            Ok(()) => self.apply_one(store, actor, change, id, effective, meta)?,
+            Err(refusal) => Err(refusal),
+        };
+        let outcome = match applied {
             Ok((touched, outcome)) => {
                 let seq_main = self.commit(store, touched)?;
                 match outcome {

@@ -26,6 +26,7 @@ pub mod local;
 pub mod outcome;
 pub mod reference;
 pub mod rules;
+pub mod scope;
 pub mod state;
 pub mod unit;
 pub mod value;

@@ -103,7 +103,19 @@ impl ReferenceServer {
     }
 
     pub fn push(&mut self, actor: &Actor, changes: &[Change], now_ms: u64) -> PushResponse {
-        let outcomes: Vec<ChangeOutcome> = match self.engine.push(&mut self.store, actor, changes, now_ms) {
+        self.push_scoped(actor, None, changes, now_ms)
+    }
+
+    /// A push by a user limited to `scope`.
+    pub fn push_scoped(
+        &mut self,
+        actor: &Actor,
+        scope: Option<&crate::scope::Scope>,
+        changes: &[Change],
+        now_ms: u64,
+    ) -> PushResponse {
+        let outcomes: Vec<ChangeOutcome> = match self.engine.push_scoped(&mut self.store, actor, scope, changes, now_ms)
+        {
             Ok(o) => o,
             Err(never) => match never {},
         };
@@ -133,6 +145,7 @@ impl ReferenceServer {
             more: iter.next().is_some(),
             server_time_ms: now_ms,
             epoch: self.epoch.clone(),
+            purge: Vec::new(),
         }
     }
 

@@ -33,6 +33,10 @@ pub struct PullResponse {
     pub more: bool,
     pub server_time_ms: u64,
     pub epoch: String,
+    /// Records the user may no longer see (their scope shrank): remove them
+    /// from the device. Sent with the first page after the change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purge: Vec<mobile_schema::ids::RecordId>,
 }
 
 /// `POST /api/v1/auth/login`.

@@ -41,6 +41,28 @@ fn build_bins() -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut cmd = Command::new(cargo);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     cmd.current_dir(&workspace);
+    // cargo runs tests with the package's own variables set (`CARGO_PKG_NAME`,
+    // `CARGO_MANIFEST_DIR`, a longer `LD_LIBRARY_PATH`...). Build scripts such
+    // as ring's ask to rerun when some of those change, so a nested cargo that
+    // inherits them rebuilds half the tree, and the suite's next build
+    // rebuilds it back. The nested cargo gets the caller's environment.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+            || [
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+                "LD_LIBRARY_PATH",
+                "RUST_RECURSION_COUNT",
+            ]
+            .contains(&key.as_ref());
+        if set_by_cargo {
+            cmd.env_remove(key.as_ref());
+        }
+    }
     if cfg!(debug_assertions) {
         cmd.args(["test", "--workspace", "--no-run"]);
     } else {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use sync_protocol::Actor;
 use sync_protocol::wire::PushRequest;
 
+use crate::access::{self, Cursor, Visibility};
 use crate::auth::Authenticated;
 use crate::body;
 use crate::error::ApiError;
@@ -44,10 +45,11 @@ pub async fn push(
         device: auth.device,
         role: auth.user.role,
     };
+    let scope = access::scope_of(&auth.user);
     let st = state.clone();
     let response = web::block(move || {
         let now = st.clock.now_ms();
-        st.storage.apply_push(&actor, request.changes, now)
+        st.storage.apply_push(&actor, Some(&scope), request.changes, now)
     })
     .await??;
     Ok(HttpResponse::Ok().json(response))
@@ -61,13 +63,12 @@ struct PullQuery {
 
 #[get("/api/v1/sync/pull")]
 pub async fn pull(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let _ = auth;
     let query = web::Query::<PullQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
         .into_inner();
-    let since: u64 = match query.since.as_deref() {
-        None | Some("") => 0,
-        Some(s) => s.parse().map_err(|_| {
+    let cursor = match query.since.as_deref() {
+        None | Some("") => Cursor { seq: 0, tag: None },
+        Some(s) => Cursor::parse(s).ok_or_else(|| {
             ApiError::bad(
                 "invalid_cursor",
                 "since is a cursor from a previous pull, or 0",
@@ -91,31 +92,52 @@ pub async fn pull(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
     };
     let st = state.clone();
     let max_bytes = limits.max_pull_bytes;
-    let (page, epoch) = web::block(move || -> Result<_, ApiError> {
+    let scope = access::scope_of(&auth.user);
+    let today = chrono::DateTime::from_timestamp_millis(state.clock.now_ms() as i64)
+        .unwrap_or_default()
+        .with_timezone(&mobile_schema::time::shanghai())
+        .date_naive();
+    let (page, records, purge, epoch) = web::block(move || -> Result<_, ApiError> {
         // A cursor beyond what this store ever committed comes from a store that was
         // later restored from an older backup: the replica must pull from the start.
-        if since > st.storage.visible_seq() {
+        if cursor.seq > st.storage.visible_seq() {
             return Err(ApiError::CursorExpired);
         }
-        Ok((st.storage.records_since(since, limit, max_bytes)?, st.storage.epoch()))
+        st.scopes.remember(&scope)?;
+        let mut visibility = Visibility::new(st.storage.as_ref(), today);
+        // A cursor of another scope: the user's role or regions changed since.
+        let (since, purge) = match &cursor.tag {
+            Some(tag) if *tag != scope.tag() => {
+                let purge = match st.scopes.get(tag)? {
+                    Some(old) => visibility.purge(&old, &scope)?,
+                    None => Vec::new(),
+                };
+                (0, purge)
+            }
+            _ => (cursor.seq, Vec::new()),
+        };
+        let mut page = st.storage.records_since(since, limit, max_bytes)?;
+        let records = visibility.filter(&scope, std::mem::take(&mut page.records))?;
+        Ok((page, records, purge, st.storage.epoch()))
     })
     .await??;
+    let next = Cursor::format(page.next, &access::scope_of(&auth.user));
     // Stored record JSON goes out as it is: no decode and re-encode per pull.
-    let size: usize = page.records.iter().map(|r| r.len() + 1).sum();
-    let mut out = Vec::with_capacity(size + 128);
+    let size: usize = records.iter().map(|r| r.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 128 + purge.len() * 40);
     out.extend_from_slice(b"{\"records\":[");
-    for (i, r) in page.records.iter().enumerate() {
+    for (i, r) in records.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(r);
     }
     out.extend_from_slice(b"],\"next\":");
-    out.extend_from_slice(
-        serde_json::to_string(&page.next.to_string())
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    out.extend_from_slice(serde_json::to_string(&next).unwrap_or_default().as_bytes());
+    if !purge.is_empty() {
+        out.extend_from_slice(b",\"purge\":");
+        out.extend_from_slice(serde_json::to_string(&purge).unwrap_or_default().as_bytes());
+    }
     out.extend_from_slice(
         format!(
             ",\"more\":{},\"server_time_ms\":{},\"epoch\":",

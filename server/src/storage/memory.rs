@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use mobile_schema::ids::RecordId;
 use sync_protocol::engine::{EngineConfig, StoredOutcome};
 use sync_protocol::reference::ReferenceServer;
+use sync_protocol::scope::Scope;
 use sync_protocol::wire::PushResponse;
 use sync_protocol::{Actor, Change, RecordState, ReplicaId};
 
@@ -29,8 +30,14 @@ impl MemoryStorage {
 }
 
 impl SyncStorage for MemoryStorage {
-    fn apply_push(&self, actor: &Actor, changes: Vec<Change>, now_ms: u64) -> Result<PushResponse, StorageError> {
-        Ok(self.lock()?.push(actor, &changes, now_ms))
+    fn apply_push(
+        &self,
+        actor: &Actor,
+        scope: Option<&Scope>,
+        changes: Vec<Change>,
+        now_ms: u64,
+    ) -> Result<PushResponse, StorageError> {
+        Ok(self.lock()?.push_scoped(actor, scope, &changes, now_ms))
     }
 
     fn records_since(&self, since: u64, limit: usize, max_bytes: usize) -> Result<Page, StorageError> {

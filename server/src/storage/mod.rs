@@ -9,6 +9,7 @@ pub mod sled_store;
 
 use mobile_schema::ids::RecordId;
 use sync_protocol::engine::StoredOutcome;
+use sync_protocol::scope::Scope;
 use sync_protocol::wire::PushResponse;
 use sync_protocol::{Actor, Change, RecordState, ReplicaId};
 
@@ -57,7 +58,14 @@ pub struct Page {
 pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     /// Apply a batch of changes from one replica; returns after the outcomes are
     /// durable (this is what makes an acknowledgement true).
-    fn apply_push(&self, actor: &Actor, changes: Vec<Change>, now_ms: u64) -> Result<PushResponse, StorageError>;
+    /// `scope` limits what the user may change (`None`: anything).
+    fn apply_push(
+        &self,
+        actor: &Actor,
+        scope: Option<&Scope>,
+        changes: Vec<Change>,
+        now_ms: u64,
+    ) -> Result<PushResponse, StorageError>;
 
     /// Records whose last commit is after `since`, at most `limit` of them and about
     /// `max_bytes` (always at least one record, so a page makes progress).

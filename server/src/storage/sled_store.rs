@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use mobile_schema::ids::RecordId;
 use serde::{Deserialize, Serialize};
 use sync_protocol::engine::{Engine, EngineConfig, Store, StoredOutcome};
+use sync_protocol::scope::Scope;
 use sync_protocol::state::VersionMeta;
 use sync_protocol::unit::LiveVersion;
 use sync_protocol::wire::PushResponse;
@@ -34,6 +35,7 @@ pub struct HistoryEntry {
 
 struct Job {
     actor: Actor,
+    scope: Option<Scope>,
     changes: Vec<Change>,
     now_ms: u64,
     reply: mpsc::SyncSender<Result<PushResponse, StorageError>>,
@@ -150,10 +152,17 @@ impl Drop for SledStorage {
 }
 
 impl SyncStorage for SledStorage {
-    fn apply_push(&self, actor: &Actor, changes: Vec<Change>, now_ms: u64) -> Result<PushResponse, StorageError> {
+    fn apply_push(
+        &self,
+        actor: &Actor,
+        scope: Option<&Scope>,
+        changes: Vec<Change>,
+        now_ms: u64,
+    ) -> Result<PushResponse, StorageError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Job {
             actor: *actor,
+            scope: scope.cloned(),
             changes,
             now_ms,
             reply,
@@ -282,7 +291,9 @@ impl Writer {
         let mut overlay = Overlay::new(&self.tree, self.commit_seq, &self.last_seq);
         let mut answers = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            let result = self.engine.push(&mut overlay, &job.actor, &job.changes, job.now_ms);
+            let result =
+                self.engine
+                    .push_scoped(&mut overlay, &job.actor, job.scope.as_ref(), &job.changes, job.now_ms);
             match result {
                 Ok(outcomes) => {
                     overlay.keep();

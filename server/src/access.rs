@@ -1,0 +1,191 @@
+//! What a pull shows a user: the records of their scope, and, when their scope
+//! changed since their cursor, the records to purge from their devices.
+//!
+//! A pull cursor is `SEQ.TAG`: the commit seq and the tag of the scope it was
+//! served under. A cursor whose tag is not the user's current one means their
+//! role or regions changed: the pull starts again from 0 under the new scope
+//! (back-filling what entered it) and names what left it in `purge`. Scopes are
+//! kept by tag so the old one can be compared.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use mobile_schema::ids::RecordId;
+use mobile_schema::region::RegionCode;
+use sync_protocol::RecordState;
+use sync_protocol::scope::{self, Scope};
+
+use crate::accounts::User;
+use crate::storage::{StorageError, SyncStorage};
+
+const SCOPES_TREE: &str = "scopes";
+
+/// Records decoded per step of the scan that computes a purge.
+const PURGE_SCAN_PAGE: usize = 1000;
+
+/// The scope a user's record gives them now.
+pub fn scope_of(user: &User) -> Scope {
+    Scope {
+        user: user.id,
+        role: user.role,
+        // Codes are validated when a user is saved; anything else covers nothing.
+        regions: user
+            .regions
+            .iter()
+            .filter_map(|r| r.parse::<RegionCode>().ok())
+            .collect(),
+    }
+}
+
+/// A parsed pull cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub seq: u64,
+    /// `None` for `0` and for cursors of servers before scopes.
+    pub tag: Option<String>,
+}
+
+impl Cursor {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (seq, tag) = match text.split_once('.') {
+            Some((seq, tag)) if !tag.is_empty() && tag.len() <= 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (seq, Some(tag.to_string()))
+            }
+            Some(_) => return None,
+            None => (text, None),
+        };
+        Some(Self {
+            seq: seq.parse().ok()?,
+            tag,
+        })
+    }
+
+    pub fn format(seq: u64, scope: &Scope) -> String {
+        format!("{seq}.{}", scope.tag())
+    }
+}
+
+/// Scopes by tag, so a cursor's old scope can be compared with the new one.
+#[derive(Debug, Clone)]
+pub struct Scopes {
+    tree: sled::Tree,
+}
+
+impl Scopes {
+    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        Ok(Self {
+            tree: db.open_tree(SCOPES_TREE)?,
+        })
+    }
+
+    /// Keep `scope` under its tag (once; the writes are rare and small).
+    pub fn remember(&self, scope: &Scope) -> Result<(), StorageError> {
+        let tag = scope.tag();
+        if self.tree.get(tag.as_bytes())?.is_none() {
+            let bytes = serde_json::to_vec(scope).map_err(|source| StorageError::Corrupt { what: "scope", source })?;
+            self.tree.insert(tag.as_bytes(), bytes)?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, tag: &str) -> Result<Option<Scope>, StorageError> {
+        match self.tree.get(tag.as_bytes())? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StorageError::Corrupt { what: "scope", source }),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Decides visibility for one pull, caching the sites and inspections it reads.
+#[derive(Debug)]
+pub struct Visibility<'a> {
+    storage: &'a dyn SyncStorage,
+    today: NaiveDate,
+    cache: HashMap<RecordId, Option<RecordState>>,
+}
+
+impl<'a> Visibility<'a> {
+    pub fn new(storage: &'a dyn SyncStorage, today: NaiveDate) -> Self {
+        Self {
+            storage,
+            today,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub fn visible(&mut self, scope: &Scope, state: &RecordState) -> Result<bool, StorageError> {
+        if scope.is_admin() {
+            return Ok(true);
+        }
+        let (storage, cache) = (self.storage, &mut self.cache);
+        let mut lookup = |id: RecordId| -> Result<Option<RecordState>, StorageError> {
+            if let Some(hit) = cache.get(&id) {
+                return Ok(hit.clone());
+            }
+            let found = storage.record(id)?;
+            cache.insert(id, found.clone());
+            Ok(found)
+        };
+        let region = scope::region_of(scope::link_of_state(state), &mut lookup)?;
+        scope::visible(scope, state, region, self.today, &mut lookup)
+    }
+
+    /// The stored records of a page that `scope` may see, as they are.
+    pub fn filter(&mut self, scope: &Scope, records: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, StorageError> {
+        if scope.is_admin() {
+            return Ok(records);
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for bytes in records {
+            let state: RecordState =
+                serde_json::from_slice(&bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
+            if self.visible(scope, &state)? {
+                out.push(bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record `old` showed that `new` does not: to be removed from the
+    /// user's devices. One scan of the store, on the rare pull after a scope change.
+    pub fn purge(&mut self, old: &Scope, new: &Scope) -> Result<Vec<RecordId>, StorageError> {
+        let mut out = Vec::new();
+        let mut since = 0;
+        loop {
+            let page = self.storage.records_since(since, PURGE_SCAN_PAGE, usize::MAX)?;
+            for bytes in &page.records {
+                let state: RecordState =
+                    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
+                if self.visible(old, &state)? && !self.visible(new, &state)? {
+                    out.push(state.id);
+                }
+            }
+            since = page.next;
+            if !page.more {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_parse_with_and_without_a_tag_and_refuse_garbage() {
+        assert_eq!(Cursor::parse("0"), Some(Cursor { seq: 0, tag: None }));
+        assert_eq!(
+            Cursor::parse("42.0a1b2c3d"),
+            Some(Cursor {
+                seq: 42,
+                tag: Some("0a1b2c3d".into())
+            })
+        );
+        for bad in ["", "x", "1.", "1.zz", "-1", "1.2.3", "1.0123456789abcdef0"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
+    }
+}
