@@ -41,6 +41,28 @@ fn build_bins() -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut cmd = Command::new(cargo);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     cmd.current_dir(&workspace);
+    // Not the variables cargo set for this test process: build scripts that
+    // watch them (ring's `rerun-if-env-changed=CARGO_PKG_NAME`, ...) would see
+    // them differ from a build run in a shell, rerun, and rebuild half the tree
+    // here and again at the next shell build.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&key)
+        {
+            cmd.env_remove(key);
+        }
+    }
     if cfg!(debug_assertions) {
         cmd.args(["test", "--workspace", "--no-run"]);
     } else {
