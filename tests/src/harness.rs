@@ -107,9 +107,22 @@ impl ServerProcess {
     }
 
     pub fn start_with(data_dir: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::spawn(data_dir, None, envs)
+    }
+
+    /// Start with the settings of a TOML file (`fieldsync serve --config`);
+    /// the data folder and the port are still the harness's.
+    pub fn start_with_config(data_dir: &Path, config: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::spawn(data_dir, Some(config), envs)
+    }
+
+    fn spawn(data_dir: &Path, config: Option<&Path>, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut cmd = Command::new(fieldsync_bin()?);
-        cmd.arg("serve")
-            .arg("--data")
+        cmd.arg("serve");
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.arg("--data")
             .arg(data_dir)
             .args(["--bind", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
@@ -140,6 +153,11 @@ impl ServerProcess {
             port,
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// The server's process id (to read its memory use from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
