@@ -127,9 +127,9 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| ApiError::unauthorized("missing_token", "the Authorization header is not a Bearer token"))?;
-    let claims = state.keys.check(token.trim())?;
+    let claims = state.keys.check(token)?;
     let user = state
         .accounts
         .user(claims.sub)?
@@ -152,4 +152,27 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
         device: claims.dev,
         replica: claims.rep,
     })
+}
+
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_needs_a_token() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer   "), None);
+        assert_eq!(bearer_token("Basic YWJj"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 }

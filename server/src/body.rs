@@ -27,7 +27,12 @@ fn encoding(req: &HttpRequest) -> Result<Encoding, ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_ENCODING) else {
         return Ok(Encoding::Identity);
     };
-    let value = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    // A value that is not even text names no encoding we know: not identity.
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::UnsupportedEncoding)?
+        .trim()
+        .to_ascii_lowercase();
     match value.as_str() {
         "" | "identity" => Ok(Encoding::Identity),
         "gzip" | "x-gzip" => Ok(Encoding::Gzip),
@@ -40,6 +45,16 @@ fn encoding(req: &HttpRequest) -> Result<Encoding, ApiError> {
 /// (compressed or not).
 pub async fn read(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let encoding = encoding(req)?;
+    // A body announced larger than the limit is refused before a byte of it is
+    // read (the limit applies to the compressed bytes too).
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge { limit, field: None });
+    }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
@@ -110,6 +125,43 @@ fn depth(bytes: &[u8]) -> usize {
     max
 }
 
+/// The field a decode error names, as `changes[3].op.edit.units`: the path
+/// up to the first segment serde could not know (a syntax error before a key
+/// was read), plus the field a "missing field" or "duplicate field" error
+/// names, which the path stops short of.
+fn field_path(path: &serde_path_to_error::Path, named: Option<&str>) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Unknown => break,
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+        }
+    }
+    if let Some(name) = named {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The field of serde's "missing field `x`" and "duplicate field `x`" errors.
+fn named_field(message: &str) -> Option<&str> {
+    ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+}
+
 /// JSON into `T`, or a 400 naming the field (`changes[3].kind`).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if depth(bytes) > MAX_DEPTH {
@@ -122,10 +174,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let value = result.map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let field = (path != ".").then_some(path);
+        let inner = e.inner();
         let text = inner.to_string();
+        let field = field_path(e.path(), named_field(&text));
         if inner.is_data() {
             ApiError::bad("invalid_field", text, field)
         } else {
@@ -174,5 +225,31 @@ mod tests {
         );
         assert_eq!(code(decode::<PushRequest>(deep.as_bytes()).unwrap_err()).0, "too_deep");
         assert_eq!(depth(br#"{"a":"[[[[","b":[{"c":"\\"}]}"#), 3);
+    }
+
+    #[test]
+    fn missing_and_duplicate_fields_are_named_and_unknown_segments_dropped() {
+        use sync_protocol::wire::LoginRequest;
+        let field = |bytes: &[u8]| code(decode::<LoginRequest>(bytes).unwrap_err());
+        assert_eq!(
+            field(br#"{"username":"a","password":"b"}"#),
+            ("invalid_field", Some("device".into()))
+        );
+        assert_eq!(
+            field(br#"{"username":"a","password":"b","device":{}}"#),
+            ("invalid_field", Some("device.id".into()))
+        );
+        assert_eq!(
+            field(br#"{"username":"a","username":"b"}"#),
+            ("invalid_field", Some("username".into()))
+        );
+        // A syntax error before any key was read names no field, not `?`.
+        assert_eq!(field(b"{"), ("malformed_json", None));
+        assert_eq!(field(br#"{"device":{"#), ("malformed_json", Some("device".into())));
+        let missing_kind = br#"{"changes":[{"seq":1,"hlc":[1,0],"record":"00000000-0000-0000-0000-000000000001","op":{"transition":{"action":"submit"}}}]}"#;
+        assert_eq!(
+            code(decode::<PushRequest>(missing_kind).unwrap_err()),
+            ("invalid_field", Some("changes[0].kind".into()))
+        );
     }
 }

@@ -25,6 +25,8 @@ pub enum ApiError {
     CursorExpired,
     #[error("not found")]
     NotFound,
+    #[error("this resource answers {allow} only")]
+    MethodNotAllowed { allow: &'static str },
     #[error("the store could not make this durable; retry later")]
     NotDurable,
     #[error("internal error")]
@@ -54,6 +56,7 @@ impl ApiError {
             ApiError::UnsupportedEncoding => "unsupported_encoding",
             ApiError::CursorExpired => "cursor_expired",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotDurable => "not_durable",
             ApiError::Internal(_) => "internal",
         }
@@ -76,6 +79,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::CursorExpired => StatusCode::GONE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotDurable => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,7 +89,11 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(detail) = self {
             tracing::error!(%detail, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((actix_web::http::header::ALLOW, *allow));
+        }
+        response.json(ErrorBody {
             code: self.code().into(),
             message: self.to_string(),
             field: self.field(),

@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::middleware::Compress;
-use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
 use mobile_schema::workflow::Role;
 use sync_protocol::clock::{Clock, SystemClock};
 use sync_protocol::engine::EngineConfig;
@@ -225,6 +225,10 @@ impl Application {
     }
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
+/// No route matched: a known path with another method is 405, else 404.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    match routes::ROUTES.iter().find(|(path, _)| *path == req.path()) {
+        Some((_, allow)) => Err(ApiError::MethodNotAllowed { allow }),
+        None => Err(ApiError::NotFound),
+    }
 }

@@ -433,6 +433,27 @@ impl Engine {
                 ));
             }
         }
+        // Every written value must fit its unit, whether or not it wins the
+        // merge: a value that loses stays live as a conflict, which every
+        // replica shows and a person may pick, and one diverted by a lock
+        // becomes an addendum's correction. So decode the record with the
+        // written values in place of their units' current values.
+        let current = state
+            .units
+            .iter()
+            .filter(|(key, _)| !seen.contains(key.as_str()))
+            .filter_map(|(key, unit)| unit.winner().map(|v| (key.as_str(), v.value.raw())));
+        let written = writes.iter().map(|w| (w.key.as_str(), w.value.raw()));
+        if let Err(e) = AnyRecord::from_units(
+            change.kind,
+            change.record,
+            state.workflow.as_deref(),
+            current.chain(written),
+        ) {
+            return Ok(Err(
+                Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field())
+            ));
+        }
 
         let mut diverted = Vec::new();
         let mut conflicts = Vec::new();

@@ -752,3 +752,49 @@ fn a_review_names_what_it_saw_and_later_edits_mark_the_record() {
         "{last:?}"
     );
 }
+
+#[test]
+fn a_value_of_the_wrong_type_is_refused_even_when_it_would_lose_the_merge() {
+    let mut world = World::new([0, 0, 0]);
+    let id = world.records[0];
+    let sim = &mut world.sims[1];
+    let stale = |seq: u64, value: serde_json::Value, key: &str| Change {
+        seq,
+        // Older than the record's versions: it cannot win.
+        hlc: sync_protocol::Hlc::new(1, 0),
+        kind: RecordKind::Inspection,
+        record: id,
+        op: Op::Edit {
+            units: vec![UnitWrite {
+                key: key.into(),
+                bases: vec![],
+                value: UnitValue::of(&value).unwrap(),
+            }],
+        },
+    };
+    let seq = sim.next_seq;
+    let batch = vec![
+        stale(seq, serde_json::json!(42), "conclusion"),
+        stale(seq + 1, serde_json::json!({"result": 7}), "answers/TP-01"),
+        stale(seq + 2, serde_json::json!("旧结论"), "conclusion"),
+    ];
+    let reply = world.server.push(&sim.actor(), &batch, T0);
+    for o in &reply.outcomes[..2] {
+        assert!(
+            matches!(&o.outcome, Outcome::Refused(r) if r.code == RefusalCode::InvalidStructure),
+            "{o:?}"
+        );
+    }
+    assert_eq!(
+        reply.outcomes[0].outcome.refusal().unwrap().field.as_deref(),
+        Some("conclusion")
+    );
+    // A well-typed stale value is kept beside the current one, as a conflict.
+    assert!(
+        matches!(&reply.outcomes[2].outcome, Outcome::Conflict { units, .. } if units == &["conclusion"]),
+        "{:?}",
+        reply.outcomes[2]
+    );
+    let unit = &world.server.record(id).unwrap().units["conclusion"];
+    assert!(unit.live.iter().all(|v| v.value.get().starts_with('"')));
+}

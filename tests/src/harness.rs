@@ -98,6 +98,7 @@ pub struct ServerProcess {
     child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
+    config: Option<PathBuf>,
     envs: Vec<(String, String)>,
 }
 
@@ -108,12 +109,24 @@ impl ServerProcess {
     }
 
     pub fn start_with(data_dir: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_configured(data_dir, None, envs)
+    }
+
+    /// Start with the settings of a TOML file (`fieldsync serve --config`);
+    /// the data folder and the port are still the harness's.
+    pub fn start_with_config(data_dir: &Path, config: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_configured(data_dir, Some(config), envs)
+    }
+
+    fn start_configured(data_dir: &Path, config: Option<&Path>, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
         let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, port) = spawn(data_dir, "127.0.0.1:0", &envs)?;
+        let config = config.map(Path::to_path_buf);
+        let (child, port) = spawn(data_dir, config.as_deref(), "127.0.0.1:0", &envs)?;
         Ok(Self {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
+            config,
             envs,
         })
     }
@@ -127,7 +140,7 @@ impl ServerProcess {
         // The port is normally free at once; a client's lingering connection
         // or sled's lock file being released can take a moment.
         for _ in 0..100 {
-            match spawn(&self.data_dir, &bind, &self.envs) {
+            match spawn(&self.data_dir, self.config.as_deref(), &bind, &self.envs) {
                 Ok((child, _)) => {
                     self.child = child;
                     return Ok(());
@@ -157,10 +170,18 @@ impl ServerProcess {
 }
 
 /// Start `fieldsync serve` and read stdout until it says where it listens.
-fn spawn(data_dir: &Path, bind: &str, envs: &[(String, String)]) -> anyhow::Result<(Child, u16)> {
+fn spawn(
+    data_dir: &Path,
+    config: Option<&Path>,
+    bind: &str,
+    envs: &[(String, String)],
+) -> anyhow::Result<(Child, u16)> {
     let mut cmd = Command::new(fieldsync_bin()?);
-    cmd.arg("serve")
-        .arg("--data")
+    cmd.arg("serve");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.arg("--data")
         .arg(data_dir)
         .args(["--bind", bind])
         .env("RUST_LOG", "warn")

@@ -6,4 +6,5 @@
 
 pub mod device;
 pub mod harness;
+pub mod http;
 pub mod tablet;

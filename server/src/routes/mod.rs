@@ -3,3 +3,14 @@
 pub mod auth;
 pub mod health;
 pub mod sync;
+
+/// Every route's path and method, so a known path asked with another method
+/// is answered 405 with `Allow` rather than 404. Keep in step with the
+/// services registered in `startup`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/healthz", "GET"),
+    ("/api/v1/auth/login", "POST"),
+    ("/api/v1/auth/refresh", "POST"),
+    ("/api/v1/sync/push", "POST"),
+    ("/api/v1/sync/pull", "GET"),
+];
