@@ -48,7 +48,7 @@ pub struct Cursor {
 impl Cursor {
     pub fn parse(text: &str) -> Option<Self> {
         let (seq, tag) = match text.split_once('.') {
-            Some((seq, tag)) if !tag.is_empty() && tag.len() <= 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some((seq, tag)) if tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 (seq, Some(tag.to_string()))
             }
             Some(_) => return None,
@@ -184,7 +184,7 @@ mod tests {
                 tag: Some("0a1b2c3d".into())
             })
         );
-        for bad in ["", "x", "1.", "1.zz", "-1", "1.2.3", "1.0123456789abcdef0"] {
+        for bad in ["", "x", "1.", "1.5", "1.zz", "-1", "1.2.3", "1.0123456789abcdef0"] {
             assert_eq!(Cursor::parse(bad), None, "{bad:?}");
         }
     }

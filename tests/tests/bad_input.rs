@@ -896,7 +896,8 @@ fn encodings(tablet: &Tablet) {
 }
 
 fn pull_cursors_and_limits(tablet: &Tablet, cursor: &str, before: &[Value]) {
-    let next: u64 = cursor.parse().unwrap();
+    // `SEQ.TAG`: the commit seq and the tag of the puller's scope.
+    let next: u64 = cursor.split('.').next().unwrap().parse().unwrap();
     #[rustfmt::skip]
     let cases: Vec<(String, u16, &str, Option<&str>)> = vec![
         ("since=abc".into(), 400, "invalid_cursor", Some("since")),
