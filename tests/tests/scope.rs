@@ -1,0 +1,193 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Who sees and changes what, end to end: inspectors and supervisors pull
+//! only their regions' records (a city covers its counties); a change outside
+//! their scope or beyond their role is refused on its own and kept on the
+//! tablet with the reason; when an admin widens a user's regions the records
+//! that entered reach the tablet on its next pull, and when the regions shrink
+//! the records that left are purged from it.
+
+use mobile_schema::ids::{DeviceId, InspectionId, RecordId, ReviewId, SiteId, UserId};
+use mobile_schema::record::{AnyRecord, RecordKind};
+use mobile_schema::region::RegionCode;
+use mobile_schema::review::{Decision, Review};
+use mobile_schema::sample;
+use replica::HttpConfig;
+use serde_json::{Value, json};
+use sync_protocol::RefusalCode;
+use tests::harness::ServerProcess;
+use tests::http::Request;
+use tests::tablet::Tablet;
+
+const ADMIN_PASSWORD: &str = "scope-admin-Hq71-password";
+const PASSWORD: &str = "scope-user-Zt52-password";
+/// 恭城瑶族自治县 in 桂林市, and 兴宁区 in 南宁市.
+const GONGCHENG: u32 = 450_332;
+const GUILIN: u32 = 450_300;
+const XINGNING: u32 = 450_102;
+
+fn admin_token(port: u16) -> String {
+    let r = Request::post("/api/v1/auth/login")
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD,
+                      "device": {"id": DeviceId::generate(), "name": "admin console"}}))
+        .send(port)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json().unwrap()["access_token"].as_str().unwrap().to_string()
+}
+
+fn admin(port: u16, token: &str, method: &str, path: &str, body: Value) -> Value {
+    let r = Request::new(method, path).bearer(token).json(&body).send(port).unwrap();
+    assert!(
+        (200..300).contains(&r.status),
+        "{method} {path}: {} {}",
+        r.status,
+        r.text()
+    );
+    r.json().unwrap_or(Value::Null)
+}
+
+fn site_in(region: u32) -> (SiteId, AnyRecord) {
+    let id = SiteId::generate();
+    let mut site = sample::pond(id);
+    site.region_code = RegionCode::new(region).unwrap();
+    (id, site.into())
+}
+
+fn has(t: &Tablet, id: impl Into<RecordId>) -> bool {
+    t.replica.get(id.into()).unwrap().is_some()
+}
+
+#[test]
+fn pulls_and_pushes_follow_role_and_regions_and_a_scope_change_backfills_and_purges() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        &root.path().join("server"),
+        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    )
+    .unwrap();
+    let port = server.port;
+    let token = admin_token(port);
+    for (name, role, regions) in [
+        ("li", "inspector", vec![GONGCHENG.to_string()]),
+        ("wang", "supervisor", vec![GUILIN.to_string()]),
+        ("zhao", "inspector", vec![XINGNING.to_string()]),
+    ] {
+        admin(
+            port,
+            &token,
+            "POST",
+            "/api/v1/admin/users",
+            json!({"username": name, "password": PASSWORD, "role": role, "regions": regions}),
+        );
+    }
+    let http = || HttpConfig::new(server.url(""));
+    let enrol = |dir: &str, user: &str, password: &str| {
+        Tablet::enrol(&root.path().join(dir), http(), user, password, None).unwrap()
+    };
+
+    // The admin records a pond and an inspection in each county.
+    let mut office = enrol("office", "admin", ADMIN_PASSWORD);
+    let (site_g, pond_g) = site_in(GONGCHENG);
+    let (site_x, pond_x) = site_in(XINGNING);
+    let (insp_g, insp_x) = (InspectionId::generate(), InspectionId::generate());
+    let device = office.replica.identity().device;
+    for record in [
+        pond_g,
+        pond_x,
+        sample::inspection(insp_g, site_g, device).into(),
+        sample::inspection(insp_x, site_x, device).into(),
+    ] {
+        office.replica.create(record).unwrap();
+    }
+    let report = office.sync().unwrap();
+    assert_eq!((report.acked, report.refused), (4, 0));
+
+    // Pull: each sees their regions; the supervisor's city covers the county.
+    let mut li = enrol("li", "li", PASSWORD);
+    let mut wang = enrol("wang", "wang", PASSWORD);
+    let mut zhao = enrol("zhao", "zhao", PASSWORD);
+    for t in [&mut li, &mut wang, &mut zhao] {
+        t.sync().unwrap();
+    }
+    for (name, t, sees_g, sees_x) in [
+        ("li", &li, true, false),
+        ("wang", &wang, true, false),
+        ("zhao", &zhao, false, true),
+    ] {
+        assert_eq!(has(t, site_g), sees_g, "{name}: 恭城 pond");
+        assert_eq!(has(t, insp_g), sees_g, "{name}: 恭城 inspection");
+        assert_eq!(has(t, site_x), sees_x, "{name}: 兴宁 pond");
+        assert_eq!(has(t, insp_x), sees_x, "{name}: 兴宁 inspection");
+    }
+
+    // Push: an inspection of a pond outside li's county is refused on its own,
+    // as is a review by an inspector; li's edit in the same push is applied.
+    let outside = InspectionId::generate();
+    li.replica
+        .create(sample::inspection(outside, site_x, li.replica.identity().device).into())
+        .unwrap();
+    li.edit(RecordKind::Inspection, insp_g.into(), "conclusion", json!("李：已复查"))
+        .unwrap();
+    let review = Review {
+        id: ReviewId::generate(),
+        schema_version: Review::SCHEMA_VERSION,
+        inspection_id: insp_g,
+        reviewer: UserId::generate(),
+        decision: Decision::Approve,
+        decided_at: chrono::Utc::now().fixed_offset(),
+        comments: Vec::new(),
+    };
+    let review_refused_locally = li.replica.create(review.into()).is_err();
+    let report = li.sync().unwrap();
+    assert_eq!(report.refused, if review_refused_locally { 1 } else { 2 }, "{report:?}");
+    assert_eq!(report.acked, 1, "{report:?}");
+    let refused = li.replica.refused().unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.record == RecordId::from(outside) && r.code == RefusalCode::ForbiddenScope),
+        "{refused:?}"
+    );
+    if !review_refused_locally {
+        assert!(
+            refused.iter().any(|r| r.code == RefusalCode::RoleNotAllowed),
+            "{refused:?}"
+        );
+    }
+    wang.sync().unwrap();
+    match wang.replica.get(insp_g.into()).unwrap().unwrap().record {
+        AnyRecord::Inspection(i) => assert_eq!(i.conclusion, "李：已复查"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!has(&wang, outside), "a refused record reaches no one");
+
+    // Scope grows: the records that entered arrive although they changed
+    // before li's cursor.
+    admin(
+        port,
+        &token,
+        "PATCH",
+        "/api/v1/admin/users/li",
+        json!({"regions": [GONGCHENG.to_string(), XINGNING.to_string()]}),
+    );
+    li.sync().unwrap();
+    for id in [RecordId::from(site_x), insp_x.into(), site_g.into(), insp_g.into()] {
+        assert!(has(&li, id), "li has {id} after the scope grew");
+    }
+
+    // Scope shrinks: what left is purged from the tablet on the next pull.
+    admin(
+        port,
+        &token,
+        "PATCH",
+        "/api/v1/admin/users/li",
+        json!({"regions": [XINGNING.to_string()]}),
+    );
+    let report = li.sync().unwrap();
+    assert!(report.purged >= 2, "{report:?}");
+    assert!(!has(&li, site_g) && !has(&li, insp_g), "恭城 records purged");
+    assert!(has(&li, site_x) && has(&li, insp_x), "兴宁 records kept");
+    // Nothing of the purge touched the other tablets.
+    wang.sync().unwrap();
+    assert!(has(&wang, site_g) && has(&wang, insp_g));
+}
