@@ -21,6 +21,8 @@ pub struct Settings {
     pub access_token_ttl_s: u64,
     pub refresh_token_ttl_s: u64,
     pub limits: Limits,
+    /// Photo uploads, thumbnails, garbage collection and evidence checks.
+    pub photos: crate::photos::PhotoSettings,
 }
 
 /// Sizes a client controls, bounded.
@@ -48,6 +50,7 @@ impl Default for Settings {
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
             limits: Limits::default(),
+            photos: crate::photos::PhotoSettings::default(),
         }
     }
 }
