@@ -6,3 +6,4 @@
 
 pub mod device;
 pub mod harness;
+pub mod photos;

@@ -20,7 +20,10 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 /// What a pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
+    /// Incomplete uploads deleted with their bytes.
     pub expired_uploads: usize,
+    /// Records of completed uploads forgotten (their photo stays).
+    pub forgotten_uploads: usize,
     pub photos: usize,
     pub referenced: usize,
     /// Unreferenced, still within their grace period.
@@ -33,9 +36,13 @@ impl Photos {
     /// One collection pass at `now_ms`.
     pub fn gc(&self, now_ms: u64) -> Result<GcReport, PhotoError> {
         let mut report = GcReport::default();
-        for id in self.expired_uploads(now_ms)? {
+        for (id, completed) in self.expired_uploads(now_ms)? {
             if self.expire_upload(&id)? {
-                report.expired_uploads += 1;
+                if completed {
+                    report.forgotten_uploads += 1;
+                } else {
+                    report.expired_uploads += 1;
+                }
             }
         }
         let referenced = self.referenced_digests()?;

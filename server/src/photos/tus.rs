@@ -677,13 +677,14 @@ impl Photos {
     }
 
     /// Uploads whose expiry has passed (the collector deletes them).
-    pub(crate) fn expired_uploads(&self, now_ms: u64) -> Result<Vec<String>, PhotoError> {
+    /// Each with whether it had completed (then only its record goes).
+    pub(crate) fn expired_uploads(&self, now_ms: u64) -> Result<Vec<(String, bool)>, PhotoError> {
         let mut out = Vec::new();
         for item in self.inner.tree.scan_prefix([keys::UPLOAD]) {
             let (_, v) = item?;
             let u: Upload = decode(&v, "upload")?;
             if u.expires_ms <= now_ms {
-                out.push(u.id);
+                out.push((u.id, u.completed.is_some()));
             }
         }
         Ok(out)
