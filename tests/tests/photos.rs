@@ -619,3 +619,69 @@ fn evidence_checks_compare_exif_position_and_time_with_the_site_and_the_visit() 
         "a 400×300 photo with orientation 6 stands up"
     );
 }
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The streaming claim, measured: 1 GiB of photos (43 × 24 MiB, two clients
+/// at once, 1 MiB chunks) must grow the server's peak RSS by less than 64 MiB.
+/// Slow in a debug build, so run on demand:
+/// `cargo test -p tests --test photos -- --ignored --nocapture uploading_a_gigabyte`
+#[test]
+#[ignore = "measurement: uploads 1 GiB"]
+fn uploading_a_gigabyte_of_photos_grows_server_rss_by_less_than_64_mib() {
+    let env = Env::start(&format!("max_upload_bytes = {}", 25 * 1024 * 1024));
+    let http = env.http();
+    // Warm up: one small photo through every path (upload, EXIF, thumbnail).
+    assert_eq!(http.upload(&photo(99, 0), 1 << 20, &[]).unwrap().status, 204);
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_before, _) = memory_kib(env.server.pid());
+    let started = std::time::Instant::now();
+    let per_photo = 24 * 1024 * 1024;
+    let photos = 43u64;
+    let workers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let http = http.clone();
+            std::thread::spawn(move || {
+                for n in (w..photos).step_by(2) {
+                    let bytes = photo(1000 + n, per_photo);
+                    let sha = sha256_hex(&bytes);
+                    let a = http.upload(&bytes, 1 << 20, &[("sha256", &sha)]).unwrap();
+                    assert_eq!(a.status, 204, "{:?}", a.json());
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (rss_after, peak) = memory_kib(env.server.pid());
+    let total = photos * per_photo as u64;
+    println!(
+        "uploaded {} MiB in {secs:.1} s ({:.1} MiB/s); server RSS before {} MiB, after {} MiB, peak {} MiB, peak growth {} MiB",
+        total >> 20,
+        (total >> 20) as f64 / secs,
+        rss_before / 1024,
+        rss_after / 1024,
+        peak / 1024,
+        peak.saturating_sub(rss_before) / 1024
+    );
+    assert_eq!(env.files("blobs").len() as u64, photos + 1);
+    assert!(
+        peak.saturating_sub(rss_before) < 64 * 1024,
+        "peak RSS grew by {} KiB",
+        peak - rss_before
+    );
+}
