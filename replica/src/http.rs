@@ -492,6 +492,150 @@ impl HttpTransport {
     }
 }
 
+/// An answer of [`HttpTransport::raw`]: the status, the headers, and the body
+/// when it was not streamed to a sink.
+#[derive(Debug)]
+pub(crate) struct RawReply {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    }
+
+    pub fn error(&self) -> ErrorBody {
+        error_body(&Reply {
+            status: self.status,
+            body: self.body.clone(),
+        })
+    }
+}
+
+impl HttpTransport {
+    /// One authorized request with the caller's headers and a raw body (the
+    /// photo uploads): one refresh on 401, no retries (the caller resumes). A
+    /// 2xx body goes to `sink` when given, else into the reply.
+    pub(crate) fn raw(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+        mut sink: Option<&mut dyn std::io::Write>,
+    ) -> Result<RawReply, TransportError> {
+        self.ensure_fresh()?;
+        let mut refreshed = false;
+        loop {
+            let token = self
+                .credentials
+                .as_ref()
+                .map(|c| c.access_token.clone())
+                .ok_or_else(|| TransportError::Unauthorized("this device has not logged in".into()))?;
+            let reply = self.raw_once(method, target, &token, headers, body, &mut sink)?;
+            match reply.status {
+                401 if !refreshed => {
+                    refreshed = true;
+                    let replica = self.credentials.as_ref().and_then(|c| c.replica);
+                    self.refresh(replica)?;
+                }
+                401 => {
+                    let why = reply.error();
+                    return Err(TransportError::Unauthorized(format!("{}: {}", why.code, why.message)));
+                }
+                _ => return Ok(reply),
+            }
+        }
+    }
+
+    fn raw_once(
+        &mut self,
+        method: &str,
+        target: &str,
+        token: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+        sink: &mut Option<&mut dyn std::io::Write>,
+    ) -> Result<RawReply, TransportError> {
+        let url = if target.starts_with("http://") || target.starts_with("https://") {
+            target.to_string()
+        } else {
+            format!("{}{}", self.base, target)
+        };
+        let path = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_else(|| "/".into());
+        let mut all: Vec<(&str, String)> = vec![
+            ("authorization", format!("Bearer {token}")),
+            ("user-agent", self.config.user_agent.clone()),
+        ];
+        all.extend(headers.iter().cloned());
+        if let Some(b) = body {
+            all.push(("content-length", b.len().to_string()));
+        }
+        let sent_headers = request_header_bytes(method, &path, host_of(&self.base), &all);
+        let mut builder = ureq::http::Request::builder().method(method).uri(url.as_str());
+        for (k, v) in &all {
+            // ureq sets content-length from the body itself.
+            if *k != "content-length" {
+                builder = builder.header(*k, v.as_str());
+            }
+        }
+        self.stats.requests += 1;
+        let result = match body {
+            Some(b) => builder.body(b).map(|r| self.agent.run(r)),
+            None => builder.body(()).map(|r| self.agent.run(r)),
+        };
+        let result = result.map_err(|e| TransportError::Request(e.to_string()))?;
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let class = classify(&e);
+                if class != Class::Unreached {
+                    self.stats.header_bytes_sent += sent_headers;
+                    self.stats.body_bytes_sent += body.map_or(0, |b| b.len() as u64);
+                }
+                return Err(match class {
+                    Class::Unreached | Class::Transient => TransportError::Unavailable(e.to_string()),
+                    Class::Config => TransportError::Request(e.to_string()),
+                    Class::Unreadable => TransportError::Malformed(e.to_string()),
+                });
+            }
+        };
+        self.stats.header_bytes_sent += sent_headers;
+        self.stats.body_bytes_sent += body.map_or(0, |b| b.len() as u64);
+        let status = response.status().as_u16();
+        self.stats.header_bytes_received += response_header_bytes(
+            status,
+            response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().len(), v.as_bytes().len())),
+        );
+        let headers = response.headers().clone();
+        let mut reader = response
+            .body_mut()
+            .with_config()
+            .limit(self.config.max_response_bytes)
+            .reader();
+        let mut out = Vec::new();
+        let read = match sink {
+            Some(sink) if (200..=299).contains(&status) => std::io::copy(&mut reader, sink),
+            _ => std::io::Read::read_to_end(&mut reader, &mut out).map(|n| n as u64),
+        };
+        let n = read.map_err(|e| TransportError::Unavailable(format!("the answer was cut: {e}")))?;
+        self.stats.body_bytes_received += n;
+        Ok(RawReply {
+            status,
+            headers,
+            body: out,
+        })
+    }
+}
+
 impl Transport for HttpTransport {
     /// Bind the tokens to `actor.replica` if they speak for another (a new store,
     /// a re-key), else refresh them if they have expired.

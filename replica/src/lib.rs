@@ -14,6 +14,8 @@
 //!   pulls from the stored cursor; a sync cut at any point resumes on the next call.
 //!   [`HttpTransport`] is the real one (zstd bodies, retries, tokens);
 //!   [`InProcessTransport`] calls the reference server in tests.
+//! - Photos ([`Replica::attach_photo_to`]) upload after their record syncs, over
+//!   resumable tus uploads ([`Replica::upload_photos`], [`PhotoClient`]).
 //! - Stores of an older layout are migrated on open ([`migrate`]).
 
 pub mod check;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod migrate;
+pub mod photo_upload;
 pub mod photos;
 pub mod store;
 pub mod stored;
@@ -33,6 +36,7 @@ pub mod workflow;
 pub use credentials::{Credentials, CredentialsError};
 pub use error::ReplicaError;
 pub use http::{HttpConfig, HttpTransport, WireStats};
+pub use photo_upload::{PhotoClient, PhotoSyncReport, Progress, QueueProgress, UploadConfig, UploadOutcome};
 pub use store::{
     ConflictVersion, EditReceipt, Identity, RecordView, RefusedChange, Replica, ReplicaConfig, UnitConflict,
 };

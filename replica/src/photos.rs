@@ -19,6 +19,12 @@ pub struct PhotoEntry {
     pub bytes: u64,
     pub queued_ms: u64,
     pub uploaded: bool,
+    /// The record the photo belongs to: it is sent after that record syncs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<mobile_schema::ids::RecordId>,
+    /// The tus upload in progress, saved before its first byte so it resumes after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
 }
 
 impl Replica {
@@ -59,6 +65,8 @@ impl Replica {
                 bytes: total,
                 queued_ms: self.clock.now_ms(),
                 uploaded: false,
+                record: None,
+                upload_url: None,
             };
             let mut w = Write::default();
             w.put(T::Photos, key, encode(keys::PHOTOS, &entry)?);

@@ -25,6 +25,8 @@ pub struct Settings {
     pub access_token_ttl_s: u64,
     pub refresh_token_ttl_s: u64,
     pub limits: Limits,
+    /// Photo uploads, thumbnails, garbage collection and evidence checks.
+    pub photos: crate::photos::PhotoSettings,
 }
 
 /// The record store behind the sync endpoints.
@@ -63,6 +65,7 @@ impl Default for Settings {
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
             limits: Limits::default(),
+            photos: crate::photos::PhotoSettings::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod photos;
 pub mod routes;
 pub mod startup;
 pub mod storage;

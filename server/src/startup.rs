@@ -45,6 +45,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot open the photo store: {0}")]
+    Photos(#[from] crate::photos::PhotoError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -150,6 +152,13 @@ impl Application {
             clock: Arc::new(SystemClock),
             scopes,
         };
+        let photos = web::Data::new(crate::photos::Photos::open(
+            &settings.data_dir,
+            state.db.clone(),
+            state.storage.clone(),
+            state.clock.clone(),
+            settings.photos.clone(),
+        )?);
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),
             source,
@@ -159,12 +168,15 @@ impl Application {
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(photos.clone())
                 .wrap(Compress::default())
                 .service(routes::health::healthz)
                 .service(routes::auth::login)
                 .service(routes::auth::refresh)
                 .service(routes::sync::push)
                 .service(routes::sync::pull)
+                .configure(routes::uploads::configure)
+                .configure(routes::photos::configure)
                 .default_service(web::to(not_found))
         })
         // An in-flight push finishes (and is acknowledged) within this, or is not acknowledged.

@@ -7,4 +7,5 @@
 pub mod device;
 pub mod harness;
 pub mod http;
+pub mod photos;
 pub mod tablet;

@@ -2,7 +2,9 @@
 
 pub mod auth;
 pub mod health;
+pub mod photos;
 pub mod sync;
+pub mod uploads;
 
 /// Every route's path and method, so a known path asked with another method
 /// is answered 405 with `Allow` rather than 404. Keep in step with the
