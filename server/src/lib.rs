@@ -4,10 +4,12 @@
 //! `fieldsync` is thin (`main.rs`); everything testable lives here.
 
 pub mod accounts;
+pub mod admin_client;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod storage;
