@@ -77,6 +77,7 @@ pub struct ServerProcess {
     pub port: u16,
     pub data_dir: PathBuf,
     envs: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl ServerProcess {
@@ -86,13 +87,20 @@ impl ServerProcess {
     }
 
     pub fn start_with(data_dir: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with_args(data_dir, envs, &[])
+    }
+
+    /// With extra `serve` arguments, e.g. `["--config", "short-ttl.toml"]`.
+    pub fn start_with_args(data_dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> anyhow::Result<Self> {
         let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, port) = spawn(data_dir, "127.0.0.1:0", &envs)?;
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (child, port) = spawn(data_dir, "127.0.0.1:0", &envs, &args)?;
         Ok(Self {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
             envs,
+            args,
         })
     }
 
@@ -105,7 +113,7 @@ impl ServerProcess {
         // The port is normally free at once; a client's lingering connection
         // or sled's lock file being released can take a moment.
         for _ in 0..100 {
-            match spawn(&self.data_dir, &bind, &self.envs) {
+            match spawn(&self.data_dir, &bind, &self.envs, &self.args) {
                 Ok((child, _)) => {
                     self.child = child;
                     return Ok(());
@@ -135,12 +143,13 @@ impl ServerProcess {
 }
 
 /// Start `fieldsync serve` and read stdout until it says where it listens.
-fn spawn(data_dir: &Path, bind: &str, envs: &[(String, String)]) -> anyhow::Result<(Child, u16)> {
+fn spawn(data_dir: &Path, bind: &str, envs: &[(String, String)], args: &[String]) -> anyhow::Result<(Child, u16)> {
     let mut cmd = Command::new(fieldsync_bin()?);
     cmd.arg("serve")
         .arg("--data")
         .arg(data_dir)
         .args(["--bind", bind])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

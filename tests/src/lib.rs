@@ -4,6 +4,7 @@
 //! on a free port with its own temporary sled folder, and real device replicas,
 //! in process or as `fieldsync-device` processes ([`device`]).
 
+pub mod api;
 pub mod device;
 pub mod harness;
 pub mod tablet;
