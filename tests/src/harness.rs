@@ -41,6 +41,28 @@ fn build_bins() -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut cmd = Command::new(cargo);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     cmd.current_dir(&workspace);
+    // What `cargo test` sets for this test binary is not the caller's
+    // environment: build scripts that watch these (ring's watches
+    // CARGO_PKG_NAME, CARGO_MANIFEST_DIR, OUT_DIR...) would otherwise be rerun
+    // here and again by the caller's next cargo, rebuilding ring, rustls, ureq
+    // and the replica both times.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
     if cfg!(debug_assertions) {
         cmd.args(["test", "--workspace", "--no-run"]);
     } else {
