@@ -422,6 +422,17 @@ fn fieldsync_device_tells_a_revoked_tablet_to_enrol_again_and_pushes_its_edits_a
     let wei = admin_cli(&["user", "add", "wei", "--role", "inspector", "--regions", "450000"]);
     assert_eq!(wei["role"], "inspector");
     assert_eq!(wei["regions"], json!(["450000"]));
+    let set = admin_cli(&["user", "set", "wei", "--regions", "450332,450300", "--disable"]);
+    assert_eq!(
+        (&set["regions"], &set["disabled"]),
+        (&json!(["450300", "450332"]), &json!(true))
+    );
+    let set = admin_cli(&["user", "set", "wei", "--regions", "", "--enable"]);
+    assert_eq!((&set["regions"], &set["disabled"]), (&json!([]), &json!(false)));
+    admin_cli(&["user", "set", "wei", "--regions", "450000"]);
+    let users = admin_cli(&["user", "list"]);
+    assert_eq!(users[1]["username"], "wei", "{users}");
+    assert_eq!(users[1]["regions"], json!(["450000"]), "{users}");
 
     let tablet = DeviceCli::new(root.path().join("tablet"))
         .unwrap()
