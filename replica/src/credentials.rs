@@ -43,6 +43,10 @@ pub struct Credentials {
     /// The replica the tokens speak for; `None` until a store is bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<ReplicaId>,
+    /// Why the server last refused these tokens (`device_revoked: ...`): the
+    /// device must log in (or be enrolled) again. Cleared by a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 // Tokens are secrets: never in logs or error messages.
@@ -56,6 +60,7 @@ impl std::fmt::Debug for Credentials {
             .field("refresh_token", &"<redacted>")
             .field("access_expires_at_ms", &self.access_expires_at_ms)
             .field("replica", &self.replica)
+            .field("refused", &self.refused)
             .finish()
     }
 }
@@ -80,6 +85,7 @@ impl Credentials {
             access_token: token.access_token,
             refresh_token: token.refresh_token,
             replica,
+            refused: None,
         }
     }
 
@@ -90,6 +96,7 @@ impl Credentials {
         self.refresh_token = token.refresh_token;
         self.user = token.user;
         self.replica = replica;
+        self.refused = None;
     }
 
     pub fn is_expired(&self, now_ms: u64) -> bool {

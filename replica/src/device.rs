@@ -109,6 +109,11 @@ pub struct Status {
     /// Local time of the last completed sync, ms since the epoch.
     pub last_sync_ms: Option<u64>,
     pub clock_offset_ms: Option<i64>,
+    /// Why the server refused this device's tokens at the last sync
+    /// (`device_revoked: ...`, `session_revoked: ...`): run `init` to log in or
+    /// enrol again. The pending changes are kept and pushed after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_required: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,7 +222,9 @@ impl Device {
     /// Log in and set up (or re-log into) the device folder `dir`: a device id
     /// (kept from an earlier login in the folder), a login without a replica, a
     /// store with the login's identity, then the tokens bound to the store's
-    /// replica. Saves the server URL and tokens, never the password.
+    /// replica. Saves the server URL and tokens, never the password. A device id
+    /// an administrator revoked is replaced by a new one (re-enrolment); the
+    /// store keeps its replica and its pending changes.
     pub fn init(dir: &Path, http: HttpConfig, login: &Login) -> Result<(Self, InitReport), DeviceError> {
         std::fs::create_dir_all(dir).map_err(|source| DeviceError::Io {
             path: dir.to_path_buf(),
@@ -234,16 +241,25 @@ impl Device {
         let server = http.server.trim_end_matches('/').to_string();
         let mut transport = HttpTransport::new(http);
         let sink_error = persist_to(&mut transport, cred_path.clone());
-        let user = transport.login(
-            &login.username,
-            &login.password,
-            DeviceRegistration {
-                id: device,
-                replica: None,
-                name: login.device_name.clone(),
-                app_version: Some(env!("CARGO_PKG_VERSION").to_string()),
-            },
-        )?;
+        let registration = |id| DeviceRegistration {
+            id,
+            replica: None,
+            name: login.device_name.clone(),
+            app_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        };
+        let (device, user) = match transport.login(&login.username, &login.password, registration(device)) {
+            Ok(user) => (device, user),
+            // An administrator revoked this device id for good: enrol the
+            // folder as a new device. The store, and its pending changes, stay.
+            Err(TransportError::Rejected { status: 401, body }) if body.code == "device_revoked" => {
+                let fresh = DeviceId::generate();
+                (
+                    fresh,
+                    transport.login(&login.username, &login.password, registration(fresh))?,
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
         let config = ReplicaConfig {
             identity: Some(Identity {
                 user: user.id,
@@ -404,6 +420,11 @@ impl Device {
         let sink_error = persist_to(&mut transport, cred_path.clone());
         let result = self.replica.sync(&mut transport);
         self.credentials = saved(&transport, &cred_path, &sink_error)?;
+        if let Err(ReplicaError::Transport(TransportError::Unauthorized(why))) = &result {
+            // Remembered for `status`, until a login clears it.
+            self.credentials.refused = Some(why.clone());
+            self.credentials.save(&cred_path)?;
+        }
         let report = result?;
         Ok(SyncSummary {
             pushed: report.pushed,
@@ -431,6 +452,7 @@ impl Device {
             refused: self.replica.refused()?.into_iter().map(RefusedShown::from).collect(),
             last_sync_ms: self.replica.last_sync_ms()?,
             clock_offset_ms: self.replica.clock_offset_ms()?,
+            login_required: self.credentials.refused.clone(),
         })
     }
 }

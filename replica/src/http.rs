@@ -266,9 +266,10 @@ impl HttpTransport {
             .ok_or_else(|| TransportError::Unauthorized("this device has not logged in".into()))?;
         let body = self.compress(&RefreshRequest { refresh_token, replica })?;
         self.stats.refreshes += 1;
-        // A lost reply after the server spent the token cannot be recovered by
-        // retrying (the retry is a 401); retrying still helps when the request
-        // never arrived, so refresh retries like everything else.
+        // Retried like everything else: the server honours the spent token again
+        // within its grace window (`refresh_grace_s`, 2 minutes by default) while
+        // the pair whose reply was lost is unused, so a retry after a lost reply
+        // gets a fresh pair.
         let reply = self.exchange(&Outgoing {
             method: "POST",
             target: REFRESH_PATH,

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use mobile_schema::ids::RecordId;
-use mobile_schema::region::RegionCode;
 use sync_protocol::RecordState;
 use sync_protocol::scope::{self, Scope};
 
@@ -28,12 +27,7 @@ pub fn scope_of(user: &User) -> Scope {
     Scope {
         user: user.id,
         role: user.role,
-        // Codes are validated when a user is saved; anything else covers nothing.
-        regions: user
-            .regions
-            .iter()
-            .filter_map(|r| r.parse::<RegionCode>().ok())
-            .collect(),
+        regions: user.regions.clone(),
     }
 }
 

@@ -2,11 +2,23 @@
 //!
 //! Passwords are hashed with argon2; refresh tokens are random and stored only as
 //! their SHA-256, so a copy of the store does not hand out sessions.
+//!
+//! Refresh tokens rotate: each use spends the token and starts a new session. A
+//! spent token is kept (until it expires) with the time it was spent and its
+//! successor, so that presenting it again can be told apart:
+//! - within the grace window, while its successor is unused, the reply carrying
+//!   the successor was lost: the successor is dropped and a new pair is minted;
+//! - otherwise someone holds a copy of an old token: the device's session
+//!   generation is bumped, which ends every refresh token and access token the
+//!   device holds (theft detection). A password login on it starts over.
+
+use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use mobile_schema::ids::{DeviceId, UserId};
+use mobile_schema::region::RegionCode;
 use mobile_schema::workflow::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -30,12 +42,26 @@ pub enum AccountError {
     InvalidToken(String),
     #[error("the device was revoked")]
     DeviceRevoked,
+    /// The device's sessions were ended (a spent refresh token came back, or the
+    /// device changed hands): log in again on it.
+    #[error("this device's sessions were revoked: log in again")]
+    SessionRevoked,
+    /// A spent refresh token was presented after its grace window: the device's
+    /// sessions are now revoked.
+    #[error("this refresh token was already used: the device's sessions are revoked, log in again")]
+    TokenReused,
     #[error("the user is disabled")]
     UserDisabled,
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     #[error("the user {0} exists")]
     UserExists(String),
+    #[error("no {what} {id}")]
+    NotFound { what: &'static str, id: String },
+    #[error("this change would leave no enabled admin")]
+    LastAdmin,
+    #[error("the accounts lock is poisoned")]
+    Poisoned,
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error("the accounts store failed: {0}")]
@@ -50,11 +76,22 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub role: Role,
-    /// GB/T 2260 codes of the regions the user works in.
+    /// The GB/T 2260 regions the user works in (a city covers its counties, a
+    /// province its cities).
     #[serde(default)]
-    pub regions: Vec<String>,
+    pub regions: Vec<RegionCode>,
     #[serde(default)]
     pub disabled: bool,
+}
+
+/// What an administrator may change on a user; `None` leaves it as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    pub regions: Option<Vec<RegionCode>>,
+    pub disabled: Option<bool>,
+    /// An argon2 hash (hash the new password with [`hash_password`] off the async threads).
+    pub password_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,8 +106,19 @@ pub struct Device {
     #[serde(default)]
     pub replica: Option<ReplicaId>,
     pub registered_ms: u64,
+    /// Revoked by an administrator: no token of this device id is accepted again
+    /// (the tablet enrols under a new id).
     #[serde(default)]
     pub revoked: bool,
+    #[serde(default)]
+    pub revoked_ms: Option<u64>,
+    /// Bumped to end every session of the device at once; access tokens carry the
+    /// generation they were issued in.
+    #[serde(default)]
+    pub generation: u64,
+    /// Last login or refresh (the server adds requests it has seen since it started).
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
 }
 
 /// What a refresh token stands for.
@@ -80,6 +128,27 @@ pub struct Session {
     pub device: DeviceId,
     pub replica: Option<ReplicaId>,
     pub expires_ms: u64,
+    /// The device's generation when the session started.
+    #[serde(default)]
+    pub generation: u64,
+    /// When the token was first spent; kept to recognise it if it comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent_ms: Option<u64>,
+    /// The key of the session that replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<String>,
+}
+
+/// A refresh that went through: the session to issue an access token for, and
+/// its refresh token.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    pub session: Session,
+    pub user: User,
+    pub refresh_token: String,
+    /// The presented token had been spent within the grace window (a retry after
+    /// a lost reply).
+    pub retried: bool,
 }
 
 /// The accounts tree.
@@ -87,6 +156,8 @@ pub struct Session {
 pub struct Accounts {
     db: sled::Db,
     tree: sled::Tree,
+    /// Serialises read-modify-write of users, devices and sessions (rare, small).
+    lock: Arc<Mutex<()>>,
 }
 
 fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
@@ -105,6 +176,29 @@ pub fn random_token() -> String {
 
 fn token_hash(token: &str) -> Vec<u8> {
     key(REFRESH, &Sha256::digest(token.as_bytes()))
+}
+
+/// The checks a new user's or a changed password must pass.
+pub fn check_password_rules(password: &str) -> Result<(), AccountError> {
+    if password.len() < 8 || password.len() > 1024 {
+        return Err(AccountError::Invalid {
+            field: "password".into(),
+            message: "a password has 8 to 1024 bytes".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The checks a username must pass; returns it trimmed.
+pub fn check_username(username: &str) -> Result<&str, AccountError> {
+    let username = username.trim();
+    if username.is_empty() || username.len() > 64 || username.chars().any(char::is_control) {
+        return Err(AccountError::Invalid {
+            field: "username".into(),
+            message: "a username has 1 to 64 bytes and no control characters".into(),
+        });
+    }
+    Ok(username)
 }
 
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
@@ -126,7 +220,12 @@ impl Accounts {
         Ok(Self {
             db: db.clone(),
             tree: db.open_tree(crate::storage::keys::ACCOUNTS)?,
+            lock: Arc::default(),
         })
+    }
+
+    fn guard(&self) -> Result<std::sync::MutexGuard<'_, ()>, AccountError> {
+        self.lock.lock().map_err(|_| AccountError::Poisoned)
     }
 
     fn put<T: Serialize>(&self, k: &[u8], v: &T) -> Result<(), AccountError> {
@@ -155,28 +254,31 @@ impl Accounts {
         username: &str,
         password: &str,
         role: Role,
-        regions: Vec<String>,
+        regions: Vec<RegionCode>,
     ) -> Result<User, AccountError> {
-        let username = username.trim();
-        if username.is_empty() || username.len() > 64 {
-            return Err(AccountError::Invalid {
-                field: "username".into(),
-                message: "a username has 1 to 64 bytes".into(),
-            });
-        }
-        if password.len() < 8 || password.len() > 1024 {
-            return Err(AccountError::Invalid {
-                field: "password".into(),
-                message: "a password has 8 to 1024 bytes".into(),
-            });
-        }
+        check_username(username)?;
+        check_password_rules(password)?;
+        let hash = hash_password(password)?;
+        self.insert_user(username, hash, role, regions)
+    }
+
+    /// Stores a new user whose password is already hashed.
+    pub fn insert_user(
+        &self,
+        username: &str,
+        password_hash: String,
+        role: Role,
+        regions: Vec<RegionCode>,
+    ) -> Result<User, AccountError> {
+        let username = check_username(username)?;
+        let _guard = self.guard()?;
         if self.tree.contains_key(key(USER, username.as_bytes()))? {
             return Err(AccountError::UserExists(username.into()));
         }
         let user = User {
             id: UserId::generate(),
             username: username.into(),
-            password_hash: hash_password(password)?,
+            password_hash,
             role,
             regions,
             disabled: false,
@@ -184,6 +286,50 @@ impl Accounts {
         self.put(&key(USER, username.as_bytes()), &user)?;
         self.tree
             .insert(key(USER_ID, user.id.as_uuid().as_bytes()), username.as_bytes())?;
+        self.flush()?;
+        Ok(user)
+    }
+
+    /// Every user, by username.
+    pub fn users(&self) -> Result<Vec<User>, AccountError> {
+        self.tree
+            .scan_prefix([USER])
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
+    /// Applies an administrator's change; refuses one that leaves no enabled admin.
+    pub fn update_user(&self, username: &str, patch: UserPatch) -> Result<User, AccountError> {
+        let _guard = self.guard()?;
+        let k = key(USER, username.as_bytes());
+        let mut user: User = self.get(&k)?.ok_or_else(|| AccountError::NotFound {
+            what: "user",
+            id: username.to_string(),
+        })?;
+        let was_admin = user.role == Role::Admin && !user.disabled;
+        if let Some(role) = patch.role {
+            user.role = role;
+        }
+        if let Some(regions) = patch.regions {
+            user.regions = regions;
+        }
+        if let Some(disabled) = patch.disabled {
+            user.disabled = disabled;
+        }
+        if let Some(hash) = patch.password_hash {
+            user.password_hash = hash;
+        }
+        let is_admin = user.role == Role::Admin && !user.disabled;
+        if was_admin && !is_admin {
+            let others = self
+                .users()?
+                .into_iter()
+                .any(|u| u.id != user.id && u.role == Role::Admin && !u.disabled);
+            if !others {
+                return Err(AccountError::LastAdmin);
+            }
+        }
+        self.put(&k, &user)?;
         self.flush()?;
         Ok(user)
     }
@@ -224,14 +370,74 @@ impl Accounts {
         self.get(&key(DEVICE, id.as_uuid().as_bytes()))
     }
 
-    /// Registers a device to a user (or re-registers it after a login on it).
-    pub fn register_device(&self, device: Device) -> Result<Device, AccountError> {
-        if let Some(old) = self.device(device.id)?
-            && old.revoked
-        {
-            return Err(AccountError::DeviceRevoked);
+    /// Every device, in id order (ids are time-ordered: oldest first).
+    pub fn devices(&self) -> Result<Vec<Device>, AccountError> {
+        self.tree
+            .scan_prefix([DEVICE])
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
+    fn put_device(&self, device: &Device) -> Result<(), AccountError> {
+        self.put(&key(DEVICE, device.id.as_uuid().as_bytes()), device)
+    }
+
+    /// Registers a device to `user` at a password login, or logs it in again.
+    /// A revoked device id stays revoked. A device that changes hands ends the
+    /// previous user's sessions on it.
+    pub fn enrol_device(
+        &self,
+        user: &User,
+        registration: &sync_protocol::wire::DeviceRegistration,
+        now_ms: u64,
+    ) -> Result<Device, AccountError> {
+        let _guard = self.guard()?;
+        let device = match self.device(registration.id)? {
+            Some(old) if old.revoked => return Err(AccountError::DeviceRevoked),
+            Some(old) => Device {
+                user: user.id,
+                name: registration.name.clone().or(old.name),
+                app_version: registration.app_version.clone().or(old.app_version),
+                replica: registration.replica,
+                generation: if old.user == user.id {
+                    old.generation
+                } else {
+                    old.generation + 1
+                },
+                last_seen_ms: Some(now_ms),
+                ..old
+            },
+            None => Device {
+                id: registration.id,
+                user: user.id,
+                name: registration.name.clone(),
+                app_version: registration.app_version.clone(),
+                replica: registration.replica,
+                registered_ms: now_ms,
+                revoked: false,
+                revoked_ms: None,
+                generation: 0,
+                last_seen_ms: Some(now_ms),
+            },
+        };
+        self.put_device(&device)?;
+        Ok(device)
+    }
+
+    /// Revokes a device for good: its tokens stop working at their next use.
+    pub fn revoke_device(&self, id: DeviceId, now_ms: u64) -> Result<Device, AccountError> {
+        let _guard = self.guard()?;
+        let mut device = self.device(id)?.ok_or_else(|| AccountError::NotFound {
+            what: "device",
+            id: id.to_string(),
+        })?;
+        if !device.revoked {
+            device.revoked = true;
+            device.revoked_ms = Some(now_ms);
+            device.generation += 1;
+            self.put_device(&device)?;
+            self.flush()?;
         }
-        self.put(&key(DEVICE, device.id.as_uuid().as_bytes()), &device)?;
         Ok(device)
     }
 
@@ -243,19 +449,114 @@ impl Accounts {
         Ok(token)
     }
 
-    /// Spends a refresh token: its session, which the caller replaces with a new one.
-    pub fn take_session(&self, token: &str, now_ms: u64) -> Result<Session, AccountError> {
+    /// Spends a refresh token for a new session (see the module's notes on
+    /// rotation, the grace window and reuse). `replica` rebinds the session.
+    pub fn rotate(
+        &self,
+        token: &str,
+        replica: Option<ReplicaId>,
+        now_ms: u64,
+        grace_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Rotated, AccountError> {
+        let _guard = self.guard()?;
         let k = token_hash(token);
-        let Some(raw) = self.tree.remove(&k)? else {
-            return Err(AccountError::InvalidToken("unknown or spent refresh token".into()));
+        let Some(mut old) = self.get::<Session>(&k)? else {
+            return Err(AccountError::InvalidToken("unknown refresh token: log in again".into()));
         };
-        let session: Session = serde_json::from_slice(&raw)?;
-        if session.expires_ms <= now_ms {
+        if old.expires_ms <= now_ms {
             return Err(AccountError::InvalidToken(
                 "the refresh token expired: log in again".into(),
             ));
         }
-        Ok(session)
+        let mut device = self
+            .device(old.device)?
+            .ok_or_else(|| AccountError::InvalidToken("the session's device is not registered".into()))?;
+        if device.revoked {
+            return Err(AccountError::DeviceRevoked);
+        }
+        if old.generation != device.generation || device.user != old.user {
+            return Err(AccountError::SessionRevoked);
+        }
+        let user = self
+            .user(old.user)?
+            .ok_or_else(|| AccountError::InvalidToken("the session's user does not exist".into()))?;
+        if user.disabled {
+            return Err(AccountError::UserDisabled);
+        }
+        let retried = match (old.spent_ms, &old.successor) {
+            (None, _) => false,
+            (Some(spent), successor) if now_ms <= spent.saturating_add(grace_ms) => {
+                // Honoured only while the pair it was spent for is unused: the
+                // client never saw that pair, so it is dropped.
+                let successor_key = successor.as_deref().and_then(|h| hex::decode(h).ok());
+                let unused = match &successor_key {
+                    Some(sk) => self
+                        .get::<Session>(&key(REFRESH, sk))?
+                        .is_none_or(|s| s.spent_ms.is_none()),
+                    None => true,
+                };
+                if !unused {
+                    return Err(self.end_sessions(&mut device)?);
+                }
+                if let Some(sk) = successor_key {
+                    self.tree.remove(key(REFRESH, &sk))?;
+                }
+                true
+            }
+            (Some(_), _) => return Err(self.end_sessions(&mut device)?),
+        };
+        let session = Session {
+            user: user.id,
+            device: device.id,
+            replica: replica.or(old.replica),
+            expires_ms: now_ms.saturating_add(ttl_ms),
+            generation: device.generation,
+            spent_ms: None,
+            successor: None,
+        };
+        let refresh_token = random_token();
+        let new_key = token_hash(&refresh_token);
+        self.put(&new_key, &session)?;
+        old.spent_ms = Some(old.spent_ms.unwrap_or(now_ms));
+        old.successor = Some(hex::encode(&new_key[1..]));
+        self.put(&k, &old)?;
+        device.replica = session.replica;
+        device.last_seen_ms = Some(now_ms);
+        self.put_device(&device)?;
+        self.flush()?;
+        Ok(Rotated {
+            session,
+            user,
+            refresh_token,
+            retried,
+        })
+    }
+
+    /// Theft detection: every session and access token of the device ends.
+    fn end_sessions(&self, device: &mut Device) -> Result<AccountError, AccountError> {
+        device.generation += 1;
+        self.put_device(device)?;
+        self.flush()?;
+        tracing::warn!(device = %device.id, "a spent refresh token was presented again: the device's sessions are revoked");
+        Ok(AccountError::TokenReused)
+    }
+
+    /// Forgets sessions past their expiry; returns how many.
+    pub fn prune_sessions(&self, now_ms: u64) -> Result<usize, AccountError> {
+        let mut pruned = 0;
+        for kv in self.tree.scan_prefix([REFRESH]) {
+            let (k, v) = kv?;
+            let expired = serde_json::from_slice::<Session>(&v).map_or(true, |s| s.expires_ms <= now_ms);
+            if expired {
+                self.tree.remove(k)?;
+                pruned += 1;
+            }
+        }
+        if pruned > 0 {
+            self.flush()?;
+        }
+        Ok(pruned)
     }
 
     /// The HS256 secret, made on first use and kept in the store.

@@ -6,11 +6,13 @@ use std::future::{Ready, ready};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use mobile_schema::ids::{DeviceId, UserId};
+use mobile_schema::region::RegionCode;
+use mobile_schema::workflow::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sync_protocol::ReplicaId;
 
-use crate::accounts::User;
+use crate::accounts::{AccountError, User};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -22,6 +24,10 @@ pub struct Claims {
     pub dev: DeviceId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rep: Option<ReplicaId>,
+    /// The device's session generation at issue: a bump (theft detection, a
+    /// revocation, a new owner) ends the token before it expires.
+    #[serde(default)]
+    pub r#gen: u64,
     pub iat: u64,
     pub exp: u64,
 }
@@ -60,6 +66,7 @@ impl TokenKeys {
         user: UserId,
         device: DeviceId,
         replica: Option<ReplicaId>,
+        generation: u64,
         now_s: u64,
     ) -> Result<String, ApiError> {
         let mut header = Header::new(Algorithm::HS256);
@@ -68,6 +75,7 @@ impl TokenKeys {
             sub: user,
             dev: device,
             rep: replica,
+            r#gen: generation,
             iat: now_s,
             exp: now_s + self.access_ttl_s,
         };
@@ -99,12 +107,39 @@ impl TokenKeys {
     }
 }
 
-/// A request whose bearer token checked out, with the user as stored now.
+/// A request whose bearer token checked out, with the user as stored now: role
+/// and regions come from the user record on every request, never from the
+/// token, so an administrator's change applies to the next request.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user: User,
     pub device: DeviceId,
     pub replica: Option<ReplicaId>,
+}
+
+impl Authenticated {
+    pub fn role(&self) -> Role {
+        self.user.role
+    }
+
+    /// The regions the user works in (a city covers its counties, a province its cities).
+    pub fn regions(&self) -> &[RegionCode] {
+        &self.user.regions
+    }
+
+    /// Whether one of the user's regions covers `region`.
+    pub fn covers(&self, region: RegionCode) -> bool {
+        self.user.regions.iter().any(|r| r.covers(region))
+    }
+
+    /// 403 `forbidden` unless the user is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.user.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this needs the admin role".into()))
+        }
+    }
 }
 
 impl FromRequest for Authenticated {
@@ -116,6 +151,8 @@ impl FromRequest for Authenticated {
     }
 }
 
+/// The bearer token, the user and the device, in that order; each failure is a
+/// 401 before any handler reads the body.
 fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
@@ -135,18 +172,19 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
         .user(claims.sub)?
         .ok_or_else(|| ApiError::unauthorized("invalid_token", "the token's user does not exist"))?;
     if user.disabled {
-        return Err(ApiError::unauthorized("user_disabled", "this account is disabled"));
+        return Err(AccountError::UserDisabled.into());
     }
     let device = state
         .accounts
         .device(claims.dev)?
         .ok_or_else(|| ApiError::unauthorized("invalid_token", "the token's device is not registered"))?;
-    if device.revoked || device.user != user.id {
-        return Err(ApiError::unauthorized(
-            "device_revoked",
-            "this device was revoked: enrol it again",
-        ));
+    if device.revoked {
+        return Err(AccountError::DeviceRevoked.into());
     }
+    if device.user != user.id || device.generation != claims.r#gen {
+        return Err(AccountError::SessionRevoked.into());
+    }
+    state.seen(device.id, state.clock.now_ms());
     Ok(Authenticated {
         user,
         device: claims.dev,

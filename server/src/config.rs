@@ -24,9 +24,33 @@ pub struct Settings {
     pub records: RecordStore,
     pub access_token_ttl_s: u64,
     pub refresh_token_ttl_s: u64,
+    /// How long a spent refresh token still gets a new pair (its reply may have
+    /// been lost on the way); presented after this, it revokes the device's sessions.
+    pub refresh_grace_s: u64,
     pub limits: Limits,
     /// Photo uploads, thumbnails, garbage collection and evidence checks.
     pub photos: crate::photos::PhotoSettings,
+    pub login_limit: LoginLimit,
+}
+
+/// Failed logins allowed within a sliding window, per username and per client
+/// address; beyond them a login is answered 429 until the oldest failure ages out.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginLimit {
+    pub window_s: u64,
+    pub max_failures_per_user: usize,
+    pub max_failures_per_address: usize,
+}
+
+impl Default for LoginLimit {
+    fn default() -> Self {
+        Self {
+            window_s: 300,
+            max_failures_per_user: 10,
+            max_failures_per_address: 30,
+        }
+    }
 }
 
 /// The record store behind the sync endpoints.
@@ -64,8 +88,10 @@ impl Default for Settings {
             records: RecordStore::Sled,
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 3600,
+            refresh_grace_s: 120,
             limits: Limits::default(),
             photos: crate::photos::PhotoSettings::default(),
+            login_limit: LoginLimit::default(),
         }
     }
 }
@@ -124,6 +150,19 @@ mod tests {
         assert_eq!(s.limits.max_pull_records, 50);
         assert_eq!(s.limits.max_push_bytes, Limits::default().max_push_bytes);
         assert_eq!(s.data_dir, PathBuf::from("fieldsync-data"));
+    }
+
+    #[test]
+    fn token_and_login_limit_settings_have_defaults_and_can_be_set() {
+        let d = Settings::default();
+        assert_eq!((d.access_token_ttl_s, d.refresh_grace_s), (900, 120));
+        assert_eq!(d.login_limit, LoginLimit::default());
+        let s: Settings =
+            toml::from_str("refresh_grace_s = 1\n[login_limit]\nwindow_s = 2\nmax_failures_per_user = 3\n").unwrap();
+        assert_eq!(s.refresh_grace_s, 1);
+        assert_eq!((s.login_limit.window_s, s.login_limit.max_failures_per_user), (2, 3));
+        assert_eq!(s.login_limit.max_failures_per_address, 30);
+        assert!(toml::from_str::<Settings>("[login_limit]\nwindow = 2\n").is_err());
     }
 
     #[test]

@@ -23,10 +23,22 @@ pub enum ApiError {
     UnsupportedEncoding,
     #[error("the cursor is older than anything this server can serve: pull again from 0")]
     CursorExpired,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("too many failed logins: try again in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
     #[error("not found")]
     NotFound,
     #[error("this resource answers {allow} only")]
     MethodNotAllowed { allow: &'static str },
+    #[error("{0}")]
+    Missing(String),
     #[error("the store could not make this durable; retry later")]
     NotDurable,
     #[error("internal error")]
@@ -51,7 +63,12 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized { code, .. } | ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized { code, .. }
+            | ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. } => code,
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Missing(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::UnsupportedEncoding => "unsupported_encoding",
             ApiError::CursorExpired => "cursor_expired",
@@ -64,7 +81,9 @@ impl ApiError {
 
     fn field(&self) -> Option<String> {
         match self {
-            ApiError::BadRequest { field, .. } | ApiError::TooLarge { field, .. } => field.clone(),
+            ApiError::BadRequest { field, .. }
+            | ApiError::TooLarge { field, .. }
+            | ApiError::Conflict { field, .. } => field.clone(),
             _ => None,
         }
     }
@@ -78,8 +97,11 @@ impl ResponseError for ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::CursorExpired => StatusCode::GONE,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::NotDurable => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -92,6 +114,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header((actix_web::http::header::ALLOW, *allow));
+        }
+        if let ApiError::RateLimited { retry_after_s } = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after_s.to_string()));
         }
         response.json(ErrorBody {
             code: self.code().into(),
@@ -117,11 +142,30 @@ impl From<AccountError> for ApiError {
         match e {
             AccountError::BadCredentials => ApiError::unauthorized("bad_credentials", "wrong username or password"),
             AccountError::InvalidToken(why) => ApiError::unauthorized("invalid_token", why),
-            AccountError::DeviceRevoked => {
-                ApiError::unauthorized("device_revoked", "this device was revoked: enrol it again")
+            AccountError::DeviceRevoked => ApiError::unauthorized(
+                "device_revoked",
+                "this device was revoked by an administrator: enrol it again",
+            ),
+            AccountError::SessionRevoked => {
+                ApiError::unauthorized("session_revoked", "this device's sessions were revoked: log in again")
             }
+            AccountError::TokenReused => ApiError::unauthorized(
+                "token_reused",
+                "this refresh token was already used: the device's sessions are revoked, log in again",
+            ),
             AccountError::UserDisabled => ApiError::unauthorized("user_disabled", "this account is disabled"),
             AccountError::Invalid { field, message } => ApiError::bad("invalid_field", message, Some(field)),
+            AccountError::UserExists(name) => ApiError::Conflict {
+                code: "user_exists",
+                message: format!("the user {name} exists"),
+                field: Some("username".into()),
+            },
+            AccountError::LastAdmin => ApiError::Conflict {
+                code: "last_admin",
+                message: "this change would leave no enabled admin".into(),
+                field: None,
+            },
+            e @ AccountError::NotFound { .. } => ApiError::Missing(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -5,11 +5,13 @@
 
 pub mod access;
 pub mod accounts;
+pub mod admin_client;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod photos;
+pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod storage;

@@ -1,10 +1,17 @@
 //! `fieldsync`: the sync server and its operator commands.
 
+use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use mobile_schema::ids::DeviceId;
+use mobile_schema::region::RegionCode;
+use mobile_schema::workflow::Role;
+use server::admin_client::AdminClient;
 use server::config::Settings;
+use server::routes::admin::{NewUser, UserChange};
 use server::startup::{AdminBootstrap, Application};
 
 #[derive(Debug, Parser)]
@@ -22,6 +29,102 @@ struct Cli {
 enum Command {
     /// Run the server on an embedded sled store.
     Serve(ServeArgs),
+    /// Users of a running server (logs in as an admin; prints JSON).
+    User {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Devices of a running server (logs in as an admin; prints JSON).
+    Device {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+}
+
+/// How the account commands reach the server and log in.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        env = "FIELDSYNC_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// The admin to log in as; the password is read from FIELDSYNC_PASSWORD, or
+    /// from the first line of stdin when that is unset.
+    #[arg(long = "as", env = "FIELDSYNC_ADMIN", default_value = "admin", global = true)]
+    admin: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. Their password is read from FIELDSYNC_USER_PASSWORD, or
+    /// generated and printed once.
+    Add {
+        username: String,
+        /// inspector, supervisor or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// GB/T 2260 codes the user works in, comma-separated (a city covers its
+        /// counties, a province its cities).
+        #[arg(long, default_value = "")]
+        regions: String,
+    },
+    /// List users.
+    List,
+    /// Change a user.
+    Set {
+        username: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+        /// Replace the regions (comma-separated; `--regions ''` clears them).
+        #[arg(long)]
+        regions: Option<String>,
+        /// Refuse the user's logins and tokens from the next request on.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        /// Set a new password: from FIELDSYNC_USER_PASSWORD, or generated and printed once.
+        #[arg(long)]
+        reset_password: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// List devices with their user, app version, replica and last sighting.
+    List {
+        /// Only this user's devices.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a device: its tokens are refused from its next request on; the
+    /// tablet keeps its unsynced changes and must be enrolled again.
+    Revoke { id: DeviceId },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("`{s}` is not a role: inspector, supervisor or admin"))
+}
+
+/// `450300,450332`; empty for none.
+fn parse_regions(s: &str) -> anyhow::Result<Vec<RegionCode>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse()
+                .map_err(|e: mobile_schema::region::BadRegionCode| anyhow::anyhow!("--regions: {e}"))
+        })
+        .collect()
 }
 
 /// Flags and `FIELDSYNC_*` variables override the config file, which overrides the defaults.
@@ -100,6 +203,114 @@ async fn main() -> anyhow::Result<()> {
             println!("fieldsync listening on {scheme}://{}:{}", settings.bind.ip(), app.port);
             app.run_until_stopped().await?;
         }
+        Command::User { admin, command } => {
+            actix_web::rt::task::spawn_blocking(move || user_command(&admin, command)).await??;
+        }
+        Command::Device { admin, command } => {
+            actix_web::rt::task::spawn_blocking(move || device_command(&admin, command)).await??;
+        }
     }
     Ok(())
+}
+
+fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// FIELDSYNC_PASSWORD, or the first line of stdin.
+fn admin_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("FIELDSYNC_PASSWORD")
+        && !p.is_empty()
+    {
+        return Ok(p);
+    }
+    eprint!("admin password: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let line = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(
+        !line.is_empty(),
+        "no password: set FIELDSYNC_PASSWORD or type it on stdin"
+    );
+    Ok(line)
+}
+
+/// FIELDSYNC_USER_PASSWORD, or a generated one (and whether it was generated).
+fn new_password() -> (String, bool) {
+    match std::env::var("FIELDSYNC_USER_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (server::accounts::random_token()[..20].to_string(), true),
+    }
+}
+
+fn connect(admin: &AdminArgs) -> anyhow::Result<AdminClient> {
+    let password = admin_password()?;
+    AdminClient::login(&admin.server, &admin.admin, &password)
+        .with_context(|| format!("logging in to {} as {}", admin.server, admin.admin))
+}
+
+fn user_command(admin: &AdminArgs, command: UserCommand) -> anyhow::Result<()> {
+    let client = connect(admin)?;
+    match command {
+        UserCommand::Add {
+            username,
+            role,
+            regions,
+        } => {
+            let regions = parse_regions(&regions)?;
+            let (password, generated) = new_password();
+            let user = client.create_user(&NewUser {
+                username,
+                password: password.clone(),
+                role,
+                regions,
+            })?;
+            if generated {
+                // Shown once: the server keeps only its hash.
+                eprintln!("password of {}: {password}", user.username);
+            }
+            print(&user)
+        }
+        UserCommand::List => print(&client.users()?),
+        UserCommand::Set {
+            username,
+            role,
+            regions,
+            disable,
+            enable,
+            reset_password,
+        } => {
+            let regions = regions.as_deref().map(parse_regions).transpose()?;
+            let password = reset_password.then(new_password);
+            let change = UserChange {
+                role,
+                regions,
+                disabled: if disable { Some(true) } else { enable.then_some(false) },
+                password: password.as_ref().map(|(p, _)| p.clone()),
+            };
+            let user = client.update_user(&username, &change)?;
+            if let Some((p, true)) = password {
+                eprintln!("new password of {}: {p}", user.username);
+            }
+            print(&user)
+        }
+    }
+}
+
+fn device_command(admin: &AdminArgs, command: DeviceCommand) -> anyhow::Result<()> {
+    let client = connect(admin)?;
+    match command {
+        DeviceCommand::List { user } => {
+            let mut devices = client.devices()?;
+            if let Some(user) = user {
+                devices.retain(|d| d.username.as_deref() == Some(user.as_str()));
+            }
+            print(&devices)
+        }
+        DeviceCommand::Revoke { id } => print(&client.revoke_device(id)?),
+    }
 }

@@ -1,10 +1,13 @@
 //! Builds the application: opens the store, binds the socket, runs the server.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use actix_web::middleware::Compress;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
+use mobile_schema::ids::DeviceId;
 use mobile_schema::workflow::Role;
 use sync_protocol::clock::{Clock, SystemClock};
 use sync_protocol::engine::EngineConfig;
@@ -14,6 +17,7 @@ use crate::accounts::{AccountError, Accounts};
 use crate::auth::TokenKeys;
 use crate::config::{ConfigError, RecordStore, Settings};
 use crate::error::ApiError;
+use crate::ratelimit::LoginLimiter;
 use crate::routes;
 use crate::storage::{MemoryStorage, SledStorage, StorageError, SyncStorage};
 
@@ -28,6 +32,24 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Scopes by tag, for pulls after a user's scope changed.
     pub scopes: Scopes,
+    pub limiter: Arc<LoginLimiter>,
+    /// When each device was last seen on an authenticated request since start
+    /// (kept in memory: a write per request would cost more than it tells).
+    pub last_seen: Arc<Mutex<HashMap<DeviceId, u64>>>,
+    /// Refreshes since start, to sweep expired sessions now and then.
+    pub refreshes: Arc<AtomicU64>,
+}
+
+impl AppState {
+    pub fn seen(&self, device: DeviceId, now_ms: u64) {
+        if let Ok(mut map) = self.last_seen.lock() {
+            map.insert(device, now_ms);
+        }
+    }
+
+    pub fn last_seen(&self, device: DeviceId) -> Option<u64> {
+        self.last_seen.lock().ok().and_then(|m| m.get(&device).copied())
+    }
 }
 
 /// Why the server could not start.
@@ -134,6 +156,11 @@ impl Application {
         } else {
             AdminBootstrap::Existing
         };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let pruned = accounts.prune_sessions(clock.now_ms())?;
+        if pruned > 0 {
+            tracing::info!(pruned, "expired sessions pruned");
+        }
         let keys = TokenKeys::new(&accounts.jwt_secret()?, settings.access_token_ttl_s);
         let storage: Arc<dyn SyncStorage> = match settings.records {
             RecordStore::Sled => Arc::new(SledStorage::open(db.clone(), EngineConfig::default())?),
@@ -149,7 +176,10 @@ impl Application {
             accounts,
             keys,
             settings: settings.clone(),
-            clock: Arc::new(SystemClock),
+            clock,
+            limiter: Arc::new(LoginLimiter::new(settings.login_limit.clone())),
+            last_seen: Arc::default(),
+            refreshes: Arc::default(),
             scopes,
         };
         let photos = web::Data::new(crate::photos::Photos::open(
@@ -173,6 +203,11 @@ impl Application {
                 .service(routes::health::healthz)
                 .service(routes::auth::login)
                 .service(routes::auth::refresh)
+                .service(routes::admin::create_user)
+                .service(routes::admin::list_users)
+                .service(routes::admin::update_user)
+                .service(routes::admin::list_devices)
+                .service(routes::admin::revoke_device)
                 .service(routes::sync::push)
                 .service(routes::sync::pull)
                 .configure(routes::uploads::configure)

@@ -41,26 +41,26 @@ fn build_bins() -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut cmd = Command::new(cargo);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     cmd.current_dir(&workspace);
-    // cargo runs tests with the package's own variables set (`CARGO_PKG_NAME`,
-    // `CARGO_MANIFEST_DIR`, a longer `LD_LIBRARY_PATH`...). Build scripts such
-    // as ring's ask to rerun when some of those change, so a nested cargo that
-    // inherits them rebuilds half the tree, and the suite's next build
-    // rebuilds it back. The nested cargo gets the caller's environment.
+    // What `cargo test` sets for this test binary is not the caller's
+    // environment: build scripts that watch these (ring's watches
+    // CARGO_PKG_NAME, CARGO_MANIFEST_DIR, OUT_DIR...) would otherwise be rerun
+    // here and again by the caller's next cargo, rebuilding ring, rustls, ureq
+    // and the replica both times.
     for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let set_by_cargo = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
-            .iter()
-            .any(|p| key.starts_with(p))
-            || [
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_PRIMARY_PACKAGE",
-                "OUT_DIR",
-                "LD_LIBRARY_PATH",
-                "RUST_RECURSION_COUNT",
-            ]
-            .contains(&key.as_ref());
-        if set_by_cargo {
-            cmd.env_remove(key.as_ref());
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(key);
         }
     }
     if cfg!(debug_assertions) {
@@ -98,8 +98,8 @@ pub struct ServerProcess {
     child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
-    config: Option<PathBuf>,
     envs: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl ServerProcess {
@@ -109,25 +109,27 @@ impl ServerProcess {
     }
 
     pub fn start_with(data_dir: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
-        Self::start_configured(data_dir, None, envs)
+        Self::start_with_args(data_dir, envs, &[])
     }
 
     /// Start with the settings of a TOML file (`fieldsync serve --config`);
     /// the data folder and the port are still the harness's.
     pub fn start_with_config(data_dir: &Path, config: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
-        Self::start_configured(data_dir, Some(config), envs)
+        let config = config.to_string_lossy();
+        Self::start_with_args(data_dir, envs, &["--config", config.as_ref()])
     }
 
-    fn start_configured(data_dir: &Path, config: Option<&Path>, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+    /// With extra `serve` arguments, e.g. `["--config", "short-ttl.toml"]`.
+    pub fn start_with_args(data_dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> anyhow::Result<Self> {
         let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let config = config.map(Path::to_path_buf);
-        let (child, port) = spawn(data_dir, config.as_deref(), "127.0.0.1:0", &envs)?;
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (child, port) = spawn(data_dir, "127.0.0.1:0", &envs, &args)?;
         Ok(Self {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
-            config,
             envs,
+            args,
         })
     }
 
@@ -140,7 +142,7 @@ impl ServerProcess {
         // The port is normally free at once; a client's lingering connection
         // or sled's lock file being released can take a moment.
         for _ in 0..100 {
-            match spawn(&self.data_dir, self.config.as_deref(), &bind, &self.envs) {
+            match spawn(&self.data_dir, &bind, &self.envs, &self.args) {
                 Ok((child, _)) => {
                     self.child = child;
                     return Ok(());
@@ -170,20 +172,13 @@ impl ServerProcess {
 }
 
 /// Start `fieldsync serve` and read stdout until it says where it listens.
-fn spawn(
-    data_dir: &Path,
-    config: Option<&Path>,
-    bind: &str,
-    envs: &[(String, String)],
-) -> anyhow::Result<(Child, u16)> {
+fn spawn(data_dir: &Path, bind: &str, envs: &[(String, String)], args: &[String]) -> anyhow::Result<(Child, u16)> {
     let mut cmd = Command::new(fieldsync_bin()?);
-    cmd.arg("serve");
-    if let Some(config) = config {
-        cmd.arg("--config").arg(config);
-    }
-    cmd.arg("--data")
+    cmd.arg("serve")
+        .arg("--data")
         .arg(data_dir)
         .args(["--bind", bind])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -4,8 +4,10 @@
 //! on a free port with its own temporary sled folder, and real device replicas,
 //! in process or as `fieldsync-device` processes ([`device`]).
 
+pub mod api;
 pub mod device;
 pub mod harness;
 pub mod http;
 pub mod photos;
+pub mod proxy;
 pub mod tablet;

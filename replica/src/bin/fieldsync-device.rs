@@ -152,9 +152,26 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Sync => {
             let mut device = Device::open(&cli.dir)?;
             let config = http(device.credentials().server.clone());
-            print(cli, &device.sync(config)?)
+            match device.sync(config) {
+                Ok(summary) => print(cli, &summary),
+                Err(
+                    e @ (DeviceError::Transport(TransportError::Unauthorized(_))
+                    | DeviceError::Replica(ReplicaError::Transport(TransportError::Unauthorized(_)))),
+                ) => {
+                    let why = e.to_string();
+                    let hint = relogin_hint(&why, device.replica().pending_count());
+                    Err(anyhow::Error::new(e).context(hint))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
-        Command::Status => print(cli, &Device::open(&cli.dir)?.status()?),
+        Command::Status => {
+            let status = Device::open(&cli.dir)?.status()?;
+            if let Some(why) = &status.login_required {
+                eprintln!("warning: {} ({why})", relogin_hint(why, status.pending));
+            }
+            print(cli, &status)
+        }
     }
 }
 
@@ -208,6 +225,16 @@ fn read_password() -> anyhow::Result<String> {
         "no password: pass --password, set FIELDSYNC_PASSWORD or type it on stdin"
     );
     Ok(line)
+}
+
+/// What to tell the person when the server refuses the device's tokens.
+fn relogin_hint(why: &str, pending: usize) -> String {
+    let what = if why.contains("device_revoked") {
+        "this device was revoked: enrol it again with `fieldsync-device init` (it gets a new device id)"
+    } else {
+        "this device must log in again with `fieldsync-device init`"
+    };
+    format!("{what}; the {pending} changes not yet synced are kept and will be pushed then")
 }
 
 fn report(e: &anyhow::Error) {

@@ -1,12 +1,19 @@
 //! `POST /api/v1/auth/login` and `/refresh`: token pairs for a device.
 
+use std::time::Instant;
+
 use actix_web::{HttpRequest, HttpResponse, post, web};
+use mobile_schema::ids::DeviceId;
+use sync_protocol::ReplicaId;
 use sync_protocol::wire::{LoginRequest, RefreshRequest, TokenResponse, UserInfo};
 
-use crate::accounts::{Device, Session, User};
+use crate::accounts::{AccountError, Session, User};
 use crate::body;
 use crate::error::ApiError;
 use crate::startup::AppState;
+
+/// Expired sessions are swept once every this many refreshes.
+const PRUNE_EVERY: u64 = 1024;
 
 #[post("/api/v1/auth/login")]
 pub async fn login(
@@ -18,30 +25,64 @@ pub async fn login(
     let request: LoginRequest = body::decode(&bytes)?;
     check_text("device.name", request.device.name.as_deref())?;
     check_text("device.app_version", request.device.app_version.as_deref())?;
+    let address = req.peer_addr().map(|a| a.ip());
+    let attempt = state
+        .limiter
+        .begin(request.username.trim(), address, Instant::now())
+        .map_err(|l| ApiError::RateLimited {
+            retry_after_s: l.retry_after.as_secs_f64().ceil() as u64,
+        })?;
+    let st = state.clone();
+    // argon2 is slow on purpose: off the async workers.
+    let user = web::block(move || {
+        st.accounts
+            .check_password(request.username.trim(), &request.password)
+            .map(|u| (u, request.device))
+    })
+    .await?;
+    let (user, registration) = match user {
+        Ok(found) => {
+            state.limiter.succeeded(attempt);
+            found
+        }
+        // A disabled user gave the right password: not a guess.
+        Err(AccountError::UserDisabled) => {
+            state.limiter.succeeded(attempt);
+            return Err(AccountError::UserDisabled.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let st = state.clone();
     let response = web::block(move || -> Result<TokenResponse, ApiError> {
-        let user = st.accounts.check_password(&request.username, &request.password)?;
         let now = st.clock.now_ms();
-        let registered_ms = st
-            .accounts
-            .device(request.device.id)?
-            .map(|d| d.registered_ms)
-            .unwrap_or(now);
-        st.accounts.register_device(Device {
-            id: request.device.id,
+        let device = st.accounts.enrol_device(&user, &registration, now)?;
+        let session = Session {
             user: user.id,
-            name: request.device.name,
-            app_version: request.device.app_version,
-            replica: request.device.replica,
-            registered_ms,
-            revoked: false,
-        })?;
-        issue(&st, &user, request.device.id, request.device.replica, now)
+            device: device.id,
+            replica: device.replica,
+            expires_ms: now.saturating_add(st.settings.refresh_token_ttl_s.saturating_mul(1000)),
+            generation: device.generation,
+            spent_ms: None,
+            successor: None,
+        };
+        let refresh_token = st.accounts.start_session(&session)?;
+        issue(
+            &st,
+            &user,
+            device.id,
+            device.replica,
+            device.generation,
+            refresh_token,
+            now,
+        )
     })
     .await??;
     Ok(HttpResponse::Ok().json(response))
 }
 
+/// Rotates the refresh token. A token spent less than `refresh_grace_s` ago
+/// whose new pair was never used gets another new pair (the reply was lost);
+/// any other reuse revokes the device's sessions (`token_reused`).
 #[post("/api/v1/auth/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,
@@ -53,30 +94,31 @@ pub async fn refresh(
     let st = state.clone();
     let response = web::block(move || -> Result<TokenResponse, ApiError> {
         let now = st.clock.now_ms();
-        let session = st.accounts.take_session(&request.refresh_token, now)?;
-        let user = st
-            .accounts
-            .user(session.user)?
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "the session's user does not exist"))?;
-        if user.disabled {
-            return Err(ApiError::unauthorized("user_disabled", "this account is disabled"));
+        if st.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            let pruned = st.accounts.prune_sessions(now)?;
+            tracing::debug!(pruned, "expired sessions pruned");
         }
-        let mut device = st
-            .accounts
-            .device(session.device)?
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "the session's device is not registered"))?;
-        if device.revoked || device.user != user.id {
-            return Err(ApiError::unauthorized(
-                "device_revoked",
-                "this device was revoked: enrol it again",
-            ));
+        let s = &st.settings;
+        let rotated = st.accounts.rotate(
+            &request.refresh_token,
+            request.replica,
+            now,
+            s.refresh_grace_s.saturating_mul(1000),
+            s.refresh_token_ttl_s.saturating_mul(1000),
+        )?;
+        if rotated.retried {
+            tracing::info!(device = %rotated.session.device, "refresh retried within the grace window");
         }
-        let replica = request.replica.or(session.replica);
-        if device.replica != replica {
-            device.replica = replica;
-            st.accounts.register_device(device)?;
-        }
-        issue(&st, &user, session.device, replica, now)
+        let session = &rotated.session;
+        issue(
+            &st,
+            &rotated.user,
+            session.device,
+            session.replica,
+            session.generation,
+            rotated.refresh_token.clone(),
+            now,
+        )
     })
     .await??;
     Ok(HttpResponse::Ok().json(response))
@@ -85,17 +127,13 @@ pub async fn refresh(
 fn issue(
     state: &AppState,
     user: &User,
-    device: mobile_schema::ids::DeviceId,
-    replica: Option<sync_protocol::ReplicaId>,
+    device: DeviceId,
+    replica: Option<ReplicaId>,
+    generation: u64,
+    refresh_token: String,
     now_ms: u64,
 ) -> Result<TokenResponse, ApiError> {
-    let access_token = state.keys.issue(user.id, device, replica, now_ms / 1000)?;
-    let refresh_token = state.accounts.start_session(&Session {
-        user: user.id,
-        device,
-        replica,
-        expires_ms: now_ms + state.settings.refresh_token_ttl_s * 1000,
-    })?;
+    let access_token = state.keys.issue(user.id, device, replica, generation, now_ms / 1000)?;
     Ok(TokenResponse {
         access_token,
         refresh_token,
@@ -109,7 +147,7 @@ fn issue(
     })
 }
 
-fn check_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
     match text {
         Some(t) if t.len() > 200 => Err(ApiError::bad(
             "invalid_field",
