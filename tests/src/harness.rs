@@ -41,6 +41,16 @@ fn build_bins() -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut cmd = Command::new(cargo);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     cmd.current_dir(&workspace);
+    // Cargo runs tests and `cargo run` with the package's own variables set;
+    // build scripts that watch them (ring's watches CARGO_MANIFEST_DIR and
+    // CARGO_PKG_*) would see them change and rebuild half the tree, twice per run.
+    for (key, _) in std::env::vars_os() {
+        if let Some(key) = key.to_str()
+            && is_package_env(key)
+        {
+            cmd.env_remove(key);
+        }
+    }
     if cfg!(debug_assertions) {
         cmd.args(["test", "--workspace", "--no-run"]);
     } else {
@@ -68,6 +78,19 @@ fn build_bins() -> anyhow::Result<HashMap<String, PathBuf>> {
         }
     }
     Ok(bins)
+}
+
+/// The variables cargo sets for a package's tests and `cargo run`, which a
+/// shell invoking cargo does not have.
+fn is_package_env(key: &str) -> bool {
+    key == "OUT_DIR"
+        || key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || key.starts_with("CARGO_BIN_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// A running `fieldsync serve`, killed on drop.
@@ -118,6 +141,11 @@ impl ServerProcess {
             port,
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// The server's process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
