@@ -4,5 +4,6 @@
 //! on a free port with its own temporary sled folder, and real device replicas,
 //! in process or as `fieldsync-device` processes ([`device`]).
 
+pub mod bench;
 pub mod device;
 pub mod harness;
