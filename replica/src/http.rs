@@ -101,6 +101,11 @@ pub struct WireStats {
     pub body_bytes_received: u64,
     pub header_bytes_sent: u64,
     pub header_bytes_received: u64,
+    /// Request bodies before compression (the JSON), counted per attempt like
+    /// `body_bytes_sent`.
+    pub raw_body_bytes_sent: u64,
+    /// Response bodies after decoding (the JSON).
+    pub raw_body_bytes_received: u64,
 }
 
 impl WireStats {
@@ -152,8 +157,13 @@ struct Outgoing<'a> {
     /// Path and query.
     target: &'a str,
     bearer: Option<&'a str>,
-    /// zstd-compressed JSON.
-    body: Option<&'a [u8]>,
+    body: Option<&'a Compressed>,
+}
+
+/// A JSON request body, zstd-compressed, with its size before compression.
+struct Compressed {
+    bytes: Vec<u8>,
+    json_len: u64,
 }
 
 impl HttpTransport {
@@ -316,7 +326,12 @@ impl HttpTransport {
 
     /// A request with the access token: one refresh on 401, one rebind on
     /// `replica_required`, then the answer or the error.
-    fn authorized(&mut self, method: &'static str, target: &str, body: Option<&[u8]>) -> Result<Reply, TransportError> {
+    fn authorized(
+        &mut self,
+        method: &'static str,
+        target: &str,
+        body: Option<&Compressed>,
+    ) -> Result<Reply, TransportError> {
         self.ensure_fresh()?;
         let mut refreshed = false;
         let mut rebound = false;
@@ -356,9 +371,14 @@ impl HttpTransport {
         }
     }
 
-    fn compress<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, TransportError> {
+    fn compress<T: Serialize>(&self, value: &T) -> Result<Compressed, TransportError> {
         let json = serde_json::to_vec(value).map_err(|e| TransportError::Request(e.to_string()))?;
-        zstd::bulk::compress(&json, self.config.zstd_level).map_err(|e| TransportError::Request(e.to_string()))
+        let bytes =
+            zstd::bulk::compress(&json, self.config.zstd_level).map_err(|e| TransportError::Request(e.to_string()))?;
+        Ok(Compressed {
+            bytes,
+            json_len: json.len() as u64,
+        })
     }
 
     /// One request, tried again on transient failures. Answers that are not
@@ -412,10 +432,11 @@ impl HttpTransport {
         if let Some(body) = out.body {
             headers.push(("content-type", "application/json".into()));
             headers.push(("content-encoding", "zstd".into()));
-            headers.push(("content-length", body.len().to_string()));
+            headers.push(("content-length", body.bytes.len().to_string()));
         }
         let sent_headers = request_header_bytes(out.method, out.target, host_of(&self.base), &headers);
-        let sent_body = out.body.map_or(0, |b| b.len() as u64);
+        let sent_body = out.body.map_or(0, |b| b.bytes.len() as u64);
+        let sent_raw = out.body.map_or(0, |b| b.json_len);
         let result = match out.body {
             Some(body) => {
                 let mut req = self.agent.post(&url);
@@ -425,7 +446,7 @@ impl HttpTransport {
                         req = req.header(*k, v.as_str());
                     }
                 }
-                req.send(body)
+                req.send(&body.bytes[..])
             }
             None => {
                 let mut req = self.agent.get(&url);
@@ -442,6 +463,7 @@ impl HttpTransport {
                 if class != Class::Unreached {
                     self.stats.header_bytes_sent += sent_headers;
                     self.stats.body_bytes_sent += sent_body;
+                    self.stats.raw_body_bytes_sent += sent_raw;
                 }
                 return Err(match class {
                     Class::Unreached | Class::Transient => Failure::Transient(e.to_string()),
@@ -452,6 +474,7 @@ impl HttpTransport {
         };
         self.stats.header_bytes_sent += sent_headers;
         self.stats.body_bytes_sent += sent_body;
+        self.stats.raw_body_bytes_sent += sent_raw;
         let status = response.status().as_u16();
         self.stats.header_bytes_received += response_header_bytes(
             status,
@@ -489,6 +512,7 @@ impl HttpTransport {
         self.stats.body_bytes_received += raw.len() as u64;
         let body = decode_body(encoding.as_deref(), raw, self.config.max_response_bytes)
             .map_err(|e| Failure::Fatal(TransportError::Malformed(e)))?;
+        self.stats.raw_body_bytes_received += body.len() as u64;
         Ok((Reply { status, body }, retry_after))
     }
 }

@@ -54,6 +54,23 @@ impl Replica {
         Ok(report)
     }
 
+    /// Only the push half of [`Replica::sync`]: send the outbox, pull nothing.
+    pub fn push(&mut self, transport: &mut impl Transport) -> Result<SyncReport, ReplicaError> {
+        let mut report = SyncReport::default();
+        transport.identify(&self.actor())?;
+        self.push_all(transport, &mut report)?;
+        Ok(report)
+    }
+
+    /// Only the pull half of [`Replica::sync`]: bring every record changed since
+    /// the stored cursor; the outbox stays as it is.
+    pub fn pull(&mut self, transport: &mut impl Transport) -> Result<SyncReport, ReplicaError> {
+        let mut report = SyncReport::default();
+        transport.identify(&self.actor())?;
+        self.pull_all(transport, &mut report)?;
+        Ok(report)
+    }
+
     fn push_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {
         let mut gaps_repaired = BTreeSet::new();
         loop {

@@ -5,6 +5,7 @@
 //! in process or as `fieldsync-device` processes ([`device`]).
 
 pub mod api;
+pub mod bench;
 pub mod device;
 pub mod harness;
 pub mod http;

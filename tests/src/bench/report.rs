@@ -1,0 +1,128 @@
+//! What a scenario prints, and the server's memory as the kernel reports it.
+
+use replica::WireStats;
+use serde::{Deserialize, Serialize};
+
+/// One scenario's JSON line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    pub scenario: String,
+    /// Workload records (inspections, each with its hazards) the scenario is about.
+    pub records: usize,
+    pub seconds: f64,
+    /// `records / seconds`.
+    pub per_second: f64,
+    /// Bytes sent and received as they crossed the network: bodies as sent
+    /// (zstd up, zstd or gzip down) plus HTTP/1.1 header blocks, retries included.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// The same bodies as JSON (before compression, after decoding), no headers.
+    pub raw_bytes_up: u64,
+    pub raw_bytes_down: u64,
+    pub bytes_up_per_record: f64,
+    pub bytes_down_per_record: f64,
+    pub requests: u64,
+    /// Peak resident set of the server process during the scenario (VmHWM),
+    /// or since it started when the peak cannot be reset.
+    pub server_peak_rss_mb: Option<f64>,
+    /// Changes pushed (an inspection's create and submit, each hazard's create, edits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<usize>,
+    /// Record states pulled (sites, inspections and hazards each count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_states: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<usize>,
+    /// Tablets syncing at the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// Units holding concurrent versions, as a tablet shows them after the pulls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<usize>,
+    /// Pushed changes the server answered `conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_outcomes: Option<usize>,
+    /// Both tablets hold the same state of every edited record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identical: Option<bool>,
+}
+
+impl ScenarioReport {
+    pub fn new(scenario: &str, records: usize, seconds: f64, server_peak_rss_mb: Option<f64>) -> Self {
+        Self {
+            scenario: scenario.to_string(),
+            records,
+            seconds: round(seconds, 4),
+            per_second: if seconds > 0.0 {
+                round(records as f64 / seconds, 1)
+            } else {
+                0.0
+            },
+            bytes_up: 0,
+            bytes_down: 0,
+            raw_bytes_up: 0,
+            raw_bytes_down: 0,
+            bytes_up_per_record: 0.0,
+            bytes_down_per_record: 0.0,
+            requests: 0,
+            server_peak_rss_mb,
+            changes: None,
+            record_states: None,
+            devices: None,
+            concurrency: None,
+            conflicts: None,
+            conflict_outcomes: None,
+            identical: None,
+        }
+    }
+
+    /// Add the traffic of these transports.
+    pub fn add_wire(&mut self, stats: impl IntoIterator<Item = WireStats>) {
+        for s in stats {
+            self.bytes_up += s.bytes_sent();
+            self.bytes_down += s.bytes_received();
+            self.raw_bytes_up += s.raw_body_bytes_sent;
+            self.raw_bytes_down += s.raw_body_bytes_received;
+            self.requests += s.requests;
+        }
+        let n = self.records.max(1) as f64;
+        self.bytes_up_per_record = round(self.bytes_up as f64 / n, 1);
+        self.bytes_down_per_record = round(self.bytes_down as f64 / n, 1);
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// The server process's memory, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerMemory {
+    pid: u32,
+}
+
+impl ServerMemory {
+    pub fn new(pid: u32) -> Self {
+        Self { pid }
+    }
+
+    /// Start a new peak: writing 5 to `clear_refs` resets VmHWM to the current
+    /// RSS (Linux ≥ 4.0). Without it the peak is the one since the start.
+    pub fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5");
+    }
+
+    /// VmHWM in MiB.
+    pub fn peak_mb(&self) -> Option<f64> {
+        self.field_kb("VmHWM:").map(|kb| round(kb as f64 / 1024.0, 1))
+    }
+
+    fn field_kb(&self, name: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
