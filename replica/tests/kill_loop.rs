@@ -423,7 +423,7 @@ fn check_invariants(dir: &Path, acks: &[Ack], seed: u64, synced: bool) -> usize 
         raw.last_hlc,
         top
     );
-    let r = Replica::open(dir).unwrap();
+    let r = Replica::open(dir).unwrap_or_else(|e| panic!("reopen after the kill failed: {e}, {ctx}"));
     assert!(r.last_hlc() >= top, "{ctx}");
     assert_eq!(r.pending_count(), raw.outbox.len(), "{ctx}");
     raw.records.len()
