@@ -105,12 +105,32 @@ impl AdminClient {
         self.call::<(), DeviceView>("POST", &format!("/api/v1/admin/devices/{id}/revoke"), None)
     }
 
+    /// `POST /api/v1/schedule/generate` (a supervisor or an admin).
+    pub fn generate_schedule(
+        &self,
+        request: &crate::schedule::GenerateRequest,
+    ) -> Result<crate::schedule::GenerateResponse, ClientError> {
+        self.call("POST", "/api/v1/schedule/generate", Some(request))
+    }
+
+    /// A GET whose answer is text (CSV) or JSON, returned as it came.
+    pub fn get_text(&self, path_and_query: &str) -> Result<String, ClientError> {
+        let bytes = self.send::<()>("GET", path_and_query, None)?;
+        String::from_utf8(bytes).map_err(|e| ClientError::Malformed(e.to_string()))
+    }
+
     fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        let bytes = self.send(method, path, body)?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed(e.to_string()))
+    }
+
+    /// The answer's body on a 2xx, else the server's error.
+    fn send<B: Serialize>(&self, method: &str, path: &str, body: Option<&B>) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
         let unreachable = |e: ureq::Error| ClientError::Unreachable {
             url: url.clone(),
@@ -123,7 +143,7 @@ impl AdminClient {
         };
         let result = match method {
             "GET" => {
-                let mut r = self.agent.get(&url).header("accept", "application/json");
+                let mut r = self.agent.get(&url).header("accept", "application/json, text/csv");
                 if !self.access_token.is_empty() {
                     r = r.header("authorization", &bearer);
                 }
@@ -158,7 +178,7 @@ impl AdminClient {
             });
             return Err(ClientError::Api { status, body });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Malformed(e.to_string()))
+        Ok(bytes)
     }
 }
 

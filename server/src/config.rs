@@ -31,6 +31,28 @@ pub struct Settings {
     /// Photo uploads, thumbnails, garbage collection and evidence checks.
     pub photos: crate::photos::PhotoSettings,
     pub login_limit: LoginLimit,
+    pub schedule: ScheduleSettings,
+}
+
+/// The `[schedule]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// How often the server looks for drawn tasks whose window opened, in seconds.
+    pub window_check_s: u64,
+    /// The day taken as today for task windows and overdue lists, instead of the
+    /// clock's date in Asia/Shanghai: for drills and tests of a schedule ahead
+    /// of time. Unset in production.
+    pub today: Option<chrono::NaiveDate>,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            window_check_s: 60,
+            today: None,
+        }
+    }
 }
 
 /// Failed logins allowed within a sliding window, per username and per client
@@ -92,6 +114,7 @@ impl Default for Settings {
             limits: Limits::default(),
             photos: crate::photos::PhotoSettings::default(),
             login_limit: LoginLimit::default(),
+            schedule: ScheduleSettings::default(),
         }
     }
 }

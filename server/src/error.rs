@@ -25,6 +25,16 @@ pub enum ApiError {
     CursorExpired,
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with a reason code of its own (`role_not_allowed`, `forbidden_scope`).
+    #[error("{message}")]
+    Denied { code: &'static str, message: String },
+    /// 422: well-formed, but what it asks cannot be done.
+    #[error("{message}")]
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     #[error("{message}")]
     Conflict {
         code: &'static str,
@@ -65,7 +75,9 @@ impl ApiError {
         match self {
             ApiError::Unauthorized { code, .. }
             | ApiError::BadRequest { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::Denied { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Missing(_) => "not_found",
@@ -83,7 +95,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { field, .. }
             | ApiError::TooLarge { field, .. }
-            | ApiError::Conflict { field, .. } => field.clone(),
+            | ApiError::Conflict { field, .. }
+            | ApiError::Unprocessable { field, .. } => field.clone(),
             _ => None,
         }
     }
@@ -98,7 +111,8 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::CursorExpired => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => StatusCode::FORBIDDEN,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,

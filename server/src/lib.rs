@@ -13,6 +13,7 @@ pub mod error;
 pub mod photos;
 pub mod ratelimit;
 pub mod routes;
+pub mod schedule;
 pub mod startup;
 pub mod storage;
 pub mod tls;

@@ -43,6 +43,55 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// The yearly inspection schedule of a running server (logs in as a
+    /// supervisor or an admin with --as).
+    Schedule {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Generate and store a year's tasks for a region (prints the schedule as JSON).
+    Generate {
+        #[arg(long)]
+        year: i32,
+        /// The jurisdiction: a county, a city (its counties) or the province.
+        #[arg(long)]
+        region: RegionCode,
+        /// The draw's seed; random when absent (it is recorded with the draw).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A JSON file with more of the request: flood_seasons, intensified,
+        /// periodic, recusals, generated_on (see README).
+        #[arg(long)]
+        options: Option<PathBuf>,
+        /// Compute and print without storing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A year's tasks in a region.
+    Show {
+        #[arg(long)]
+        year: i32,
+        #[arg(long)]
+        region: RegionCode,
+        /// CSV (UTF-8 with BOM, for Excel) instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Required against done, per pond and level, and the overdue tasks.
+    Compliance {
+        #[arg(long)]
+        year: i32,
+        #[arg(long)]
+        region: RegionCode,
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 /// How the account commands reach the server and log in.
@@ -151,6 +200,9 @@ struct ServeArgs {
     /// Record store: `sled` (durable, the default) or `memory` (tests only: lost on exit).
     #[arg(long, env = "FIELDSYNC_RECORDS", hide = true)]
     records: Option<server::config::RecordStore>,
+    /// The day taken as today for task windows (drills and tests only).
+    #[arg(long, env = "FIELDSYNC_TODAY", hide = true)]
+    today: Option<chrono::NaiveDate>,
     /// Password of the `admin` user made on first start; generated and printed once if unset.
     #[arg(long = "admin-password", env = "FIELDSYNC_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -180,6 +232,9 @@ impl ServeArgs {
         if let Some(mb) = self.cache_mb {
             s.cache_capacity_mb = mb;
         }
+        if let Some(day) = self.today {
+            s.schedule.today = Some(day);
+        }
         Ok(s)
     }
 }
@@ -208,6 +263,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Device { admin, command } => {
             actix_web::rt::task::spawn_blocking(move || device_command(&admin, command)).await??;
+        }
+        Command::Schedule { admin, command } => {
+            actix_web::rt::task::spawn_blocking(move || schedule_command(&admin, command)).await??;
         }
     }
     Ok(())
@@ -312,5 +370,58 @@ fn device_command(admin: &AdminArgs, command: DeviceCommand) -> anyhow::Result<(
             print(&devices)
         }
         DeviceCommand::Revoke { id } => print(&client.revoke_device(id)?),
+    }
+}
+
+fn schedule_command(admin: &AdminArgs, command: ScheduleCommand) -> anyhow::Result<()> {
+    let client = connect(admin)?;
+    match command {
+        ScheduleCommand::Generate {
+            year,
+            region,
+            seed,
+            options,
+            dry_run,
+        } => {
+            let mut request = serde_json::json!({});
+            if let Some(path) = options {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                request = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+                anyhow::ensure!(request.is_object(), "{} holds a JSON object", path.display());
+            }
+            if let Some(obj) = request.as_object_mut() {
+                obj.insert("year".into(), year.into());
+                obj.insert("region".into(), region.to_string().into());
+                obj.insert("dry_run".into(), dry_run.into());
+                if let Some(seed) = seed {
+                    obj.insert("seed".into(), seed.to_string().into());
+                }
+            }
+            let request: server::schedule::GenerateRequest =
+                serde_json::from_value(request).context("the schedule options")?;
+            print(&client.generate_schedule(&request)?)
+        }
+        ScheduleCommand::Show { year, region, csv } => {
+            let format = if csv { "csv" } else { "json" };
+            print_raw(&client.get_text(&format!("/api/v1/schedule?year={year}&region={region}&format={format}"))?);
+            Ok(())
+        }
+        ScheduleCommand::Compliance { year, region, csv } => {
+            let format = if csv { "csv" } else { "json" };
+            print_raw(&client.get_text(&format!(
+                "/api/v1/schedule/compliance?year={year}&region={region}&format={format}"
+            ))?);
+            Ok(())
+        }
+    }
+}
+
+/// The server's answer as it came: CSV keeps its byte-order mark for Excel.
+fn print_raw(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
     }
 }

@@ -1,6 +1,9 @@
 //! Builds the application: opens the store, binds the socket, runs the server.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::NaiveDate;
 use std::net::TcpListener;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -19,6 +22,7 @@ use crate::config::{ConfigError, RecordStore, Settings};
 use crate::error::ApiError;
 use crate::ratelimit::LoginLimiter;
 use crate::routes;
+use crate::schedule::{ScheduleService, ScheduleServiceError};
 use crate::storage::{MemoryStorage, SledStorage, StorageError, SyncStorage};
 
 /// Shared state of the handlers.
@@ -38,6 +42,7 @@ pub struct AppState {
     pub last_seen: Arc<Mutex<HashMap<DeviceId, u64>>>,
     /// Refreshes since start, to sweep expired sessions now and then.
     pub refreshes: Arc<AtomicU64>,
+    pub schedule: Arc<ScheduleService>,
 }
 
 impl AppState {
@@ -49,6 +54,16 @@ impl AppState {
 
     pub fn last_seen(&self, device: DeviceId) -> Option<u64> {
         self.last_seen.lock().ok().and_then(|m| m.get(&device).copied())
+    }
+
+    /// Today in Asia/Shanghai, the calendar task windows are written in.
+    pub fn today(&self) -> NaiveDate {
+        self.settings.schedule.today.unwrap_or_else(|| {
+            chrono::DateTime::from_timestamp_millis(self.clock.now_ms() as i64)
+                .unwrap_or_default()
+                .with_timezone(&mobile_schema::time::shanghai())
+                .date_naive()
+        })
     }
 }
 
@@ -71,6 +86,8 @@ pub enum StartupError {
     Photos(#[from] crate::photos::PhotoError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot open the schedule service: {0}")]
+    Schedule(#[from] ScheduleServiceError),
 }
 
 /// How the first start on an empty store makes its `admin`.
@@ -170,6 +187,7 @@ impl Application {
             }
         };
         let scopes = Scopes::open(&db)?;
+        let schedule = Arc::new(ScheduleService::open(&db)?);
         let state = AppState {
             db,
             storage,
@@ -181,7 +199,11 @@ impl Application {
             last_seen: Arc::default(),
             refreshes: Arc::default(),
             scopes,
+            schedule,
         };
+        // Windows that opened while the server was down reach tablets on the
+        // first pull after start, not a minute later.
+        crate::schedule::windows::open_due(state.storage.as_ref(), &state.db, state.today())?;
         let photos = web::Data::new(crate::photos::Photos::open(
             &settings.data_dir,
             state.db.clone(),
@@ -210,6 +232,9 @@ impl Application {
                 .service(routes::admin::revoke_device)
                 .service(routes::sync::push)
                 .service(routes::sync::pull)
+                .service(routes::schedule::generate)
+                .service(routes::schedule::compliance)
+                .service(routes::schedule::show)
                 .configure(routes::uploads::configure)
                 .configure(routes::photos::configure)
                 .default_service(web::to(not_found))
@@ -255,6 +280,7 @@ impl Application {
         } = self;
         let handle = server.handle();
         let mut server = actix_web::rt::spawn(server);
+        let opener = actix_web::rt::spawn(open_windows_every(state.clone()));
         let joined = tokio::select! {
             joined = &mut server => joined,
             () = signals.recv() => {
@@ -264,11 +290,28 @@ impl Application {
             }
         };
         let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        opener.abort();
         state.storage.close();
         if let Err(e) = state.db.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
         result
+    }
+}
+
+/// Re-sequence drawn tasks as their windows open (see `schedule::windows`).
+async fn open_windows_every(state: AppState) {
+    let period = Duration::from_secs(state.settings.schedule.window_check_s.max(1));
+    loop {
+        actix_web::rt::time::sleep(period).await;
+        let st = state.clone();
+        let done =
+            web::block(move || crate::schedule::windows::open_due(st.storage.as_ref(), &st.db, st.today())).await;
+        match done {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "opening task windows failed; retrying later"),
+            Err(_) => return,
+        }
     }
 }
 

@@ -248,6 +248,22 @@ impl Engine {
         })
     }
 
+    /// Give existing records new commit sequences, content unchanged, so a pull
+    /// whose cursor is past them sees them again: a record that has just entered
+    /// someone's scope (a drawn task whose window opened, a site that moved)
+    /// reaches devices that skipped it. Returns the records found.
+    pub fn resurface<S: Store>(&mut self, store: &mut S, ids: &[RecordId]) -> Result<Vec<RecordId>, S::Error> {
+        let mut found = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(mut r) = store.record(id)? {
+                r.commit_seq = store.next_commit_seq()?;
+                store.put_record(r)?;
+                found.push(id);
+            }
+        }
+        Ok(found)
+    }
+
     /// Assign commit sequences (others first, so the main record is the newest)
     /// and store. Returns the main record's commit seq.
     fn commit<S: Store>(&mut self, store: &mut S, touched: Touched) -> Result<u64, S::Error> {

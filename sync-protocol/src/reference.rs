@@ -127,6 +127,14 @@ impl ReferenceServer {
         }
     }
 
+    /// See [`Engine::resurface`].
+    pub fn resurface(&mut self, ids: &[RecordId]) -> Vec<RecordId> {
+        match self.engine.resurface(&mut self.store, ids) {
+            Ok(found) => found,
+            Err(never) => match never {},
+        }
+    }
+
     /// Records changed after `since` (a commit seq as text; `0` is the start).
     pub fn pull(&self, since: &str, limit: usize, now_ms: u64) -> PullResponse {
         let from: u64 = since.parse().unwrap_or(0);

@@ -219,7 +219,8 @@ pub fn visible<E>(
     })
 }
 
-fn hidden_until(state: &RecordState) -> Option<NaiveDate> {
+/// The day a drawn task becomes visible to inspectors, if it is one.
+pub fn hidden_until(state: &RecordState) -> Option<NaiveDate> {
     let w = state.units.get("hidden_until")?.winner()?;
     serde_json::from_str::<Option<NaiveDate>>(w.value.get()).ok().flatten()
 }

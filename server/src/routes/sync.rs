@@ -93,10 +93,7 @@ pub async fn pull(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
     let st = state.clone();
     let max_bytes = limits.max_pull_bytes;
     let scope = access::scope_of(&auth.user);
-    let today = chrono::DateTime::from_timestamp_millis(state.clock.now_ms() as i64)
-        .unwrap_or_default()
-        .with_timezone(&mobile_schema::time::shanghai())
-        .date_naive();
+    let today = state.today();
     let (page, records, purge, epoch) = web::block(move || -> Result<_, ApiError> {
         // A cursor beyond what this store ever committed comes from a store that was
         // later restored from an older backup: the replica must pull from the start.

@@ -71,8 +71,16 @@ impl SyncStorage for MemoryStorage {
         Ok(self.lock()?.store.outcomes.get(&(replica, seq)).cloned())
     }
 
+    fn last_seq(&self, replica: ReplicaId) -> Result<u64, StorageError> {
+        Ok(self.lock()?.store.last_seq.get(&replica).copied().unwrap_or(0))
+    }
+
     fn record(&self, id: RecordId) -> Result<Option<RecordState>, StorageError> {
         Ok(self.lock()?.record(id).cloned())
+    }
+
+    fn resurface(&self, ids: &[RecordId]) -> Result<usize, StorageError> {
+        Ok(self.lock()?.resurface(ids).len())
     }
 
     fn epoch(&self) -> String {

@@ -76,7 +76,14 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
 
     fn outcome_of(&self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError>;
 
+    /// The highest change seq of `replica` the store has an outcome for (0: none).
+    fn last_seq(&self, replica: ReplicaId) -> Result<u64, StorageError>;
+
     fn record(&self, id: RecordId) -> Result<Option<RecordState>, StorageError>;
+
+    /// New commit sequences for these records, content unchanged, durable on
+    /// return: pulls past their old place see them again. Returns how many exist.
+    fn resurface(&self, ids: &[RecordId]) -> Result<usize, StorageError>;
 
     /// Names this store's history: a restore from a backup starts a new epoch.
     fn epoch(&self) -> String;

@@ -33,7 +33,16 @@ pub struct HistoryEntry {
     pub units: BTreeMap<String, LiveVersion>,
 }
 
-struct Job {
+/// Work for the writer: it alone assigns commit sequences.
+enum Job {
+    Push(PushJob),
+    Resurface {
+        ids: Vec<RecordId>,
+        reply: mpsc::SyncSender<Result<usize, StorageError>>,
+    },
+}
+
+struct PushJob {
     actor: Actor,
     scope: Option<Scope>,
     changes: Vec<Change>,
@@ -106,6 +115,12 @@ impl SledStorage {
         })
     }
 
+    fn send(&self, job: Job) -> Result<(), StorageError> {
+        let queue = self.queue.lock().map_err(|_| StorageError::WriterGone)?;
+        let tx = queue.as_ref().ok_or(StorageError::WriterGone)?;
+        tx.send(job).map_err(|_| StorageError::WriterGone)
+    }
+
     /// Stops taking pushes and waits until the writer has answered every queued one.
     pub fn shutdown(&self) {
         if let Ok(mut q) = self.queue.lock() {
@@ -160,18 +175,22 @@ impl SyncStorage for SledStorage {
         now_ms: u64,
     ) -> Result<PushResponse, StorageError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job {
+        self.send(Job::Push(PushJob {
             actor: *actor,
             scope: scope.cloned(),
             changes,
             now_ms,
             reply,
-        };
-        {
-            let queue = self.queue.lock().map_err(|_| StorageError::WriterGone)?;
-            let tx = queue.as_ref().ok_or(StorageError::WriterGone)?;
-            tx.send(job).map_err(|_| StorageError::WriterGone)?;
-        }
+        }))?;
+        answer.recv().map_err(|_| StorageError::WriterGone)?
+    }
+
+    fn resurface(&self, ids: &[RecordId]) -> Result<usize, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Resurface {
+            ids: ids.to_vec(),
+            reply,
+        })?;
         answer.recv().map_err(|_| StorageError::WriterGone)?
     }
 
@@ -223,6 +242,13 @@ impl SyncStorage for SledStorage {
         match self.tree.get(keys::outcome(replica, seq))? {
             Some(v) => Ok(Some(decode(&v, "outcome")?)),
             None => Ok(None),
+        }
+    }
+
+    fn last_seq(&self, replica: ReplicaId) -> Result<u64, StorageError> {
+        match self.tree.scan_prefix(keys::outcome_prefix(replica)).next_back() {
+            Some(item) => Ok(keys::outcome_seq(&item?.0).unwrap_or(0)),
+            None => Ok(0),
         }
     }
 
@@ -291,19 +317,30 @@ impl Writer {
         let mut overlay = Overlay::new(&self.tree, self.commit_seq, &self.last_seq);
         let mut answers = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            let result =
-                self.engine
-                    .push_scoped(&mut overlay, &job.actor, job.scope.as_ref(), &job.changes, job.now_ms);
-            match result {
-                Ok(outcomes) => {
+            let answer = match job {
+                Job::Push(job) => {
+                    let result =
+                        self.engine
+                            .push_scoped(&mut overlay, &job.actor, job.scope.as_ref(), &job.changes, job.now_ms);
+                    result.map(|outcomes| {
+                        let expected_seq = overlay.last_seq.get(&job.actor.replica).copied().unwrap_or(0) + 1;
+                        Answer::Push(PushResponse {
+                            outcomes,
+                            expected_seq,
+                            server_time_ms: job.now_ms,
+                            epoch: String::new(),
+                        })
+                    })
+                }
+                Job::Resurface { ids, .. } => self
+                    .engine
+                    .resurface(&mut overlay, ids)
+                    .map(|found| Answer::Resurfaced(found.len())),
+            };
+            match answer {
+                Ok(a) => {
                     overlay.keep();
-                    let expected_seq = overlay.last_seq.get(&job.actor.replica).copied().unwrap_or(0) + 1;
-                    answers.push(Ok(PushResponse {
-                        outcomes,
-                        expected_seq,
-                        server_time_ms: job.now_ms,
-                        epoch: String::new(),
-                    }));
+                    answers.push(Ok(a));
                 }
                 Err(e) => {
                     overlay.drop_current();
@@ -333,14 +370,32 @@ impl Writer {
                     .map(|e| String::from_utf8_lossy(&e).into_owned())
                     .unwrap_or_default();
                 for (job, answer) in jobs.into_iter().zip(answers) {
-                    let _ = job.reply.send(answer.map(|mut r| {
-                        r.epoch = epoch.clone();
-                        r
-                    }));
+                    match (job, answer) {
+                        (Job::Push(job), Ok(Answer::Push(mut r))) => {
+                            r.epoch = epoch.clone();
+                            let _ = job.reply.send(Ok(r));
+                        }
+                        (Job::Push(job), Err(e)) => {
+                            let _ = job.reply.send(Err(e));
+                        }
+                        (Job::Resurface { reply, .. }, Ok(Answer::Resurfaced(n))) => {
+                            let _ = reply.send(Ok(n));
+                        }
+                        (Job::Resurface { reply, .. }, Err(e)) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        // Each job's answer is made from its own kind above.
+                        (Job::Push(job), Ok(_)) => {
+                            let _ = job.reply.send(Err(StorageError::WriterGone));
+                        }
+                        (Job::Resurface { reply, .. }, Ok(_)) => {
+                            let _ = reply.send(Err(StorageError::WriterGone));
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, pushes = jobs.len(), "a group of pushes could not be made durable");
+                tracing::error!(error = %e, jobs = jobs.len(), "a group of writes could not be made durable");
                 // What the tree holds now is uncertain (applied but not flushed, or
                 // not applied): re-read the counters so the next group continues
                 // from the stored truth, and cached last seqs are dropped.
@@ -350,11 +405,25 @@ impl Writer {
                 self.last_seq.clear();
                 let message = e.to_string();
                 for job in jobs {
-                    let _ = job.reply.send(Err(StorageError::NotDurable(message.clone())));
+                    let err = StorageError::NotDurable(message.clone());
+                    match job {
+                        Job::Push(job) => {
+                            let _ = job.reply.send(Err(err));
+                        }
+                        Job::Resurface { reply, .. } => {
+                            let _ = reply.send(Err(err));
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// What a job produced, before the group is durable.
+enum Answer {
+    Push(PushResponse),
+    Resurfaced(usize),
 }
 
 /// Pending writes of a group over the tree. Writes of the push being applied

@@ -1,0 +1,168 @@
+//! `/api/v1/schedule`: generate a year's inspection schedule, list it, and
+//! report compliance with it, as JSON or as CSV (`?format=csv`).
+
+use actix_web::http::header::{ContentDisposition, ContentType, DispositionParam, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use mobile_schema::region::RegionCode;
+use serde::Deserialize;
+
+use crate::auth::Authenticated;
+use crate::body;
+use crate::error::ApiError;
+use crate::schedule::{self, GenerateRequest, ScheduleServiceError, export};
+use crate::startup::AppState;
+
+/// A generate request names periods, seasons and recusals: more than a login,
+/// far less than this.
+const MAX_GENERATE_BYTES: usize = 1024 * 1024;
+
+impl From<ScheduleServiceError> for ApiError {
+    fn from(e: ScheduleServiceError) -> Self {
+        match e {
+            ScheduleServiceError::Storage(e) => e.into(),
+            ScheduleServiceError::Accounts(e) => e.into(),
+            ScheduleServiceError::Rules(e) => {
+                let field = match &e {
+                    mobile_schema::schedule::ScheduleError::NoValidTeam { .. } => None,
+                    mobile_schema::schedule::ScheduleError::BadFloodSeason { .. } => Some("flood_seasons".into()),
+                    mobile_schema::schedule::ScheduleError::BadPeriod { .. } => Some("intensified".into()),
+                };
+                ApiError::Unprocessable {
+                    code: "schedule_impossible",
+                    message: e.to_string(),
+                    field,
+                }
+            }
+            ScheduleServiceError::Denied { code, message } => ApiError::Denied { code, message },
+            ScheduleServiceError::Invalid { field, message } => {
+                ApiError::bad("invalid_field", message, Some(field.into()))
+            }
+            e @ ScheduleServiceError::Exists { .. } => ApiError::Conflict {
+                code: "schedule_exists",
+                message: e.to_string(),
+                field: Some("year".into()),
+            },
+            e @ (ScheduleServiceError::Refused(_) | ScheduleServiceError::BadReplica) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+#[post("/api/v1/schedule/generate")]
+pub async fn generate(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(&req, payload, MAX_GENERATE_BYTES).await?;
+    let request: GenerateRequest = body::decode(&bytes)?;
+    let st = state.clone();
+    let answer = web::block(move || {
+        st.schedule.generate(
+            st.storage.as_ref(),
+            &st.accounts,
+            &auth,
+            &request,
+            st.today(),
+            st.clock.now_ms(),
+        )
+    })
+    .await??;
+    let status = if answer.stored {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(answer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    year: i32,
+    region: RegionCode,
+    #[serde(default)]
+    format: Format,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+fn query(req: &HttpRequest) -> Result<ReportQuery, ApiError> {
+    web::Query::<ReportQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| {
+            let text = e.to_string();
+            let field = ["year", "region", "format"]
+                .into_iter()
+                .find(|f| text.contains(f))
+                .map(String::from);
+            ApiError::bad(
+                "invalid_query",
+                format!("{text} (expected ?year=YYYY&region=CODE[&format=csv])"),
+                field,
+            )
+        })
+}
+
+fn csv_response(name: String, body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(name)],
+        })
+        .body(body)
+}
+
+/// The tasks of a year in a region that the caller may see (drawn tasks stay
+/// hidden from inspectors until their window opens).
+#[get("/api/v1/schedule")]
+pub async fn show(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let q = query(&req)?;
+    let st = state.clone();
+    let scope = crate::access::scope_of(&auth.user);
+    let (tasks, sites, names) = web::block(move || -> Result<_, ApiError> {
+        let (tasks, sites) = schedule::tasks_for(st.storage.as_ref(), &scope, q.year, q.region, st.today())?;
+        let names = schedule::usernames(&st.accounts)?;
+        Ok((tasks, sites, names))
+    })
+    .await??;
+    Ok(match q.format {
+        Format::Csv => csv_response(
+            format!("schedule-{}-{}.csv", q.year, q.region),
+            export::tasks_csv(&tasks, &sites, &names),
+        ),
+        Format::Json => HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .json(serde_json::json!({ "year": q.year, "region": q.region, "tasks": tasks })),
+    })
+}
+
+/// Required against done, per pond and level, and the overdue tasks.
+#[get("/api/v1/schedule/compliance")]
+pub async fn compliance(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = query(&req)?;
+    let st = state.clone();
+    let report =
+        web::block(move || schedule::compliance_for(st.storage.as_ref(), &auth.user, q.year, q.region, st.today()))
+            .await??;
+    Ok(match q.format {
+        Format::Csv => csv_response(
+            format!("compliance-{}-{}.csv", q.year, q.region),
+            export::compliance_csv(&report),
+        ),
+        Format::Json => HttpResponse::Ok().json(report),
+    })
+}

@@ -1,0 +1,439 @@
+//! The yearly inspection schedule on the server (issue 9).
+//!
+//! The rules live in `mobile_schema::schedule`; here they meet the store: the
+//! sites are the Site records, the inspectors are the users with that role, and
+//! a generated schedule is committed as Task and RandomDraw records through the
+//! same engine as any push, so tasks reach tablets by pull like any record and
+//! scope rules apply to them. Compliance reads the Inspection records back.
+
+pub mod export;
+pub mod windows;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use chrono::{DateTime, NaiveDate};
+use mobile_schema::ids::{SiteId, UserId};
+use mobile_schema::record::{AnyRecord, RecordKind};
+use mobile_schema::region::RegionCode;
+use mobile_schema::schedule::{
+    self, ComplianceReport, DoneInspection, FloodCalendar, FloodOverride, Inspector, IntensifiedPeriod, PeriodicCheck,
+    Schedule, ScheduleError, ScheduleRequest,
+};
+use mobile_schema::site::Site;
+use mobile_schema::task::{RandomDraw, Task};
+use mobile_schema::workflow::{InspectionStatus, Role};
+use serde::{Deserialize, Serialize};
+use sync_protocol::change::{Change, Op};
+use sync_protocol::outcome::Outcome;
+use sync_protocol::scope::Scope;
+use sync_protocol::value::UnitValue;
+use sync_protocol::{Actor, Hlc, RecordState, ReplicaId};
+
+use crate::accounts::{AccountError, Accounts, User};
+use crate::auth::Authenticated;
+use crate::storage::{StorageError, SyncStorage};
+
+/// Where the server's own replica id is kept: the author of the changes it makes.
+const SERVER_TREE: &str = "server";
+const SCHEDULE_REPLICA_KEY: &[u8] = b"schedule_replica";
+/// Records decoded per step of a full scan.
+const SCAN_PAGE: usize = 1000;
+/// The flag the evidence rules raise when the fix is away from the site.
+const OFF_SITE_FLAG: &str = "outside_site";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleServiceError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+    #[error("{0}")]
+    Rules(#[from] ScheduleError),
+    #[error("{message}")]
+    Denied { code: &'static str, message: String },
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("the {year} schedule of {region} exists: {what}")]
+    Exists {
+        year: i32,
+        region: RegionCode,
+        what: String,
+    },
+    #[error("the store refused part of the schedule: {0}")]
+    Refused(String),
+    #[error("the server's replica id is unreadable")]
+    BadReplica,
+}
+
+/// `POST /api/v1/schedule/generate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    pub year: i32,
+    /// The jurisdiction: a county, a city (its counties) or the province.
+    pub region: RegionCode,
+    /// The draw's seed as decimal text; a random one when absent (it is recorded
+    /// in each RandomDraw, so the draw can be re-run by anyone).
+    #[serde(default)]
+    pub seed: Option<String>,
+    /// The day whose levels apply; today (Asia/Shanghai) when absent.
+    #[serde(default)]
+    pub generated_on: Option<NaiveDate>,
+    /// Flood seasons that differ from 04-01..09-30, per region and year.
+    #[serde(default)]
+    pub flood_seasons: Vec<FloodOverride>,
+    #[serde(default)]
+    pub intensified: Vec<IntensifiedPeriod>,
+    /// Periodic checks of key units and remediation sites.
+    #[serde(default)]
+    pub periodic: Vec<PeriodicCheck>,
+    /// Inspectors (by username) recused from sites (回避).
+    #[serde(default)]
+    pub recusals: HashMap<String, Vec<SiteId>>,
+    /// Compute and return the schedule without storing it.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateResponse {
+    pub stored: bool,
+    pub schedule: Schedule,
+}
+
+/// The server's part in schedules: the author identity of the records it makes,
+/// and one generation at a time (their change seqs must be contiguous).
+#[derive(Debug)]
+pub struct ScheduleService {
+    replica: ReplicaId,
+    lock: Mutex<()>,
+}
+
+impl ScheduleService {
+    pub fn open(db: &sled::Db) -> Result<Self, ScheduleServiceError> {
+        let tree = db.open_tree(SERVER_TREE).map_err(StorageError::from)?;
+        let replica = match tree.get(SCHEDULE_REPLICA_KEY).map_err(StorageError::from)? {
+            Some(bytes) => uuid::Uuid::from_slice(&bytes)
+                .map(ReplicaId)
+                .map_err(|_| ScheduleServiceError::BadReplica)?,
+            None => {
+                let r = ReplicaId::generate();
+                tree.insert(SCHEDULE_REPLICA_KEY, r.0.as_bytes().as_slice())
+                    .map_err(StorageError::from)?;
+                r
+            }
+        };
+        Ok(Self {
+            replica,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// Generate `req` for `user` and, unless a dry run, commit it.
+    pub fn generate(
+        &self,
+        storage: &dyn SyncStorage,
+        accounts: &Accounts,
+        who: &Authenticated,
+        req: &GenerateRequest,
+        today: NaiveDate,
+        now_ms: u64,
+    ) -> Result<GenerateResponse, ScheduleServiceError> {
+        let user = &who.user;
+        may_plan(user, req.region)?;
+        let seed = match &req.seed {
+            Some(s) => s.trim().parse::<u64>().map_err(|_| ScheduleServiceError::Invalid {
+                field: "seed",
+                message: "the seed is a whole number from 0 to 18446744073709551615, as text".into(),
+            })?,
+            None => rand_seed(),
+        };
+        if !(2000..=2100).contains(&req.year) {
+            return Err(ScheduleServiceError::Invalid {
+                field: "year",
+                message: "the year is between 2000 and 2100".into(),
+            });
+        }
+        let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
+        let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let records = Records::load(storage)?;
+        let inspectors = inspectors(accounts, &req.recusals)?;
+        let drawn_at = DateTime::from_timestamp_millis(now_ms as i64)
+            .unwrap_or_default()
+            .with_timezone(&mobile_schema::time::shanghai());
+        let request = ScheduleRequest {
+            year: req.year,
+            jurisdiction: req.region,
+            generated_on: req.generated_on.unwrap_or(today),
+            sites: &records.sites,
+            flood: &flood,
+            intensified: &req.intensified,
+            periodic: &req.periodic,
+            inspectors: &inspectors,
+            seed,
+            drawn_by: user.id,
+            drawn_at,
+        };
+        let schedule = schedule::generate(&request)?;
+        let existing: HashSet<_> = records.tasks.iter().map(|t| t.id).collect();
+        if let Some(t) = schedule.tasks.iter().find(|t| existing.contains(&t.id)) {
+            return Err(ScheduleServiceError::Exists {
+                year: req.year,
+                region: req.region,
+                what: format!("task {} is already planned", t.id),
+            });
+        }
+        if let Some(d) = records
+            .draws
+            .iter()
+            .find(|d| d.year == req.year && schedule.draws.iter().any(|n| n.region_code == d.region_code))
+        {
+            return Err(ScheduleServiceError::Exists {
+                year: req.year,
+                region: req.region,
+                what: format!("the draw of county {} was made ({})", d.region_code, d.id),
+            });
+        }
+        if !req.dry_run {
+            let actor = Actor {
+                replica: self.replica,
+                user: user.id,
+                device: who.device,
+                role: user.role,
+            };
+            let scope = crate::access::scope_of(user);
+            let mut docs = Vec::with_capacity(schedule.draws.len() + schedule.tasks.len());
+            docs.extend(schedule.draws.iter().cloned().map(AnyRecord::RandomDraw));
+            docs.extend(schedule.tasks.iter().cloned().map(AnyRecord::Task));
+            self.commit(storage, &actor, &scope, docs, now_ms)?;
+        }
+        Ok(GenerateResponse {
+            stored: !req.dry_run,
+            schedule,
+        })
+    }
+
+    /// Create `docs` as records, in pushes of at most `CHUNK` changes.
+    fn commit(
+        &self,
+        storage: &dyn SyncStorage,
+        actor: &Actor,
+        scope: &Scope,
+        docs: Vec<AnyRecord>,
+        now_ms: u64,
+    ) -> Result<(), ScheduleServiceError> {
+        const CHUNK: usize = 500;
+        let mut seq = storage.last_seq(self.replica)?;
+        let mut counter = 0u32;
+        let mut docs = docs.into_iter().peekable();
+        while docs.peek().is_some() {
+            let mut changes = Vec::with_capacity(CHUNK);
+            for doc in docs.by_ref().take(CHUNK) {
+                seq += 1;
+                counter += 1;
+                changes.push(create_change(seq, Hlc::new(now_ms, counter), doc)?);
+            }
+            let answer = storage.apply_push(actor, Some(scope), changes, now_ms)?;
+            let refused: Vec<String> = answer
+                .outcomes
+                .iter()
+                .filter_map(|o| match &o.outcome {
+                    Outcome::Refused(refusal) => Some(format!("{:?}: {}", refusal.code, refusal.message)),
+                    _ => None,
+                })
+                .collect();
+            if !refused.is_empty() {
+                return Err(ScheduleServiceError::Refused(refused.join("; ")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A change creating `doc`, as a replica writes one: the record without its kind tag.
+fn create_change(seq: u64, hlc: Hlc, doc: AnyRecord) -> Result<Change, ScheduleServiceError> {
+    let kind = doc.kind();
+    let record = doc.id();
+    let mut value = serde_json::to_value(&doc).map_err(|e| ScheduleServiceError::Refused(e.to_string()))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("kind");
+    }
+    let value = UnitValue::of(&value).map_err(|e| ScheduleServiceError::Refused(e.to_string()))?;
+    Ok(Change {
+        seq,
+        hlc,
+        kind,
+        record,
+        op: Op::Create {
+            record: value,
+            versions: None,
+        },
+    })
+}
+
+/// A seed nobody chose; it is recorded in each draw.
+fn rand_seed() -> u64 {
+    use rand_core::{OsRng, RngCore};
+    OsRng.next_u64()
+}
+
+/// Only supervisors and admins plan, and a supervisor only within their regions.
+fn may_plan(user: &User, region: RegionCode) -> Result<(), ScheduleServiceError> {
+    let scope = crate::access::scope_of(user);
+    match user.role {
+        Role::Inspector => Err(ScheduleServiceError::Denied {
+            code: "role_not_allowed",
+            message: "schedules are generated and reported by supervisors and admins".into(),
+        }),
+        _ if !scope.covers(region) => Err(ScheduleServiceError::Denied {
+            code: "forbidden_scope",
+            message: format!("region {region} is outside this user's regions"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Inspectors able to be put on a team: enabled users with that role and a
+/// region (the first one listed is their bureau's).
+fn inspectors(
+    accounts: &Accounts,
+    recusals: &HashMap<String, Vec<SiteId>>,
+) -> Result<Vec<Inspector>, ScheduleServiceError> {
+    let users = accounts.users()?;
+    if let Some(unknown) = recusals.keys().find(|name| !users.iter().any(|u| &u.username == *name)) {
+        return Err(ScheduleServiceError::Invalid {
+            field: "recusals",
+            message: format!("no user {unknown}"),
+        });
+    }
+    Ok(users
+        .into_iter()
+        .filter(|u| u.role == Role::Inspector && !u.disabled)
+        .filter_map(|u| {
+            let region = *u.regions.first()?;
+            Some(Inspector {
+                id: u.id,
+                region,
+                recused_from: recusals.get(&u.username).cloned().unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// The records schedules are made of, read in one scan of the store.
+#[derive(Debug, Default)]
+pub struct Records {
+    pub sites: Vec<Site>,
+    pub tasks: Vec<Task>,
+    pub draws: Vec<RandomDraw>,
+    /// Inspections as compliance counts them.
+    pub inspections: Vec<DoneInspection>,
+    /// The stored state of each task, for visibility checks.
+    pub task_states: HashMap<mobile_schema::ids::TaskId, RecordState>,
+}
+
+impl Records {
+    pub fn load(storage: &dyn SyncStorage) -> Result<Self, StorageError> {
+        let mut out = Self::default();
+        let mut since = 0;
+        loop {
+            let page = storage.records_since(since, SCAN_PAGE, usize::MAX)?;
+            for bytes in &page.records {
+                let state: RecordState =
+                    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
+                out.add(state);
+            }
+            since = page.next;
+            if !page.more {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn add(&mut self, state: RecordState) {
+        if !matches!(
+            state.kind,
+            RecordKind::Site | RecordKind::Task | RecordKind::RandomDraw | RecordKind::Inspection
+        ) {
+            return;
+        }
+        // A record whose current value does not form a valid document (a
+        // conflict being resolved) is left out rather than failing the report.
+        let Ok(record) = state.materialize() else {
+            return;
+        };
+        match record {
+            AnyRecord::Site(s) => self.sites.push(s),
+            AnyRecord::Task(t) => {
+                self.task_states.insert(t.id, state);
+                self.tasks.push(t);
+            }
+            AnyRecord::RandomDraw(d) => self.draws.push(d),
+            AnyRecord::Inspection(i) => {
+                let when = i.fix.as_ref().map(|f| f.fix_time).unwrap_or(i.times.start);
+                self.inspections.push(DoneInspection {
+                    site_id: i.site_id,
+                    task_id: i.task_id,
+                    submitted: matches!(i.status, InspectionStatus::Submitted | InspectionStatus::Approved),
+                    when: mobile_schema::time::shanghai_date(&when),
+                    off_site: state.flags.iter().any(|f| f.code == OFF_SITE_FLAG),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The tasks of `year` in `region` that `scope` may see, by due date.
+pub fn tasks_for(
+    storage: &dyn SyncStorage,
+    scope: &Scope,
+    year: i32,
+    region: RegionCode,
+    today: NaiveDate,
+) -> Result<(Vec<Task>, Vec<Site>), StorageError> {
+    let records = Records::load(storage)?;
+    let region_of: HashMap<SiteId, RegionCode> = records.sites.iter().map(|s| (s.id, s.region_code)).collect();
+    let mut visibility = crate::access::Visibility::new(storage, today);
+    let mut out = Vec::new();
+    for t in records.tasks {
+        let in_region = region_of.get(&t.site_id).is_some_and(|r| region.covers(*r));
+        if t.year != year || !in_region {
+            continue;
+        }
+        let Some(state) = records.task_states.get(&t.id) else {
+            continue;
+        };
+        if visibility.visible(scope, state)? {
+            out.push(t);
+        }
+    }
+    out.sort_by_key(|t| (t.window.due, t.site_id, t.rule, t.id));
+    Ok((out, records.sites))
+}
+
+/// The compliance report of `year` in `region` for `user`.
+pub fn compliance_for(
+    storage: &dyn SyncStorage,
+    user: &User,
+    year: i32,
+    region: RegionCode,
+    today: NaiveDate,
+) -> Result<ComplianceReport, ScheduleServiceError> {
+    may_plan(user, region)?;
+    let records = Records::load(storage)?;
+    Ok(schedule::compliance(
+        year,
+        region,
+        today,
+        &records.sites,
+        &records.tasks,
+        &records.inspections,
+    ))
+}
+
+/// User names by id, for people-readable exports.
+pub fn usernames(accounts: &Accounts) -> Result<HashMap<UserId, String>, AccountError> {
+    Ok(accounts.users()?.into_iter().map(|u| (u.id, u.username)).collect())
+}

@@ -1,0 +1,371 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The yearly schedule end to end: a supervisor generates it on a real server
+//! from the ponds in the store and the inspectors among the users; the tasks
+//! reach the inspectors' tablets by pull, drawn ones only once their window
+//! opens (even though the tablets' cursors passed them long before); the
+//! inspectors' inspections count in the compliance report, as JSON, as CSV for
+//! Excel, and through `fieldsync schedule`.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+
+use chrono::NaiveDate;
+use mobile_schema::ids::{DeviceId, InspectionId, ItemId, RecordId, SiteId};
+use mobile_schema::record::{AnyRecord, RecordKind};
+use mobile_schema::region::RegionCode;
+use mobile_schema::sample;
+use mobile_schema::site::{LevelAssignment, PriorityFlags, SupervisionLevel};
+use replica::HttpConfig;
+use serde_json::{Value, json};
+use tests::harness::{ServerProcess, fieldsync_bin};
+use tests::http::Request;
+use tests::tablet::Tablet;
+
+const ADMIN_PASSWORD: &str = "schedule-admin-Vb38-password";
+const PASSWORD: &str = "schedule-user-Kp64-password";
+/// 恭城瑶族自治县 and 阳朔县 in 桂林市; 南宁市.
+const GONGCHENG: u32 = 450_332;
+const YANGSHUO: u32 = 450_321;
+const GUILIN: u32 = 450_300;
+const NANNING: u32 = 450_100;
+
+fn login(port: u16, user: &str, password: &str) -> String {
+    let r = Request::post("/api/v1/auth/login")
+        .json(&json!({"username": user, "password": password,
+                      "device": {"id": DeviceId::generate(), "name": "console"}}))
+        .send(port)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json().unwrap()["access_token"].as_str().unwrap().to_string()
+}
+
+fn call(port: u16, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value, String) {
+    let mut req = Request::new(method, path).bearer(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send(port).unwrap();
+    let text = r.text();
+    (r.status, r.json().unwrap_or(Value::Null), text)
+}
+
+fn pond(n: u32, region: u32, level: SupervisionLevel, flagged: bool) -> (SiteId, AnyRecord) {
+    let id = SiteId::from_name("schedule-test", &format!("{region}-{n}"));
+    let mut site = sample::pond(id);
+    site.name = format!("尾矿库{n}号");
+    site.region_code = RegionCode::new(region).unwrap();
+    site.priority = PriorityFlags {
+        prominent_hazards: flagged,
+        ..PriorityFlags::default()
+    };
+    site.levels = vec![LevelAssignment {
+        id: ItemId::generate(),
+        year: 2027,
+        level,
+        effective_from: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        source_document: "桂环函〔2026〕1号".into(),
+        reason: String::new(),
+    }];
+    (id, site.into())
+}
+
+fn write_config(path: &Path, today: &str) {
+    std::fs::write(
+        path,
+        format!("[schedule]\ntoday = \"{today}\"\nwindow_check_s = 3600\n"),
+    )
+    .unwrap();
+}
+
+fn has(t: &Tablet, id: impl Into<RecordId>) -> bool {
+    t.replica.get(id.into()).unwrap().is_some()
+}
+
+fn fieldsync(server: &ServerProcess, user: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(fieldsync_bin().unwrap())
+        .args(["schedule", "--server", &server.url(""), "--as", user])
+        .args(args)
+        .env("FIELDSYNC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspections_count() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("fieldsync.toml");
+    // Planned in December for the next year: every drawn window is still ahead.
+    write_config(&config, "2026-12-20");
+    let mut server = ServerProcess::start_with_config(
+        &root.path().join("server"),
+        &config,
+        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    )
+    .unwrap();
+    let port = server.port;
+    let admin = login(port, "admin", ADMIN_PASSWORD);
+    for (name, role, region) in [
+        ("wang", "supervisor", GUILIN),
+        ("li", "inspector", GONGCHENG),
+        ("chen", "inspector", GONGCHENG),
+        ("zhou", "inspector", YANGSHUO),
+    ] {
+        let (status, _, text) = call(
+            port,
+            &admin,
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"username": name, "password": PASSWORD, "role": role, "regions": [region.to_string()]})),
+        );
+        assert_eq!(status, 201, "{text}");
+    }
+
+    // The office records 恭城's ponds: one 一级, one 二级, three 三级 (one flagged).
+    let http = || HttpConfig::new(server.url(""));
+    let mut office = Tablet::enrol(&root.path().join("office"), http(), "admin", ADMIN_PASSWORD, None).unwrap();
+    let (one, _) = pond(1, GONGCHENG, SupervisionLevel::One, false);
+    let (two, _) = pond(2, GONGCHENG, SupervisionLevel::Two, false);
+    let ponds = [
+        pond(1, GONGCHENG, SupervisionLevel::One, false),
+        pond(2, GONGCHENG, SupervisionLevel::Two, false),
+        pond(3, GONGCHENG, SupervisionLevel::Three, true),
+        pond(4, GONGCHENG, SupervisionLevel::Three, false),
+        pond(5, GONGCHENG, SupervisionLevel::Three, false),
+    ];
+    for (_, record) in ponds.iter().cloned() {
+        office.replica.create(record).unwrap();
+    }
+    assert_eq!(office.sync().unwrap().acked, 5);
+
+    // Inspectors pull first: their cursors pass everything there is.
+    let mut li = Tablet::enrol(&root.path().join("li"), http(), "li", PASSWORD, None).unwrap();
+    let mut wang = Tablet::enrol(&root.path().join("wang"), http(), "wang", PASSWORD, None).unwrap();
+    li.sync().unwrap();
+    assert!(has(&li, one));
+
+    // Only supervisors and admins plan, and only within their regions.
+    let body = json!({"year": 2027, "region": GUILIN.to_string(), "seed": "20261220"});
+    let li_token = login(port, "li", PASSWORD);
+    let (status, err, _) = call(port, &li_token, "POST", "/api/v1/schedule/generate", Some(body.clone()));
+    assert_eq!((status, err["code"].as_str()), (403, Some("role_not_allowed")));
+    let wang_token = login(port, "wang", PASSWORD);
+    let nanning = json!({"year": 2027, "region": NANNING.to_string()});
+    let (status, err, _) = call(port, &wang_token, "POST", "/api/v1/schedule/generate", Some(nanning));
+    assert_eq!((status, err["code"].as_str()), (403, Some("forbidden_scope")));
+    let (status, err, _) = call(
+        port,
+        &wang_token,
+        "POST",
+        "/api/v1/schedule/generate",
+        Some(json!({"year": 2027, "region": GUILIN.to_string(), "seed": "-1"})),
+    );
+    assert_eq!((status, err["field"].as_str()), (400, Some("seed")));
+
+    // A dry run stores nothing and gives the same schedule as the real one.
+    let mut dry = body.clone();
+    dry["dry_run"] = json!(true);
+    let (status, preview, text) = call(port, &wang_token, "POST", "/api/v1/schedule/generate", Some(dry));
+    assert_eq!(status, 200, "{text}");
+    let (status, made, text) = call(
+        port,
+        &wang_token,
+        "POST",
+        "/api/v1/schedule/generate",
+        Some(body.clone()),
+    );
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(preview["schedule"]["tasks"], made["schedule"]["tasks"]);
+    let (status, err, _) = call(port, &wang_token, "POST", "/api/v1/schedule/generate", Some(body));
+    assert_eq!((status, err["code"].as_str()), (409, Some("schedule_exists")));
+
+    let tasks = made["schedule"]["tasks"].as_array().unwrap().clone();
+    let rule = |t: &Value| t["rule"].as_str().unwrap().to_string();
+    let id_of = |t: &Value| RecordId::from(t["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    let rules: Vec<String> = tasks.iter().map(rule).collect();
+    assert_eq!(rules.iter().filter(|r| r.starts_with("level_one")).count(), 2);
+    assert_eq!(rules.iter().filter(|r| *r == "level_two_annual").count(), 1);
+    let drawn: Vec<&Value> = tasks.iter().filter(|t| rule(t) == "level_three_drawn").collect();
+    assert_eq!(drawn.len(), 2, "half of three, rounded up");
+    let flagged = ponds[2].0.to_string();
+    assert!(
+        drawn.iter().any(|t| t["site_id"] == flagged),
+        "the flagged pond is drawn first"
+    );
+    for t in &tasks {
+        // 恭城 has two inspectors: the team is both, never 阳朔's zhou.
+        let team: HashSet<&str> = t["assigned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(team.len(), 2);
+    }
+    let draws = made["schedule"]["draws"].as_array().unwrap();
+    assert_eq!(draws.len(), 1);
+    // Each county's draw records the seed derived for it, so it re-runs alone.
+    let county_seed = mobile_schema::schedule::draw::county_seed(20_261_220, RegionCode::new(GONGCHENG).unwrap());
+    assert_eq!(draws[0]["seed"], county_seed.to_string());
+
+    // Undrawn tasks reach the inspector at once; drawn ones and the draw do not.
+    li.sync().unwrap();
+    wang.sync().unwrap();
+    for t in &tasks {
+        let hidden = t.get("hidden_until").is_some_and(|h| !h.is_null());
+        assert_eq!(has(&li, id_of(t)), !hidden, "{} on li's tablet", rule(t));
+        assert!(has(&wang, id_of(t)), "{} on the supervisor's tablet", rule(t));
+    }
+    let draw_id = RecordId::from(draws[0]["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    assert!(!has(&li, draw_id) && has(&wang, draw_id));
+    let (_, listed, _) = call(
+        port,
+        &li_token,
+        "GET",
+        &format!("/api/v1/schedule?year=2027&region={GUILIN}"),
+        None,
+    );
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), tasks.len() - 2);
+
+    // The year goes by: on restart the server's today is after every drawn window opened.
+    write_config(&config, "2027-10-15");
+    server.restart().unwrap();
+    li.sync().unwrap();
+    for t in &drawn {
+        assert!(
+            has(&li, id_of(t)),
+            "a drawn task reaches the tablet once its window opened"
+        );
+    }
+    assert!(!has(&li, draw_id), "who may be drawn is never told the draw");
+
+    // li inspects the 一级 pond for its pre-flood task, offline in March, and submits.
+    let pre = tasks.iter().find(|t| rule(t) == "level_one_pre_flood").unwrap();
+    let mut inspection = sample::inspection(InspectionId::generate(), one, li.replica.identity().device);
+    inspection.task_id = Some(pre["id"].as_str().unwrap().parse().unwrap());
+    let march = chrono::DateTime::parse_from_rfc3339("2027-03-10T10:00:00+08:00").unwrap();
+    inspection.times.start = march;
+    inspection.times.end = Some(march + chrono::Duration::hours(1));
+    if let Some(fix) = inspection.fix.as_mut() {
+        fix.fix_time = march;
+    }
+    let inspection_id = inspection.id;
+    li.replica.create(inspection.into()).unwrap();
+    li.replica
+        .transition(RecordKind::Inspection, inspection_id.into(), "submit")
+        .unwrap();
+    assert_eq!(li.sync().unwrap().refused, 0);
+
+    // Compliance, as the supervisor sees it.
+    let (status, report, text) = call(
+        port,
+        &wang_token,
+        "GET",
+        &format!("/api/v1/schedule/compliance?year=2027&region={GUILIN}"),
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    let by_site = |id: SiteId| {
+        report["ponds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["site_id"] == id.to_string())
+            .unwrap()
+            .clone()
+    };
+    let p1 = by_site(one);
+    assert_eq!(
+        (p1["required"].as_u64(), p1["done"].as_u64()),
+        (Some(2), Some(1)),
+        "{p1}"
+    );
+    assert!(p1["message"].as_str().unwrap().starts_with("一级: 1 of 2 done"), "{p1}");
+    assert_eq!(by_site(two)["done"].as_u64(), Some(0));
+    let overdue: HashSet<String> = report["overdue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["task_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !overdue.contains(pre["id"].as_str().unwrap()),
+        "the done task is not overdue"
+    );
+    for t in &drawn {
+        let past = t["window"]["due"].as_str().unwrap() < "2027-10-15";
+        assert_eq!(overdue.contains(t["id"].as_str().unwrap()), past, "{t}");
+    }
+    let (status, _, _) = call(
+        port,
+        &li_token,
+        "GET",
+        &format!("/api/v1/schedule/compliance?year=2027&region={GUILIN}"),
+        None,
+    );
+    assert_eq!(status, 403, "compliance is the bureau's report");
+
+    // CSV for Excel: a byte-order mark, then the Chinese names as UTF-8.
+    let r = Request::new(
+        "GET",
+        &format!("/api/v1/schedule/compliance?year=2027&region={GUILIN}&format=csv"),
+    )
+    .bearer(&wang_token)
+    .send(port)
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("\u{feff}site_id,".as_bytes()), "{}", r.text());
+    assert!(r.text().contains("尾矿库1号") && r.text().contains("一级: 1 of 2 done"));
+    let (status, _, text) = call(port, &wang_token, "GET", "/api/v1/schedule/compliance?year=x", None);
+    assert_eq!(status, 400, "{text}");
+
+    // The same from the command line, as the supervisor.
+    let (ok, out, err) = fieldsync(
+        &server,
+        "wang",
+        &["compliance", "--year", "2027", "--region", &GUILIN.to_string(), "--csv"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with('\u{feff}') && out.contains("尾矿库1号"), "{out}");
+    let (ok, out, err) = fieldsync(
+        &server,
+        "wang",
+        &["show", "--year", "2027", "--region", &GUILIN.to_string()],
+    );
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["tasks"].as_array().unwrap().len(), tasks.len());
+    let (ok, _, err) = fieldsync(
+        &server,
+        "wang",
+        &[
+            "generate",
+            "--year",
+            "2027",
+            "--region",
+            &GUILIN.to_string(),
+            "--seed",
+            "7",
+        ],
+    );
+    assert!(!ok && err.contains("schedule_exists"), "{err}");
+    let (ok, out, err) = fieldsync(
+        &server,
+        "wang",
+        &[
+            "generate",
+            "--year",
+            "2028",
+            "--region",
+            &GONGCHENG.to_string(),
+            "--dry-run",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["stored"], false);
+}
