@@ -216,6 +216,10 @@ pub struct Obligation {
     pub due: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received: Option<NaiveDate>,
+    /// For a dismantling plan filing: the day the works start. The filing is
+    /// then due 15 working days before it, by the official calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub works_start: Option<NaiveDate>,
     #[serde(default)]
     pub note: String,
 }

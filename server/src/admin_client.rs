@@ -113,6 +113,14 @@ impl AdminClient {
         self.call("POST", "/api/v1/schedule/generate", Some(request))
     }
 
+    /// `POST /api/v1/schedule/regenerate`.
+    pub fn regenerate_schedule(
+        &self,
+        request: &crate::schedule::RegenerateRequest,
+    ) -> Result<crate::schedule::RegenerateResponse, ClientError> {
+        self.call("POST", "/api/v1/schedule/regenerate", Some(request))
+    }
+
     /// A GET whose answer is text (CSV) or JSON, returned as it came.
     pub fn get_text(&self, path_and_query: &str) -> Result<String, ClientError> {
         let bytes = self.send::<()>("GET", path_and_query, None)?;

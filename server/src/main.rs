@@ -92,6 +92,25 @@ enum ScheduleCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// The dated obligations of key supervision units and whether each was met.
+    Obligations {
+        #[arg(long)]
+        year: i32,
+        #[arg(long)]
+        region: RegionCode,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Re-plan a pond's remaining tasks after its level changed.
+    Regenerate {
+        #[arg(long)]
+        year: i32,
+        #[arg(long)]
+        site: mobile_schema::ids::SiteId,
+        /// The day the new level took effect [default: today].
+        #[arg(long)]
+        change_day: Option<chrono::NaiveDate>,
+    },
 }
 
 /// How the account commands reach the server and log in.
@@ -412,6 +431,23 @@ fn schedule_command(admin: &AdminArgs, command: ScheduleCommand) -> anyhow::Resu
                 "/api/v1/schedule/compliance?year={year}&region={region}&format={format}"
             ))?);
             Ok(())
+        }
+        ScheduleCommand::Obligations { year, region, csv } => {
+            let format = if csv { "csv" } else { "json" };
+            print_raw(&client.get_text(&format!(
+                "/api/v1/schedule/obligations?year={year}&region={region}&format={format}"
+            ))?);
+            Ok(())
+        }
+        ScheduleCommand::Regenerate { year, site, change_day } => {
+            print(&client.regenerate_schedule(&server::schedule::RegenerateRequest {
+                year,
+                site_id: site,
+                change_day,
+                flood_seasons: Vec::new(),
+                intensified: Vec::new(),
+                recusals: Default::default(),
+            })?)
         }
     }
 }

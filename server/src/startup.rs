@@ -234,6 +234,8 @@ impl Application {
                 .service(routes::sync::pull)
                 .service(routes::schedule::generate)
                 .service(routes::schedule::compliance)
+                .service(routes::schedule::obligations)
+                .service(routes::schedule::regenerate)
                 .service(routes::schedule::show)
                 .configure(routes::uploads::configure)
                 .configure(routes::photos::configure)

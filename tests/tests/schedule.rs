@@ -15,7 +15,10 @@ use mobile_schema::ids::{DeviceId, InspectionId, ItemId, RecordId, SiteId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::region::RegionCode;
 use mobile_schema::sample;
-use mobile_schema::site::{LevelAssignment, PriorityFlags, SupervisionLevel};
+use mobile_schema::site::{
+    KeySupervisionUnit, LevelAssignment, Obligation, ObligationKind, PriorityFlags, SiteDetails, SupervisionLevel,
+};
+use mobile_schema::workflow::TaskState;
 use replica::HttpConfig;
 use serde_json::{Value, json};
 use tests::harness::{ServerProcess, fieldsync_bin};
@@ -131,17 +134,64 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     let mut office = Tablet::enrol(&root.path().join("office"), http(), "admin", ADMIN_PASSWORD, None).unwrap();
     let (one, _) = pond(1, GONGCHENG, SupervisionLevel::One, false);
     let (two, _) = pond(2, GONGCHENG, SupervisionLevel::Two, false);
+    // Pond 6 is 二级 until it is raised to 一级 on 2027-06-01.
+    let (six, raised) = pond(6, GONGCHENG, SupervisionLevel::Two, false);
+    let AnyRecord::Site(mut raised) = raised else {
+        unreachable!()
+    };
+    raised.levels.push(LevelAssignment {
+        id: ItemId::generate(),
+        year: 2027,
+        level: SupervisionLevel::One,
+        effective_from: NaiveDate::from_ymd_opt(2027, 6, 1).unwrap(),
+        source_document: "桂环函〔2027〕9号".into(),
+        reason: "坝体隐患".into(),
+    });
     let ponds = [
         pond(1, GONGCHENG, SupervisionLevel::One, false),
         pond(2, GONGCHENG, SupervisionLevel::Two, false),
         pond(3, GONGCHENG, SupervisionLevel::Three, true),
         pond(4, GONGCHENG, SupervisionLevel::Three, false),
         pond(5, GONGCHENG, SupervisionLevel::Three, false),
+        (six, raised.into()),
     ];
     for (_, record) in ponds.iter().cloned() {
         office.replica.create(record).unwrap();
     }
-    assert_eq!(office.sync().unwrap().acked, 5);
+    // A key unit with two dated obligations: a late emission report, and a
+    // dismantling plan for works starting 2027-10-25 that nobody filed.
+    let unit_id = SiteId::generate();
+    let mut unit = sample::pond(unit_id);
+    unit.name = "某冶炼厂".into();
+    unit.region_code = RegionCode::new(GONGCHENG).unwrap();
+    unit.details = SiteDetails::KeyUnit(KeySupervisionUnit {
+        industry: "有色金属冶炼".into(),
+        list_year: 2025,
+        credit_code: None,
+    });
+    let works = NaiveDate::from_ymd_opt(2027, 10, 25).unwrap();
+    unit.obligations = vec![
+        Obligation {
+            id: ItemId::generate(),
+            kind: ObligationKind::EmissionReport,
+            period: "2027".into(),
+            due: NaiveDate::from_ymd_opt(2027, 6, 30),
+            received: NaiveDate::from_ymd_opt(2027, 7, 5),
+            works_start: None,
+            note: String::new(),
+        },
+        Obligation {
+            id: ItemId::generate(),
+            kind: ObligationKind::DemolitionPlanFiling,
+            period: "2027".into(),
+            due: None,
+            received: None,
+            works_start: Some(works),
+            note: "拆除浮选车间".into(),
+        },
+    ];
+    office.replica.create(unit.into()).unwrap();
+    assert_eq!(office.sync().unwrap().acked, 7);
 
     // Inspectors pull first: their cursors pass everything there is.
     let mut li = Tablet::enrol(&root.path().join("li"), http(), "li", PASSWORD, None).unwrap();
@@ -189,7 +239,7 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     let id_of = |t: &Value| RecordId::from(t["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
     let rules: Vec<String> = tasks.iter().map(rule).collect();
     assert_eq!(rules.iter().filter(|r| r.starts_with("level_one")).count(), 2);
-    assert_eq!(rules.iter().filter(|r| *r == "level_two_annual").count(), 1);
+    assert_eq!(rules.iter().filter(|r| *r == "level_two_annual").count(), 2);
     let drawn: Vec<&Value> = tasks.iter().filter(|t| rule(t) == "level_three_drawn").collect();
     assert_eq!(drawn.len(), 2, "half of three, rounded up");
     let flagged = ponds[2].0.to_string();
@@ -310,6 +360,67 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     );
     assert_eq!(status, 403, "compliance is the bureau's report");
 
+    // Pond 6 was raised to 一级 on 06-01: its planned 二级 task is cancelled and
+    // the second 一级 inspection added; the pre-flood one had closed by then.
+    let regen = json!({"year": 2027, "site_id": six, "change_day": "2027-06-01"});
+    let (status, plan, text) = call(
+        port,
+        &wang_token,
+        "POST",
+        "/api/v1/schedule/regenerate",
+        Some(regen.clone()),
+    );
+    assert_eq!(status, 200, "{text}");
+    let annual6 = tasks
+        .iter()
+        .find(|t| t["site_id"] == six.to_string() && rule(t) == "level_two_annual")
+        .unwrap();
+    assert_eq!(plan["cancelled"], json!([annual6["id"]]));
+    let added = plan["added"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{plan}");
+    assert_eq!(rule(&added[0]), "level_one_second");
+    assert_eq!(added[0]["window"]["earliest_start"], "2027-06-01");
+    li.sync().unwrap();
+    let AnyRecord::Task(cancelled) = li.replica.get(id_of(annual6)).unwrap().unwrap().record else {
+        panic!("a task")
+    };
+    assert_eq!(
+        cancelled.state,
+        TaskState::Cancelled,
+        "the cancellation reaches the tablet"
+    );
+    assert!(has(&li, id_of(&added[0])));
+    let (_, again, _) = call(port, &wang_token, "POST", "/api/v1/schedule/regenerate", Some(regen));
+    assert_eq!(
+        (
+            again["cancelled"].as_array().unwrap().len(),
+            again["added"].as_array().unwrap().len()
+        ),
+        (0, 0)
+    );
+
+    // The key unit's obligations: one late, one overdue by the official calendar.
+    let (status, obl, text) = call(
+        port,
+        &wang_token,
+        "GET",
+        &format!("/api/v1/schedule/obligations?year=2027&region={GUILIN}"),
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    let list = obl["obligations"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{obl}");
+    let calendar = mobile_schema::schedule::WorkingCalendar::official().unwrap();
+    let of = |kind: &str| list.iter().find(|o| o["kind"] == kind).unwrap();
+    assert_eq!(of("emission_report")["state"], "late");
+    let plan_due = of("demolition_plan_filing");
+    assert_eq!(plan_due["due"], calendar.latest_filing_date(works).to_string());
+    assert_eq!(
+        calendar.working_days_between(calendar.latest_filing_date(works), works),
+        15
+    );
+    assert_eq!(plan_due["state"], "overdue");
+
     // CSV for Excel: a byte-order mark, then the Chinese names as UTF-8.
     let r = Request::new(
         "GET",
@@ -339,7 +450,8 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     );
     assert!(ok, "{err}");
     let shown: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(shown["tasks"].as_array().unwrap().len(), tasks.len());
+    // The generated tasks (the cancelled one listed as such) and the one regenerated.
+    assert_eq!(shown["tasks"].as_array().unwrap().len(), tasks.len() + 1);
     let (ok, _, err) = fieldsync(
         &server,
         "wang",

@@ -130,6 +130,7 @@ pub fn obligations_for(
         period,
         due,
         received: None,
+        works_start: None,
         note: note.to_string(),
     };
     let year = list_year.to_string();

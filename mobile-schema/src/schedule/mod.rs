@@ -17,6 +17,7 @@ pub mod compliance;
 pub mod draw;
 pub mod flood;
 pub mod generate;
+pub mod obligations;
 pub mod teams;
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -27,6 +28,7 @@ pub use calendar::{CalendarError, WorkingCalendar};
 pub use compliance::{ComplianceReport, DoneInspection, compliance};
 pub use flood::{FloodCalendar, FloodOverride, FloodSeason};
 pub use generate::{Regeneration, generate, regenerate_for_pond};
+pub use obligations::{ObligationState, ObligationStatus, obligations_report};
 
 use crate::ids::{SiteId, UserId};
 use crate::region::RegionCode;

@@ -20,4 +20,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/schedule", "GET"),
     ("/api/v1/schedule/generate", "POST"),
     ("/api/v1/schedule/compliance", "GET"),
+    ("/api/v1/schedule/obligations", "GET"),
+    ("/api/v1/schedule/regenerate", "POST"),
 ];

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::auth::Authenticated;
 use crate::body;
 use crate::error::ApiError;
-use crate::schedule::{self, GenerateRequest, ScheduleServiceError, export};
+use crate::schedule::{self, GenerateRequest, RegenerateRequest, ScheduleServiceError, export};
 use crate::startup::AppState;
 
 /// A generate request names periods, seasons and recusals: more than a login,
@@ -42,9 +42,10 @@ impl From<ScheduleServiceError> for ApiError {
                 message: e.to_string(),
                 field: Some("year".into()),
             },
-            e @ (ScheduleServiceError::Refused(_) | ScheduleServiceError::BadReplica) => {
-                ApiError::Internal(e.to_string())
-            }
+            ScheduleServiceError::NotFound(what) => ApiError::Missing(what),
+            e @ (ScheduleServiceError::Refused(_)
+            | ScheduleServiceError::BadReplica
+            | ScheduleServiceError::Calendar(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -76,6 +77,62 @@ pub async fn generate(
         actix_web::http::StatusCode::OK
     };
     Ok(HttpResponse::build(status).json(answer))
+}
+
+/// A pond's level changed during the year: re-plan its remaining tasks.
+#[post("/api/v1/schedule/regenerate")]
+pub async fn regenerate(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(&req, payload, MAX_GENERATE_BYTES).await?;
+    let request: RegenerateRequest = body::decode(&bytes)?;
+    let st = state.clone();
+    let answer = web::block(move || {
+        st.schedule.regenerate(
+            st.storage.as_ref(),
+            &st.accounts,
+            &auth,
+            &request,
+            st.today(),
+            st.clock.now_ms(),
+        )
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// The dated obligations of the key supervision units, and whether each was met.
+#[get("/api/v1/schedule/obligations")]
+pub async fn obligations(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = query(&req)?;
+    let st = state.clone();
+    let list = web::block(move || {
+        schedule::obligations_for(
+            st.storage.as_ref(),
+            &auth.user,
+            q.year,
+            q.region,
+            st.today(),
+            &st.schedule.calendar,
+        )
+    })
+    .await??;
+    Ok(match q.format {
+        Format::Csv => csv_response(
+            format!("obligations-{}-{}.csv", q.year, q.region),
+            export::obligations_csv(&list),
+        ),
+        Format::Json => {
+            HttpResponse::Ok().json(serde_json::json!({ "year": q.year, "region": q.region, "obligations": list }))
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]

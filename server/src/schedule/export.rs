@@ -94,3 +94,31 @@ pub fn compliance_csv(report: &ComplianceReport) -> String {
     }
     finish(w)
 }
+
+/// One row per obligation of a key unit.
+pub fn obligations_csv(list: &[mobile_schema::schedule::ObligationStatus]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "site_id",
+        "site_name",
+        "region_code",
+        "obligation",
+        "period",
+        "due",
+        "received",
+        "state",
+    ]);
+    for o in list {
+        let _ = w.write_record([
+            o.site_id.to_string(),
+            o.site_name.clone(),
+            o.region_code.to_string(),
+            snake(&o.kind),
+            o.period.clone(),
+            o.due.map(|d| d.to_string()).unwrap_or_default(),
+            o.received.map(|d| d.to_string()).unwrap_or_default(),
+            snake(&o.state),
+        ]);
+    }
+    finish(w)
+}

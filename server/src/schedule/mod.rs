@@ -13,12 +13,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDate};
-use mobile_schema::ids::{SiteId, UserId};
+use mobile_schema::ids::{RecordId, SiteId, TaskId, UserId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::region::RegionCode;
 use mobile_schema::schedule::{
-    self, ComplianceReport, DoneInspection, FloodCalendar, FloodOverride, Inspector, IntensifiedPeriod, PeriodicCheck,
-    Schedule, ScheduleError, ScheduleRequest,
+    self, ComplianceReport, DoneInspection, FloodCalendar, FloodOverride, Inspector, IntensifiedPeriod,
+    ObligationStatus, PeriodicCheck, Schedule, ScheduleError, ScheduleRequest, WorkingCalendar,
 };
 use mobile_schema::site::Site;
 use mobile_schema::task::{RandomDraw, Task};
@@ -64,6 +64,10 @@ pub enum ScheduleServiceError {
     Refused(String),
     #[error("the server's replica id is unreadable")]
     BadReplica,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the official calendar does not load: {0}")]
+    Calendar(#[from] mobile_schema::schedule::CalendarError),
 }
 
 /// `POST /api/v1/schedule/generate`.
@@ -102,12 +106,39 @@ pub struct GenerateResponse {
     pub schedule: Schedule,
 }
 
+/// `POST /api/v1/schedule/regenerate`: a pond's level changed during the year.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateRequest {
+    pub year: i32,
+    pub site_id: SiteId,
+    /// The day the new level took effect; today when absent.
+    #[serde(default)]
+    pub change_day: Option<NaiveDate>,
+    #[serde(default)]
+    pub flood_seasons: Vec<FloodOverride>,
+    #[serde(default)]
+    pub intensified: Vec<IntensifiedPeriod>,
+    #[serde(default)]
+    pub recusals: HashMap<String, Vec<SiteId>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegenerateResponse {
+    /// Planned tasks the new level no longer needs, now cancelled.
+    pub cancelled: Vec<TaskId>,
+    /// Tasks added for what the new level still needs.
+    pub added: Vec<Task>,
+}
+
 /// The server's part in schedules: the author identity of the records it makes,
 /// and one generation at a time (their change seqs must be contiguous).
 #[derive(Debug)]
 pub struct ScheduleService {
     replica: ReplicaId,
     lock: Mutex<()>,
+    /// The official working-day calendar (调休 included), for filing deadlines.
+    pub calendar: WorkingCalendar,
 }
 
 impl ScheduleService {
@@ -127,6 +158,7 @@ impl ScheduleService {
         Ok(Self {
             replica,
             lock: Mutex::new(()),
+            calendar: WorkingCalendar::official()?,
         })
     }
 
@@ -203,10 +235,14 @@ impl ScheduleService {
                 role: user.role,
             };
             let scope = crate::access::scope_of(user);
-            let mut docs = Vec::with_capacity(schedule.draws.len() + schedule.tasks.len());
-            docs.extend(schedule.draws.iter().cloned().map(AnyRecord::RandomDraw));
-            docs.extend(schedule.tasks.iter().cloned().map(AnyRecord::Task));
-            self.commit(storage, &actor, &scope, docs, now_ms)?;
+            let mut ops = Vec::with_capacity(schedule.draws.len() + schedule.tasks.len());
+            for doc in schedule.draws.iter().cloned().map(AnyRecord::RandomDraw) {
+                ops.push(create_op(doc)?);
+            }
+            for doc in schedule.tasks.iter().cloned().map(AnyRecord::Task) {
+                ops.push(create_op(doc)?);
+            }
+            self.commit(storage, &actor, &scope, ops, now_ms)?;
         }
         Ok(GenerateResponse {
             stored: !req.dry_run,
@@ -214,25 +250,101 @@ impl ScheduleService {
         })
     }
 
-    /// Create `docs` as records, in pushes of at most `CHUNK` changes.
+    /// Re-plan one pond after its level changed: what was done is kept and
+    /// counts, planned tasks the new level does not need are cancelled, what
+    /// it still needs is added. Running it again the same day changes nothing.
+    pub fn regenerate(
+        &self,
+        storage: &dyn SyncStorage,
+        accounts: &Accounts,
+        who: &Authenticated,
+        req: &RegenerateRequest,
+        today: NaiveDate,
+        now_ms: u64,
+    ) -> Result<RegenerateResponse, ScheduleServiceError> {
+        let user = &who.user;
+        let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
+        let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let records = Records::load(storage)?;
+        let pond = records
+            .sites
+            .iter()
+            .find(|s| s.id == req.site_id)
+            .ok_or_else(|| ScheduleServiceError::NotFound(format!("no site {}", req.site_id)))?;
+        may_plan(user, pond.region_code)?;
+        let inspectors = inspectors(accounts, &req.recusals)?;
+        let change_day = req.change_day.unwrap_or(today);
+        let request = ScheduleRequest {
+            year: req.year,
+            jurisdiction: pond.region_code,
+            generated_on: change_day,
+            sites: &records.sites,
+            flood: &flood,
+            intensified: &req.intensified,
+            periodic: &[],
+            inspectors: &inspectors,
+            seed: 0,
+            drawn_by: user.id,
+            drawn_at: DateTime::from_timestamp_millis(now_ms as i64)
+                .unwrap_or_default()
+                .with_timezone(&mobile_schema::time::shanghai()),
+        };
+        let plan = schedule::regenerate_for_pond(&request, pond, &records.tasks, change_day)?;
+        let existing: HashSet<TaskId> = records.tasks.iter().map(|t| t.id).collect();
+        let added: Vec<Task> = plan.add.into_iter().filter(|t| !existing.contains(&t.id)).collect();
+        let mut ops = Vec::with_capacity(plan.cancel.len() + added.len());
+        for id in &plan.cancel {
+            ops.push((
+                RecordKind::Task,
+                RecordId::from(*id),
+                Op::Transition {
+                    action: "cancel".into(),
+                    versions: None,
+                },
+            ));
+        }
+        for t in &added {
+            ops.push(create_op(AnyRecord::Task(t.clone()))?);
+        }
+        let actor = Actor {
+            replica: self.replica,
+            user: user.id,
+            device: who.device,
+            role: user.role,
+        };
+        self.commit(storage, &actor, &crate::access::scope_of(user), ops, now_ms)?;
+        Ok(RegenerateResponse {
+            cancelled: plan.cancel,
+            added,
+        })
+    }
+
+    /// Apply `ops` as changes of the server's replica, in pushes of at most
+    /// `CHUNK`, through the same engine and scope rules as a tablet's push.
     fn commit(
         &self,
         storage: &dyn SyncStorage,
         actor: &Actor,
         scope: &Scope,
-        docs: Vec<AnyRecord>,
+        ops: Vec<(RecordKind, RecordId, Op)>,
         now_ms: u64,
     ) -> Result<(), ScheduleServiceError> {
         const CHUNK: usize = 500;
         let mut seq = storage.last_seq(self.replica)?;
         let mut counter = 0u32;
-        let mut docs = docs.into_iter().peekable();
-        while docs.peek().is_some() {
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
             let mut changes = Vec::with_capacity(CHUNK);
-            for doc in docs.by_ref().take(CHUNK) {
+            for (kind, record, op) in ops.by_ref().take(CHUNK) {
                 seq += 1;
                 counter += 1;
-                changes.push(create_change(seq, Hlc::new(now_ms, counter), doc)?);
+                changes.push(Change {
+                    seq,
+                    hlc: Hlc::new(now_ms, counter),
+                    kind,
+                    record,
+                    op,
+                });
             }
             let answer = storage.apply_push(actor, Some(scope), changes, now_ms)?;
             let refused: Vec<String> = answer
@@ -251,8 +363,8 @@ impl ScheduleService {
     }
 }
 
-/// A change creating `doc`, as a replica writes one: the record without its kind tag.
-fn create_change(seq: u64, hlc: Hlc, doc: AnyRecord) -> Result<Change, ScheduleServiceError> {
+/// Creating `doc`, as a replica writes it: the record without its kind tag.
+fn create_op(doc: AnyRecord) -> Result<(RecordKind, RecordId, Op), ScheduleServiceError> {
     let kind = doc.kind();
     let record = doc.id();
     let mut value = serde_json::to_value(&doc).map_err(|e| ScheduleServiceError::Refused(e.to_string()))?;
@@ -260,16 +372,14 @@ fn create_change(seq: u64, hlc: Hlc, doc: AnyRecord) -> Result<Change, ScheduleS
         obj.remove("kind");
     }
     let value = UnitValue::of(&value).map_err(|e| ScheduleServiceError::Refused(e.to_string()))?;
-    Ok(Change {
-        seq,
-        hlc,
+    Ok((
         kind,
         record,
-        op: Op::Create {
+        Op::Create {
             record: value,
             versions: None,
         },
-    })
+    ))
 }
 
 /// A seed nobody chose; it is recorded in each draw.
@@ -430,6 +540,26 @@ pub fn compliance_for(
         &records.sites,
         &records.tasks,
         &records.inspections,
+    ))
+}
+
+/// The dated obligations of the key units of `region` in `year`.
+pub fn obligations_for(
+    storage: &dyn SyncStorage,
+    user: &User,
+    year: i32,
+    region: RegionCode,
+    today: NaiveDate,
+    calendar: &WorkingCalendar,
+) -> Result<Vec<ObligationStatus>, ScheduleServiceError> {
+    may_plan(user, region)?;
+    let records = Records::load(storage)?;
+    Ok(schedule::obligations_report(
+        year,
+        region,
+        today,
+        &records.sites,
+        calendar,
     ))
 }
 
