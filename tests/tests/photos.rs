@@ -685,3 +685,104 @@ fn uploading_a_gigabyte_of_photos_grows_server_rss_by_less_than_64_mib() {
         peak - rss_before
     );
 }
+
+/// A user's access token, by a password login on a new device.
+fn token_of(env: &Env, username: &str, password: &str) -> String {
+    let body = serde_json::json!({"username": username, "password": password,
+        "device": {"id": DeviceId::generate(), "name": "scope test"}});
+    let r = Http::new(&env.url(), None)
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            &[("content-type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn photos_follow_the_scope_of_the_records_that_name_them() {
+    const PASSWORD: &str = "photo-scope-Wq27-password";
+    let env = Env::start("");
+    let admin = env.http();
+    for (name, region) in [("li", "450332"), ("zhao", "450102")] {
+        let body =
+            serde_json::json!({"username": name, "password": PASSWORD, "role": "inspector", "regions": [region]});
+        let r = admin
+            .send(
+                "POST",
+                "/api/v1/admin/users",
+                &[("content-type", "application/json")],
+                Some(body.to_string().as_bytes()),
+            )
+            .unwrap();
+        assert_eq!(r.status, 201);
+    }
+    // An inspection of a pond in 恭城 (450332), with a photo uploaded for it.
+    let (mut office, mut t) = tablet(&env, "office");
+    let bytes = photo(40, 20_000);
+    let sha = sha256_hex(&bytes);
+    let site = SiteId::generate();
+    let mut pond = mobile_schema::sample::pond(site);
+    pond.region_code = mobile_schema::region::RegionCode::new(450_332).unwrap();
+    let id = InspectionId::generate();
+    let mut insp = mobile_schema::sample::inspection(id, site, office.identity().device);
+    insp.evidence.push(evidence(&sha));
+    office.create(AnyRecord::Site(pond)).unwrap();
+    office.create(AnyRecord::Inspection(insp)).unwrap();
+    office.sync(&mut t).unwrap();
+    let record = RecordId::from(id).to_string();
+    assert_eq!(
+        admin
+            .upload(&bytes, 8 * 1024, &[("sha256", &sha), ("record", &record)])
+            .unwrap()
+            .status,
+        204
+    );
+
+    let li = Http::new(&env.url(), Some(token_of(&env, "li", PASSWORD)));
+    let zhao = Http::new(&env.url(), Some(token_of(&env, "zhao", PASSWORD)));
+    let photo_path = format!("/api/v1/photos/{sha}");
+    let evidence_path = format!("/api/v1/inspections/{id}/evidence");
+    // li works in 恭城: the photo, its thumbnail's route and the evidence are his to read.
+    assert_eq!(li.send("GET", &photo_path, &[], None).unwrap().status, 200);
+    assert_eq!(
+        li.send("GET", &format!("{photo_path}/info"), &[], None).unwrap().status,
+        200
+    );
+    assert_eq!(li.send("GET", &evidence_path, &[], None).unwrap().status, 200);
+    // zhao works in 南宁's 兴宁区: as if none of it existed.
+    assert_eq!(zhao.send("GET", &photo_path, &[], None).unwrap().status, 404);
+    assert_eq!(
+        zhao.send("GET", &format!("{photo_path}/info"), &[], None)
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(zhao.send("GET", &evidence_path, &[], None).unwrap().status, 404);
+    // Nor may zhao attach a photo to that inspection; one of his own is fine.
+    let other = photo(41, 10_000);
+    let other_sha = sha256_hex(&other);
+    let refused = zhao
+        .create(other.len() as u64, &[("sha256", &other_sha), ("record", &record)])
+        .unwrap();
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["code"], "forbidden");
+    let own = zhao.upload(&other, 8 * 1024, &[("sha256", &other_sha)]).unwrap();
+    assert_eq!(own.status, 204);
+    assert_eq!(
+        zhao.send("GET", &format!("/api/v1/photos/{other_sha}"), &[], None)
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        li.send("GET", &format!("/api/v1/photos/{other_sha}"), &[], None)
+            .unwrap()
+            .status,
+        404,
+        "another's photo named by no record of li's"
+    );
+}

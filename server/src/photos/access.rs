@@ -1,31 +1,60 @@
-//! Who may upload and read which photo.
-//!
-//! Scope rules (which user sees which region's records) are being written in
-//! another issue. Until they land, any authenticated user may upload a photo
-//! for any record and read any photo. These two functions are the only places
-//! the photo routes ask, so the scope rules plug in here and nowhere else.
+//! Who may upload and read which photo: the scope rules of records
+//! (`sync_protocol::scope`) carried over to the photos they name. A photo is
+//! readable by whoever uploaded it, by admins, and by anyone who may see one
+//! of the records its uploads named; an upload naming a record needs that
+//! record to be in the uploader's scope. These are the only places the photo
+//! routes ask.
 
+use chrono::NaiveDate;
 use mobile_schema::ids::RecordId;
 
-use super::PhotoMeta;
+use super::{PhotoMeta, Photos};
+use crate::access::{Visibility, scope_of};
 use crate::auth::Authenticated;
+use crate::storage::StorageError;
 
-/// May `who` read (download, thumbnail, evidence) this photo? Scope rules go
-/// here: e.g. allowed when `who` may read one of `photo.records`.
-pub fn may_read_photo(who: &Authenticated, photo: &PhotoMeta) -> bool {
-    let _ = (who, photo);
-    true
+fn today(photos: &Photos) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(photos.inner.clock.now_ms() as i64)
+        .unwrap_or_default()
+        .with_timezone(&mobile_schema::time::shanghai())
+        .date_naive()
+}
+
+/// May `who` see the stored record `id`? `None` when the store has no such record.
+fn sees(who: &Authenticated, photos: &Photos, id: RecordId) -> Result<Option<bool>, StorageError> {
+    let storage = photos.inner.storage.as_ref();
+    let Some(state) = storage.record(id)? else {
+        return Ok(None);
+    };
+    let mut visibility = Visibility::new(storage, today(photos));
+    visibility.visible(&scope_of(&who.user), &state).map(Some)
+}
+
+/// May `who` read (download, thumbnail, info) this photo?
+pub fn may_read_photo(who: &Authenticated, photos: &Photos, photo: &PhotoMeta) -> Result<bool, StorageError> {
+    if who.user.role == mobile_schema::workflow::Role::Admin || photo.stored_by == who.user.id {
+        return Ok(true);
+    }
+    for id in &photo.records {
+        if sees(who, photos, *id)? == Some(true) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// May `who` upload a photo for `record` (named in the upload's metadata)?
-/// Scope rules go here: the same rule as for writing the record itself.
-pub fn may_attach(who: &Authenticated, record: Option<RecordId>) -> bool {
-    let _ = (who, record);
-    true
+/// A record the server does not have yet is allowed: a stock client may send
+/// the photo before the record syncs, and the photo stays readable only by
+/// its uploader until a visible record names it.
+pub fn may_attach(who: &Authenticated, photos: &Photos, record: Option<RecordId>) -> Result<bool, StorageError> {
+    match record {
+        None => Ok(true),
+        Some(id) => Ok(sees(who, photos, id)?.unwrap_or(true)),
+    }
 }
 
 /// May `who` read the evidence checks of this inspection?
-pub fn may_read_record(who: &Authenticated, record: RecordId) -> bool {
-    let _ = (who, record);
-    true
+pub fn may_read_record(who: &Authenticated, photos: &Photos, record: RecordId) -> Result<bool, StorageError> {
+    Ok(sees(who, photos, record)? == Some(true))
 }

@@ -134,6 +134,12 @@ impl PhotoError {
     }
 }
 
+impl From<crate::storage::StorageError> for PhotoError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        PhotoError::Internal(e.to_string())
+    }
+}
+
 impl From<actix_web::error::BlockingError> for PhotoError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         PhotoError::Internal(e.to_string())

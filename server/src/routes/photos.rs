@@ -42,7 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn readable(auth: &Authenticated, photos: &Photos, sha: &str) -> Result<PhotoMeta, PhotoError> {
     let meta = photos.photo(sha)?.ok_or(PhotoError::NotFound)?;
-    if !access::may_read_photo(auth, &meta) {
+    if !access::may_read_photo(auth, photos, &meta)? {
         // Not revealing that it exists.
         return Err(PhotoError::NotFound);
     }
@@ -103,7 +103,7 @@ async fn evidence(
     let id: RecordId = id
         .parse()
         .map_err(|_| PhotoError::bad("invalid_id", "the inspection id is a UUID", Some("id")))?;
-    if !access::may_read_record(&auth, id) {
+    if !access::may_read_record(&auth, &photos, id)? {
         return Err(PhotoError::NotFound);
     }
     let p = photos.clone();

@@ -115,7 +115,7 @@ async fn create(
         None => Default::default(),
     };
     let record = metadata.get("record").and_then(|r| r.trim().parse().ok());
-    if !access::may_attach(&auth, record) {
+    if !access::may_attach(&auth, &photos, record)? {
         return Err(PhotoError::Forbidden);
     }
     let (user, device) = (auth.user.id, auth.device);
