@@ -14,6 +14,7 @@ pub mod photos;
 pub mod ratelimit;
 pub mod routes;
 pub mod schedule;
+pub mod site_moves;
 pub mod startup;
 pub mod storage;
 pub mod tls;

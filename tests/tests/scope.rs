@@ -191,3 +191,78 @@ fn pulls_and_pushes_follow_role_and_regions_and_a_scope_change_backfills_and_pur
     wang.sync().unwrap();
     assert!(has(&wang, site_g) && has(&wang, insp_g));
 }
+
+#[test]
+fn a_site_that_moves_takes_its_records_to_the_new_region_and_out_of_the_old() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        &root.path().join("server"),
+        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    )
+    .unwrap();
+    let port = server.port;
+    let token = admin_token(port);
+    for (name, region) in [("li", GONGCHENG), ("zhao", XINGNING)] {
+        admin(
+            port,
+            &token,
+            "POST",
+            "/api/v1/admin/users",
+            json!({"username": name, "password": PASSWORD, "role": "inspector", "regions": [region.to_string()]}),
+        );
+    }
+    let http = || HttpConfig::new(server.url(""));
+    let enrol = |dir: &str, user: &str, password: &str| {
+        Tablet::enrol(&root.path().join(dir), http(), user, password, None).unwrap()
+    };
+    // A pond recorded in 恭城 by mistake, with an inspection and its review.
+    let mut office = enrol("office", "admin", ADMIN_PASSWORD);
+    let (site, pond) = site_in(GONGCHENG);
+    let (stays, other_pond) = site_in(GONGCHENG);
+    let insp = InspectionId::generate();
+    let device = office.replica.identity().device;
+    office.replica.create(pond).unwrap();
+    office.replica.create(other_pond).unwrap();
+    office
+        .replica
+        .create(sample::inspection(insp, site, device).into())
+        .unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+
+    let mut li = enrol("li", "li", PASSWORD);
+    let mut zhao = enrol("zhao", "zhao", PASSWORD);
+    li.sync().unwrap();
+    zhao.sync().unwrap();
+    assert!(has(&li, site) && has(&li, insp) && has(&li, stays));
+    assert!(!has(&zhao, site) && !has(&zhao, insp));
+
+    // The office corrects the county: the pond is in 兴宁区.
+    office
+        .edit(
+            RecordKind::Site,
+            site.into(),
+            "region_code",
+            json!(XINGNING.to_string()),
+        )
+        .unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+
+    // zhao's cursor passed these records long ago; they reach his tablet anyway.
+    zhao.sync().unwrap();
+    assert!(
+        has(&zhao, site) && has(&zhao, insp),
+        "the moved site and its inspection reach the new region"
+    );
+    assert!(!has(&zhao, stays));
+    // li's tablet lets them go; the pond that stayed stays.
+    let report = li.sync().unwrap();
+    assert!(report.purged >= 2, "{report:?}");
+    assert!(
+        !has(&li, site) && !has(&li, insp),
+        "the moved records leave the old region's tablets"
+    );
+    assert!(has(&li, stays));
+    // Nothing more on the next pulls.
+    assert_eq!(li.sync().unwrap().purged, 0);
+    assert!(has(&zhao, site));
+}

@@ -10,6 +10,7 @@ use crate::access::{self, Cursor, Visibility};
 use crate::auth::Authenticated;
 use crate::body;
 use crate::error::ApiError;
+use crate::site_moves;
 use crate::startup::AppState;
 
 /// Records per pull page when the client does not say.
@@ -47,9 +48,18 @@ pub async fn push(
     };
     let scope = access::scope_of(&auth.user);
     let st = state.clone();
-    let response = web::block(move || {
+    let response = web::block(move || -> Result<_, ApiError> {
         let now = st.clock.now_ms();
-        st.storage.apply_push(&actor, Some(&scope), request.changes, now)
+        let moving = site_moves::moving_sites(st.storage.as_ref(), &request.changes)?;
+        let response = st.storage.apply_push(&actor, Some(&scope), request.changes, now)?;
+        if !moving.is_empty() {
+            // The push is durable already; a failure here leaves the records where
+            // they were, to be moved by the site's next change.
+            if let Err(e) = site_moves::relocate(st.storage.as_ref(), &st.db, &moving) {
+                tracing::error!(error = %e, "moving a site's records failed");
+            }
+        }
+        Ok(response)
     })
     .await??;
     Ok(HttpResponse::Ok().json(response))
@@ -115,6 +125,17 @@ pub async fn pull(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
         };
         let mut page = st.storage.records_since(since, limit, max_bytes)?;
         let records = visibility.filter(&scope, std::mem::take(&mut page.records))?;
+        let mut purge = purge;
+        if since > 0 {
+            purge.extend(site_moves::purge_for(
+                &st.db,
+                &mut visibility,
+                st.storage.as_ref(),
+                &scope,
+                since,
+                page.next,
+            )?);
+        }
         Ok((page, records, purge, st.storage.epoch()))
     })
     .await??;
