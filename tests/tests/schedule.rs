@@ -282,6 +282,25 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     );
     assert_eq!(listed["tasks"].as_array().unwrap().len(), tasks.len() - 2);
 
+    // The server's clock is the `today` setting, moved between restarts. On the
+    // eve of the first drawn window nothing shows; on its first day exactly the
+    // tasks whose window opened that day do.
+    let opens = |t: &Value| NaiveDate::parse_from_str(t["hidden_until"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let first = drawn.iter().map(|t| opens(t)).min().unwrap();
+    write_config(&config, &first.pred_opt().unwrap().to_string());
+    server.restart().unwrap();
+    li.sync().unwrap();
+    assert!(
+        drawn.iter().all(|t| !has(&li, id_of(t))),
+        "hidden on the eve of the window"
+    );
+    write_config(&config, &first.to_string());
+    server.restart().unwrap();
+    li.sync().unwrap();
+    for t in &drawn {
+        assert_eq!(has(&li, id_of(t)), opens(t) <= first, "on {first}: {t}");
+    }
+
     // The year goes by: on restart the server's today is after every drawn window opened.
     write_config(&config, "2027-10-15");
     server.restart().unwrap();
