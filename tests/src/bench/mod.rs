@@ -9,6 +9,7 @@
 //! alone) does them untimed first.
 
 pub mod device;
+pub mod photos;
 pub mod report;
 pub mod workload;
 
@@ -29,6 +30,11 @@ pub use workload::{WorkRecord, Workload};
 
 use crate::harness::ServerProcess;
 
+fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
 /// The bootstrap admin's password, given to the server on its first start.
 pub const ADMIN_PASSWORD: &str = "fieldsync-bench-Guangxi-2025";
 
@@ -43,14 +49,20 @@ pub enum Scenario {
     Incremental,
     /// Two devices edit the same 2% of the records offline, both sync, then both pull.
     Conflict,
+    /// The photos upload from their devices, then a fresh device downloads them.
+    Photos,
+    /// The photo upload stops at about half of the bytes and is resumed.
+    PhotosResume,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::PushFull,
         Scenario::PullFull,
         Scenario::Incremental,
         Scenario::Conflict,
+        Scenario::Photos,
+        Scenario::PhotosResume,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +71,8 @@ impl Scenario {
             Scenario::PullFull => "pull_full",
             Scenario::Incremental => "incremental",
             Scenario::Conflict => "conflict",
+            Scenario::Photos => "photos",
+            Scenario::PhotosResume => "photos_resume",
         }
     }
 }
@@ -68,7 +82,7 @@ impl FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Scenario::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
             format!(
-                "unknown scenario {s:?}; one of: {} (photos and photos_resume are not implemented)",
+                "unknown scenario {s:?}; one of: {}",
                 Scenario::ALL.map(Scenario::as_str).join(", ")
             )
         })
@@ -94,6 +108,8 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// Progress lines on stderr.
     pub verbose: bool,
+    /// The photos of the photo scenarios.
+    pub photos: photos::PhotoSizes,
 }
 
 impl Options {
@@ -108,6 +124,7 @@ impl Options {
             pull_limit: None,
             dir: None,
             verbose: false,
+            photos: photos::PhotoSizes::standard(),
         }
     }
 }
@@ -131,6 +148,8 @@ pub fn run(
             Scenario::PullFull => bench.pull_full()?,
             Scenario::Incremental => bench.incremental()?,
             Scenario::Conflict => bench.conflict()?,
+            Scenario::Photos => bench.photos()?,
+            Scenario::PhotosResume => bench.photos_resume()?,
         };
         emit(&report);
         out.push(report);
@@ -481,6 +500,108 @@ impl Bench {
         r.conflict_outcomes = Some(reports.iter().map(|r| r.conflicts).sum());
         r.identical = Some(identical && conflicts[0] == conflicts[1]);
         r.add_wire([self.devices[a].transport.stats(), self.devices[b].transport.stats()]);
+        Ok(r)
+    }
+
+    /// Put each photo in its record's tablet queue (set-up, untimed).
+    fn attach(&mut self, list: &[photos::BenchPhoto]) -> anyhow::Result<()> {
+        parallel(&mut self.devices, self.options.concurrency, |d| {
+            for p in list.iter().filter(|p| p.device == d.name) {
+                d.replica
+                    .attach_photo_to(p.record, &p.path)
+                    .with_context(|| format!("attaching {}", p.path.display()))?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn photo_report(&self, scenario: Scenario, list: &[photos::BenchPhoto], seconds: f64) -> ScenarioReport {
+        let bytes: u64 = list.iter().map(|p| p.size).sum();
+        let mut r = self.report(scenario, list.len(), seconds);
+        r.photos = Some(list.len());
+        r.photo_bytes = Some(bytes);
+        r.mb_per_s_up = Some(round(bytes as f64 / 1e6 / seconds, 1));
+        r
+    }
+
+    fn upload_all(&mut self, stop: fn(&replica::QueueProgress) -> std::ops::ControlFlow<()>) -> anyhow::Result<usize> {
+        let config = photos::upload_config();
+        let reports = parallel(&mut self.devices, self.options.concurrency, |d| {
+            let mut progress = |p: &replica::QueueProgress| stop(p);
+            d.replica
+                .upload_photos(&mut d.transport, &config, &mut progress)
+                .map_err(anyhow::Error::from)
+        })?;
+        Ok(reports.iter().map(|r| r.uploaded + r.deduplicated).sum())
+    }
+
+    fn photos(&mut self) -> anyhow::Result<ScenarioReport> {
+        self.ensure_pushed()?;
+        let list = photos::make_photos(
+            &self.workload.records,
+            self.options.photos,
+            1,
+            &self.root.join("photo-files-1"),
+        )?;
+        self.attach(&list)?;
+        self.reset_stats();
+        let rss_before = self.memory.rss_mb();
+        self.log(format!("photos: uploading {}", list.len()));
+        let t = Instant::now();
+        let uploaded = self.upload_all(|_| std::ops::ControlFlow::Continue(()))?;
+        let seconds = photos::seconds_since(t);
+        if uploaded != list.len() {
+            bail!("{uploaded} of {} photos uploaded", list.len());
+        }
+        let mut r = self.photo_report(Scenario::Photos, &list, seconds);
+        r.add_wire(self.devices.iter().map(|d| d.transport.stats()));
+        let photo_bytes = r.photo_bytes.unwrap_or(1).max(1);
+        r.wire_bytes_per_photo_byte = Some(round(r.bytes_up as f64 / photo_bytes as f64, 4));
+        r.server_rss_growth_mb = self.memory.peak_mb().zip(rss_before).map(|(p, b)| round(p - b, 1));
+
+        // A supervisor's fresh device downloads them all.
+        let mut viewer = self.new_device("photo-viewer")?;
+        viewer.transport.reset_stats();
+        self.log("photos: downloading");
+        let t = Instant::now();
+        let got = {
+            let mut client = replica::PhotoClient::new(&mut viewer.transport, photos::upload_config());
+            photos::download_all(&mut client, &list, &self.root.join("downloaded"))?
+        };
+        let down = photos::seconds_since(t);
+        r.download_seconds = Some(round(down, 4));
+        r.mb_per_s_down = Some(round(got as f64 / 1e6 / down, 1));
+        r.add_wire([viewer.transport.stats()]);
+        r.server_peak_rss_mb = self.memory.peak_mb();
+        Ok(r)
+    }
+
+    fn photos_resume(&mut self) -> anyhow::Result<ScenarioReport> {
+        self.ensure_pushed()?;
+        let list = photos::make_photos(
+            &self.workload.records,
+            self.options.photos,
+            2,
+            &self.root.join("photo-files-2"),
+        )?;
+        self.attach(&list)?;
+        self.reset_stats();
+        self.log(format!("photos_resume: uploading {}, stopping at half", list.len()));
+        let t = Instant::now();
+        let first = self.upload_all(photos::stop_at_half)?;
+        // The app comes back: the queue resumes each upload from the server's offset.
+        let second = self.upload_all(|_| std::ops::ControlFlow::Continue(()))?;
+        let seconds = photos::seconds_since(t);
+        if first + second != list.len() || first == list.len() {
+            bail!("{first} photos before the cut and {second} after, of {}", list.len());
+        }
+        let mut r = self.photo_report(Scenario::PhotosResume, &list, seconds);
+        r.add_wire(self.devices.iter().map(|d| d.transport.stats()));
+        let photo_bytes = r.photo_bytes.unwrap_or(0);
+        let sent = photos::body_bytes_sent(self.devices.iter().map(|d| d.transport.stats()));
+        r.bytes_resent = Some(sent.saturating_sub(photo_bytes));
+        r.wire_bytes_per_photo_byte = Some(round(r.bytes_up as f64 / photo_bytes.max(1) as f64, 4));
         Ok(r)
     }
 }

@@ -45,6 +45,27 @@ pub struct ScenarioReport {
     /// Both tablets hold the same state of every edited record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identical: Option<bool>,
+    /// Photo scenarios: how many photos, their bytes, and the rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photos: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_bytes: Option<u64>,
+    /// Photo bytes uploaded per second, in MB (10^6 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mb_per_s_up: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mb_per_s_down: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_seconds: Option<f64>,
+    /// Upload wire bytes (bodies and headers) per photo byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_bytes_per_photo_byte: Option<f64>,
+    /// Body bytes sent beyond each photo byte once (after a cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_resent: Option<u64>,
+    /// Server peak RSS during the upload minus its RSS before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_rss_growth_mb: Option<f64>,
 }
 
 impl ScenarioReport {
@@ -73,6 +94,14 @@ impl ScenarioReport {
             conflicts: None,
             conflict_outcomes: None,
             identical: None,
+            photos: None,
+            photo_bytes: None,
+            mb_per_s_up: None,
+            mb_per_s_down: None,
+            download_seconds: None,
+            wire_bytes_per_photo_byte: None,
+            bytes_resent: None,
+            server_rss_growth_mb: None,
         }
     }
 
@@ -111,6 +140,11 @@ impl ServerMemory {
     /// RSS (Linux ≥ 4.0). Without it the peak is the one since the start.
     pub fn reset_peak(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5");
+    }
+
+    /// VmRSS in MiB: the resident set now.
+    pub fn rss_mb(&self) -> Option<f64> {
+        self.field_kb("VmRSS:").map(|kb| round(kb as f64 / 1024.0, 1))
     }
 
     /// VmHWM in MiB.

@@ -3,7 +3,7 @@
 //! on stdout.
 //!
 //! ```sh
-//! cargo run --release -p tests --bin fieldsync-bench -- push_full pull_full incremental conflict
+//! cargo run --release -p tests --bin fieldsync-bench -- push_full pull_full incremental conflict photos photos_resume
 //! ```
 
 use std::io::Write as _;
@@ -18,7 +18,7 @@ use tests::bench::{self, Options, Scenario};
     about = "Sync benchmark of fieldsync on the standard workload"
 )]
 struct Cli {
-    /// Scenarios to run, in order: push_full, pull_full, incremental, conflict [default: all four].
+    /// Scenarios to run, in order: push_full, pull_full, incremental, conflict, photos, photos_resume [default: all six].
     scenarios: Vec<Scenario>,
     /// The JSONL workload [default: fixtures/bench/workload-5000.jsonl].
     #[arg(long)]
@@ -41,6 +41,9 @@ struct Cli {
     /// Keep the server's and tablets' stores here instead of a temporary folder.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Photos of the photo scenarios [default: 600, 0.3–1.5 MB each].
+    #[arg(long)]
+    photos: Option<usize>,
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -62,6 +65,13 @@ fn main() -> anyhow::Result<()> {
         pull_limit: cli.pull_limit,
         dir: cli.dir,
         verbose: !cli.quiet,
+        photos: match cli.photos {
+            Some(count) => bench::photos::PhotoSizes {
+                count,
+                ..bench::photos::PhotoSizes::standard()
+            },
+            None => bench::photos::PhotoSizes::standard(),
+        },
     };
     let mut stdout = std::io::stdout().lock();
     bench::run(&options, &scenarios, |report| {
