@@ -648,7 +648,7 @@ impl HttpTransport {
             .reader();
         let mut out = Vec::new();
         let read = match sink {
-            Some(sink) if (200..=299).contains(&status) => std::io::copy(&mut reader, sink),
+            Some(sink) if (200..=299).contains(&status) => copy_large(&mut reader, sink),
             _ => std::io::Read::read_to_end(&mut reader, &mut out).map(|n| n as u64),
         };
         let n = read.map_err(|e| TransportError::Unavailable(format!("the answer was cut: {e}")))?;
@@ -658,6 +658,23 @@ impl HttpTransport {
             headers,
             body: out,
         })
+    }
+}
+
+/// `std::io::copy` with a buffer sized for photos: its 8 KiB one costs a
+/// write per 8 KiB into the sink.
+fn copy_large(reader: &mut impl std::io::Read, sink: &mut dyn std::io::Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sink.write_all(&buf[..n])?;
+        total += n as u64;
     }
 }
 

@@ -335,9 +335,17 @@ impl<'a> PhotoClient<'a> {
     pub fn download(&mut self, sha: &Sha256Hex, dest: &Path) -> Result<u64, ReplicaError> {
         let mut received = 0;
         let mut failures = 0;
+        // Hashed as it arrives; after a cut, the part already on disk is hashed first.
+        let mut hasher = Sha256::new();
+        let mut hashed = 0u64;
         loop {
             let have = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-            let mut file = std::fs::OpenOptions::new()
+            if have != hashed {
+                hasher = Sha256::new();
+                let mut f = std::fs::File::open(dest).map_err(io(dest))?;
+                std::io::copy(&mut f, &mut hasher).map_err(io(dest))?;
+            }
+            let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(dest)
@@ -347,7 +355,11 @@ impl<'a> PhotoClient<'a> {
             } else {
                 Vec::new()
             };
-            let mut counter = Counter { inner: &mut file, n: 0 };
+            let mut counter = Counter {
+                inner: std::io::BufWriter::with_capacity(1 << 20, file),
+                hasher: &mut hasher,
+                n: 0,
+            };
             let result = self
                 .http
                 .raw(
@@ -358,7 +370,10 @@ impl<'a> PhotoClient<'a> {
                     Some(&mut counter),
                 )
                 .map_err(ReplicaError::from);
+            let flushed = std::io::Write::flush(&mut counter).map_err(io(dest));
             received += counter.n;
+            hashed = have + counter.n;
+            flushed?;
             match result {
                 Ok(r) if r.status == 206 || (r.status == 200 && have == 0) => break,
                 Ok(r) if r.status == 200 => {
@@ -374,9 +389,6 @@ impl<'a> PhotoClient<'a> {
                 Err(e) => return Err(e),
             }
         }
-        let mut f = std::fs::File::open(dest).map_err(io(dest))?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut f, &mut hasher).map_err(io(dest))?;
         let got = hex::encode(hasher.finalize());
         if got != sha.as_str() {
             let _ = std::fs::remove_file(dest);
@@ -388,14 +400,17 @@ impl<'a> PhotoClient<'a> {
     }
 }
 
-struct Counter<'w> {
-    inner: &'w mut std::fs::File,
+/// Where a download goes: the file, through a buffer, and the running hash.
+struct Counter<'h> {
+    inner: std::io::BufWriter<std::fs::File>,
+    hasher: &'h mut Sha256,
     n: u64,
 }
 
 impl std::io::Write for Counter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
         self.n += n as u64;
         Ok(n)
     }

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::photos::{PhotoError, PhotoMeta, Photos, ThumbState, access};
 
 /// Bytes read from disk per step of a download.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 
 /// Registers the photo and evidence routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
