@@ -527,7 +527,8 @@ impl Replica {
         Ok(Some(RecordView {
             record,
             conflicts,
-            flags: view.flags.clone(),
+            // The record's own flags, then the server's checks of its photos.
+            flags: view.flags.iter().chain(&view.evidence).cloned().collect(),
             locked: view.lock.is_some(),
             pending,
         }))

@@ -264,6 +264,21 @@ impl Engine {
         Ok(found)
     }
 
+    /// Set a record's evidence flags; when they changed, the record gets a new
+    /// commit seq so that pulls carry them. Returns whether it changed.
+    pub fn annotate<S: Store>(&mut self, store: &mut S, id: RecordId, evidence: &[Flag]) -> Result<bool, S::Error> {
+        let Some(mut r) = store.record(id)? else {
+            return Ok(false);
+        };
+        if r.evidence == evidence {
+            return Ok(false);
+        }
+        r.evidence = evidence.to_vec();
+        r.commit_seq = store.next_commit_seq()?;
+        store.put_record(r)?;
+        Ok(true)
+    }
+
     /// Assign commit sequences (others first, so the main record is the newest)
     /// and store. Returns the main record's commit seq.
     fn commit<S: Store>(&mut self, store: &mut S, touched: Touched) -> Result<u64, S::Error> {

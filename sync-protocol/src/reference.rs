@@ -135,6 +135,14 @@ impl ReferenceServer {
         }
     }
 
+    /// See [`Engine::annotate`].
+    pub fn annotate(&mut self, id: RecordId, evidence: &[crate::outcome::Flag]) -> bool {
+        match self.engine.annotate(&mut self.store, id, evidence) {
+            Ok(changed) => changed,
+            Err(never) => match never {},
+        }
+    }
+
     /// Records changed after `since` (a commit seq as text; `0` is the start).
     pub fn pull(&self, since: &str, limit: usize, now_ms: u64) -> PullResponse {
         let from: u64 = since.parse().unwrap_or(0);

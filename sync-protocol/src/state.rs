@@ -62,6 +62,11 @@ pub struct RecordState {
     pub review: Option<ReviewMark>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
+    /// Flags from the server's checks of the photos (EXIF position and time,
+    /// photos declared but not uploaded). The engine never sets them: they
+    /// come from files, not from the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Flag>,
     /// The server commit sequence of the record's last change; 0 if never committed.
     #[serde(default)]
     pub commit_seq: u64,
@@ -78,6 +83,7 @@ impl RecordState {
             lock: None,
             review: None,
             flags: Vec::new(),
+            evidence: Vec::new(),
             commit_seq: 0,
         }
     }

@@ -593,6 +593,20 @@ fn evidence_checks_compare_exif_position_and_time_with_the_site_and_the_visit() 
         late_message.contains("photo 2") && late_message.contains("3 h 40 min after"),
         "{late_message}"
     );
+    // The same checks ride on the record: the tablet's next pull shows them as
+    // its flags, beside the record's own (the vague fix, flagged once).
+    rep.sync(&mut t).unwrap();
+    let shown = rep.get(RecordId::from(id)).unwrap().unwrap();
+    let on_record: Vec<&str> = shown.flags.iter().map(|f| f.code.as_str()).collect();
+    for code in ["photo_away_from_site", "photo_outside_visit", "photo_not_uploaded"] {
+        assert!(on_record.contains(&code), "{code} in {on_record:?}");
+    }
+    assert_eq!(
+        on_record.iter().filter(|c| **c == "fix_imprecise").count(),
+        1,
+        "{on_record:?}"
+    );
+
     // Photo 1 is on site and in time (its offset-less EXIF time read as Asia/Shanghai).
     assert!(!messages.iter().any(|m| m.starts_with("photo 1 ")), "{messages:?}");
     assert_eq!(after["photos"][0]["exif"]["time_source"], "assumed_shanghai");

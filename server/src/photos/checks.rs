@@ -362,6 +362,25 @@ impl Photos {
         if changed {
             self.inner.tree.insert(key, encode(&report))?;
         }
+        // On the record itself too, so supervisors' devices get them by pull;
+        // minus what the record's own validation already says (the fix checks).
+        let own: Vec<(&str, &str)> = state
+            .flags
+            .iter()
+            .map(|f| (f.code.as_str(), f.field.as_str()))
+            .collect();
+        let evidence: Vec<Flag> = report
+            .flags
+            .iter()
+            .filter(|f| !own.contains(&(f.code.as_str(), f.field.as_str())))
+            .cloned()
+            .collect();
+        // Only when they changed: every write to the store costs an fsync.
+        if state.evidence != evidence {
+            storage
+                .annotate(id, evidence)
+                .map_err(|e| PhotoError::Internal(e.to_string()))?;
+        }
         Ok(Some(report))
     }
 

@@ -83,6 +83,10 @@ impl SyncStorage for MemoryStorage {
         Ok(self.lock()?.resurface(ids).len())
     }
 
+    fn annotate(&self, id: RecordId, evidence: Vec<sync_protocol::Flag>) -> Result<bool, StorageError> {
+        Ok(self.lock()?.annotate(id, &evidence))
+    }
+
     fn epoch(&self) -> String {
         self.lock().map(|s| s.epoch.clone()).unwrap_or_default()
     }

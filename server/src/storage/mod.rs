@@ -85,6 +85,10 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     /// return: pulls past their old place see them again. Returns how many exist.
     fn resurface(&self, ids: &[RecordId]) -> Result<usize, StorageError>;
 
+    /// Replace a record's evidence flags (the photo checks); re-sequenced, and
+    /// durable on return, when they changed. Returns whether they did.
+    fn annotate(&self, id: RecordId, evidence: Vec<sync_protocol::Flag>) -> Result<bool, StorageError>;
+
     /// Names this store's history: a restore from a backup starts a new epoch.
     fn epoch(&self) -> String;
 

@@ -36,10 +36,16 @@ pub struct HistoryEntry {
 /// Work for the writer: it alone assigns commit sequences.
 enum Job {
     Push(PushJob),
-    Resurface {
-        ids: Vec<RecordId>,
+    /// Server-side upkeep of stored records; answered with how many it changed.
+    Upkeep {
+        work: Upkeep,
         reply: mpsc::SyncSender<Result<usize, StorageError>>,
     },
+}
+
+enum Upkeep {
+    Resurface(Vec<RecordId>),
+    Annotate(RecordId, Vec<sync_protocol::Flag>),
 }
 
 struct PushJob {
@@ -115,6 +121,12 @@ impl SledStorage {
         })
     }
 
+    fn upkeep(&self, work: Upkeep) -> Result<usize, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Upkeep { work, reply })?;
+        answer.recv().map_err(|_| StorageError::WriterGone)?
+    }
+
     fn send(&self, job: Job) -> Result<(), StorageError> {
         let queue = self.queue.lock().map_err(|_| StorageError::WriterGone)?;
         let tx = queue.as_ref().ok_or(StorageError::WriterGone)?;
@@ -186,12 +198,11 @@ impl SyncStorage for SledStorage {
     }
 
     fn resurface(&self, ids: &[RecordId]) -> Result<usize, StorageError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Job::Resurface {
-            ids: ids.to_vec(),
-            reply,
-        })?;
-        answer.recv().map_err(|_| StorageError::WriterGone)?
+        self.upkeep(Upkeep::Resurface(ids.to_vec()))
+    }
+
+    fn annotate(&self, id: RecordId, evidence: Vec<sync_protocol::Flag>) -> Result<bool, StorageError> {
+        Ok(self.upkeep(Upkeep::Annotate(id, evidence))? > 0)
     }
 
     fn records_since(&self, since: u64, limit: usize, max_bytes: usize) -> Result<Page, StorageError> {
@@ -332,10 +343,20 @@ impl Writer {
                         })
                     })
                 }
-                Job::Resurface { ids, .. } => self
+                Job::Upkeep {
+                    work: Upkeep::Resurface(ids),
+                    ..
+                } => self
                     .engine
                     .resurface(&mut overlay, ids)
-                    .map(|found| Answer::Resurfaced(found.len())),
+                    .map(|found| Answer::Upkept(found.len())),
+                Job::Upkeep {
+                    work: Upkeep::Annotate(id, flags),
+                    ..
+                } => self
+                    .engine
+                    .annotate(&mut overlay, *id, flags)
+                    .map(|changed| Answer::Upkept(usize::from(changed))),
             };
             match answer {
                 Ok(a) => {
@@ -378,17 +399,17 @@ impl Writer {
                         (Job::Push(job), Err(e)) => {
                             let _ = job.reply.send(Err(e));
                         }
-                        (Job::Resurface { reply, .. }, Ok(Answer::Resurfaced(n))) => {
+                        (Job::Upkeep { reply, .. }, Ok(Answer::Upkept(n))) => {
                             let _ = reply.send(Ok(n));
                         }
-                        (Job::Resurface { reply, .. }, Err(e)) => {
+                        (Job::Upkeep { reply, .. }, Err(e)) => {
                             let _ = reply.send(Err(e));
                         }
                         // Each job's answer is made from its own kind above.
                         (Job::Push(job), Ok(_)) => {
                             let _ = job.reply.send(Err(StorageError::WriterGone));
                         }
-                        (Job::Resurface { reply, .. }, Ok(_)) => {
+                        (Job::Upkeep { reply, .. }, Ok(_)) => {
                             let _ = reply.send(Err(StorageError::WriterGone));
                         }
                     }
@@ -410,7 +431,7 @@ impl Writer {
                         Job::Push(job) => {
                             let _ = job.reply.send(Err(err));
                         }
-                        Job::Resurface { reply, .. } => {
+                        Job::Upkeep { reply, .. } => {
                             let _ = reply.send(Err(err));
                         }
                     }
@@ -423,7 +444,7 @@ impl Writer {
 /// What a job produced, before the group is durable.
 enum Answer {
     Push(PushResponse),
-    Resurfaced(usize),
+    Upkept(usize),
 }
 
 /// Pending writes of a group over the tree. Writes of the push being applied
