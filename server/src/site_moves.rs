@@ -3,11 +3,12 @@
 //! tasks, reviews and addenda although their cursors passed them long ago, and
 //! users of the old region must have them purged from their devices.
 //!
-//! After a push that changed a site's `region_code`, the site and everything
-//! hanging on it are re-sequenced (so pulls past them see them again), and the
-//! move is logged under the site's new commit seq. A pull whose cursor has not
-//! yet passed that seq names, in `purge`, the moved records its user could see
-//! in the old region and cannot see now.
+//! Before a push that edits a site's `region_code`, an intent is logged under
+//! the commit seq visible then; after it, if the region changed, the site and
+//! everything hanging on it are re-sequenced (so pulls past them see them
+//! again) and the entry is completed. A pull whose range covers the entry
+//! names, in `purge`, the moved records its user could see in the old region
+//! and cannot see now. An intent left by a crash is settled at the next start.
 
 use std::collections::HashSet;
 
@@ -24,75 +25,136 @@ use crate::storage::{StorageError, SyncStorage};
 const MOVES_TREE: &str = "site_moves";
 const SCAN_PAGE: usize = 1000;
 
-/// One move, as logged.
+/// One move, as logged. The entry is written before the push that may move
+/// the site (an intent), completed after it, and finished at the next start if
+/// the server stopped in between: a move is never half made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Move {
     site: RecordId,
     from: RegionCode,
-    to: RegionCode,
-    /// The site and the records hanging on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<RegionCode>,
+    /// The site and the records hanging on it, once known.
+    #[serde(default)]
     records: Vec<RecordId>,
+    /// The records have been re-sequenced.
+    #[serde(default)]
+    done: bool,
 }
 
-/// The sites a batch may move, with the region each is in now.
-pub fn moving_sites(
-    storage: &dyn SyncStorage,
-    changes: &[Change],
-) -> Result<Vec<(RecordId, RegionCode)>, StorageError> {
-    let mut out = Vec::new();
+/// Moves this push may make, logged before it runs; hand them to [`settle`] after.
+#[derive(Debug, Default)]
+pub struct Intents {
+    keys: Vec<Vec<u8>>,
+}
+
+impl Intents {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn tree(db: &sled::Db) -> Result<sled::Tree, StorageError> {
+    Ok(db.open_tree(MOVES_TREE)?)
+}
+
+fn decode(bytes: &[u8]) -> Result<Move, StorageError> {
+    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt {
+        what: "site move",
+        source,
+    })
+}
+
+fn encode(m: &Move) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(m).map_err(|source| StorageError::Corrupt {
+        what: "site move",
+        source,
+    })
+}
+
+/// Before a push: log an intent for each site whose `region_code` it edits.
+/// The key is the highest commit seq visible now: every record the move
+/// re-sequences gets a higher one, and a pull whose range includes the key
+/// sees the move (see [`purge_for`]).
+pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> Result<Intents, StorageError> {
+    let mut out = Intents::default();
+    let mut seen: Vec<RecordId> = Vec::new();
     for c in changes {
         let rewrites_region = c.kind == RecordKind::Site
             && matches!(&c.op, Op::Edit { units } if units.iter().any(|u| u.key == "region_code"));
-        if !rewrites_region || out.iter().any(|(id, _)| *id == c.record) {
+        if !rewrites_region || seen.contains(&c.record) {
             continue;
         }
+        seen.push(c.record);
         if let Some(state) = storage.record(c.record)?
-            && let Link::Region(region) = scope::link_of_state(&state)
+            && let Link::Region(from) = scope::link_of_state(&state)
         {
-            out.push((c.record, region));
+            let mut key = storage.visible_seq().to_be_bytes().to_vec();
+            key.extend_from_slice(c.record.as_uuid().as_bytes());
+            let entry = Move {
+                site: c.record,
+                from,
+                to: None,
+                records: Vec::new(),
+                done: false,
+            };
+            let t = tree(db)?;
+            t.insert(key.as_slice(), encode(&entry)?)?;
+            out.keys.push(key);
         }
+    }
+    if !out.keys.is_empty() {
+        tree(db)?.flush()?;
     }
     Ok(out)
 }
 
-/// After the push: for each site whose region changed, re-sequence it and its
-/// records and log the move. Returns the number of sites moved.
-pub fn relocate(
-    storage: &dyn SyncStorage,
-    db: &sled::Db,
-    before: &[(RecordId, RegionCode)],
-) -> Result<usize, StorageError> {
+/// After the push (or at start for intents left over): sites that did not
+/// move drop their intent; sites that moved get their records re-sequenced.
+pub fn settle(storage: &dyn SyncStorage, db: &sled::Db, intents: Intents) -> Result<usize, StorageError> {
+    let t = tree(db)?;
     let mut moved = 0;
-    for &(site, from) in before {
-        let Some(state) = storage.record(site)? else { continue };
-        let Link::Region(to) = scope::link_of_state(&state) else {
-            continue;
-        };
-        if to == from {
+    for key in intents.keys {
+        let Some(bytes) = t.get(&key)? else { continue };
+        let mut entry = decode(&bytes)?;
+        if entry.done {
             continue;
         }
-        let mut records = dependents(storage, site)?;
-        // The site last: its new seq is the highest, and names the move.
-        records.push(site);
-        storage.resurface(&records)?;
-        let Some(state) = storage.record(site)? else { continue };
-        let entry = Move {
-            site,
-            from,
-            to,
-            records,
+        let to = match storage.record(entry.site)?.map(|s| scope::link_of_state(&s)) {
+            Some(Link::Region(to)) => to,
+            _ => entry.from,
         };
-        let bytes = serde_json::to_vec(&entry).map_err(|source| StorageError::Corrupt {
-            what: "site move",
-            source,
-        })?;
-        let tree = db.open_tree(MOVES_TREE)?;
-        tree.insert(state.commit_seq.to_be_bytes(), bytes)?;
-        tree.flush()?;
-        tracing::info!(%site, %from, %to, records = entry.records.len(), "site moved; its records follow");
+        if to == entry.from {
+            t.remove(&key)?;
+            continue;
+        }
+        let mut records = dependents(storage, entry.site)?;
+        records.push(entry.site);
+        entry.to = Some(to);
+        entry.records = records;
+        // Who left the region is known before the records are re-sequenced.
+        t.insert(key.as_slice(), encode(&entry)?)?;
+        t.flush()?;
+        storage.resurface(&entry.records)?;
+        entry.done = true;
+        t.insert(key.as_slice(), encode(&entry)?)?;
+        tracing::info!(site = %entry.site, from = %entry.from, %to, records = entry.records.len(), "site moved; its records follow");
         moved += 1;
     }
+    t.flush()?;
     Ok(moved)
+}
+
+/// At start: finish the moves a stop interrupted.
+pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usize, StorageError> {
+    let mut keys = Vec::new();
+    for item in tree(db)?.iter() {
+        let (k, v) = item?;
+        if !decode(&v)?.done {
+            keys.push(k.to_vec());
+        }
+    }
+    settle(storage, db, Intents { keys })
 }
 
 /// The records that hang on `site`: directly, or through one of its inspections.
@@ -131,7 +193,9 @@ fn dependents(storage: &dyn SyncStorage, site: RecordId) -> Result<Vec<RecordId>
     Ok(direct)
 }
 
-/// Records moved out of what `scope` sees by moves logged in `(after, upto]`.
+/// Records moved out of what `scope` sees by moves logged in `[after, upto]`
+/// (inclusive: a move is logged under the seq visible when it began, which a
+/// cursor may already sit on).
 pub fn purge_for(
     db: &sled::Db,
     visibility: &mut Visibility<'_>,
@@ -140,26 +204,36 @@ pub fn purge_for(
     after: u64,
     upto: u64,
 ) -> Result<Vec<RecordId>, StorageError> {
-    if scope.is_admin() || upto <= after {
+    if scope.is_admin() || upto < after {
         return Ok(Vec::new());
     }
-    let tree = db.open_tree(MOVES_TREE)?;
     let mut out = Vec::new();
-    for item in tree.range(after.saturating_add(1).to_be_bytes()..=upto.to_be_bytes()) {
+    let from = after.to_be_bytes().to_vec();
+    let mut to = upto.to_be_bytes().to_vec();
+    to.extend_from_slice(&[0xff; 16]);
+    for item in tree(db)?.range(from..=to) {
         let (_, bytes) = item?;
-        let entry: Move = serde_json::from_slice(&bytes).map_err(|source| StorageError::Corrupt {
-            what: "site move",
-            source,
-        })?;
+        let entry = decode(&bytes)?;
         if !scope.covers(entry.from) {
             continue;
         }
-        for id in entry.records {
+        // Not settled yet (the push is being answered): find its records now,
+        // since this pull's cursor is about to pass the entry.
+        let records = if entry.done {
+            entry.records
+        } else {
+            let mut r = dependents(storage, entry.site)?;
+            r.push(entry.site);
+            r
+        };
+        for id in records {
             match storage.record(id)? {
                 Some(state) if visibility.visible(scope, &state)? => {}
                 _ => out.push(id),
             }
         }
     }
+    out.sort();
+    out.dedup();
     Ok(out)
 }

@@ -203,7 +203,14 @@ impl Application {
         };
         // Windows that opened while the server was down reach tablets on the
         // first pull after start, not a minute later.
-        crate::schedule::windows::open_due(state.storage.as_ref(), &state.db, state.today())?;
+        crate::schedule::windows::open_due(
+            state.storage.as_ref(),
+            &state.db,
+            state.today(),
+            state.settings.schedule.today.is_none(),
+        )?;
+        // A site move a stop interrupted is finished before anyone pulls.
+        crate::site_moves::settle_leftovers(state.storage.as_ref(), &state.db)?;
         let photos = web::Data::new(crate::photos::Photos::open(
             &settings.data_dir,
             state.db.clone(),
@@ -304,15 +311,25 @@ impl Application {
 /// Re-sequence drawn tasks as their windows open (see `schedule::windows`).
 async fn open_windows_every(state: AppState) {
     let period = Duration::from_secs(state.settings.schedule.window_check_s.max(1));
+    // The day last opened by this process (startup did the first): a drill's
+    // fixed `today` is not stored, and must not re-sequence every minute.
+    let mut last = Some(state.today());
     loop {
         actix_web::rt::time::sleep(period).await;
+        let today = state.today();
+        if last == Some(today) {
+            continue;
+        }
         let st = state.clone();
-        let done =
-            web::block(move || crate::schedule::windows::open_due(st.storage.as_ref(), &st.db, st.today())).await;
+        let done = web::block(move || {
+            let real = st.settings.schedule.today.is_none();
+            crate::schedule::windows::open_due(st.storage.as_ref(), &st.db, today, real)
+        })
+        .await;
         match done {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => last = Some(today),
             Ok(Err(e)) => tracing::warn!(error = %e, "opening task windows failed; retrying later"),
-            Err(_) => return,
+            Err(e) => tracing::error!(error = %e, "opening task windows stopped abnormally; retrying later"),
         }
     }
 }

@@ -216,6 +216,16 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
         Some(json!({"year": 2027, "region": GUILIN.to_string(), "seed": "-1"})),
     );
     assert_eq!((status, err["field"].as_str()), (400, Some("seed")));
+    // Each period multiplies every pond's tasks: their number is bounded.
+    let period = json!({"label": "重大活动", "dates": {"kind": "flood_season"}, "extra": [["one", 1]]});
+    let (status, err, text) = call(
+        port,
+        &wang_token,
+        "POST",
+        "/api/v1/schedule/generate",
+        Some(json!({"year": 2027, "region": GUILIN.to_string(), "intensified": vec![period; 13]})),
+    );
+    assert_eq!((status, err["field"].as_str()), (400, Some("intensified")), "{text}");
 
     // A dry run stores nothing and gives the same schedule as the real one.
     let mut dry = body.clone();

@@ -215,7 +215,7 @@ fn a_site_that_moves_takes_its_records_to_the_new_region_and_out_of_the_old() {
     let enrol = |dir: &str, user: &str, password: &str| {
         Tablet::enrol(&root.path().join(dir), http(), user, password, None).unwrap()
     };
-    // A pond recorded in 恭城 by mistake, with an inspection and its review.
+    // A pond recorded in 恭城 by mistake, with an inspection.
     let mut office = enrol("office", "admin", ADMIN_PASSWORD);
     let (site, pond) = site_in(GONGCHENG);
     let (stays, other_pond) = site_in(GONGCHENG);

@@ -13,7 +13,7 @@ use crate::access::{Visibility, scope_of};
 use crate::auth::Authenticated;
 use crate::storage::StorageError;
 
-fn today(photos: &Photos) -> NaiveDate {
+pub fn today(photos: &Photos) -> NaiveDate {
     chrono::DateTime::from_timestamp_millis(photos.inner.clock.now_ms() as i64)
         .unwrap_or_default()
         .with_timezone(&mobile_schema::time::shanghai())

@@ -90,7 +90,21 @@ async fn info(
     sha: web::Path<String>,
 ) -> Result<HttpResponse, PhotoError> {
     let auth = auth?;
-    let meta = readable(&auth, &photos, &sha)?;
+    let mut meta = readable(&auth, &photos, &sha)?;
+    if auth.user.role != mobile_schema::workflow::Role::Admin {
+        // Other records naming the same photo may lie in other regions.
+        let mut visibility = crate::access::Visibility::new(photos.inner.storage.as_ref(), access::today(&photos));
+        let scope = crate::access::scope_of(&auth.user);
+        let mut shown = std::collections::BTreeSet::new();
+        for id in &meta.records {
+            if let Some(state) = photos.inner.storage.record(*id)?
+                && visibility.visible(&scope, &state)?
+            {
+                shown.insert(*id);
+            }
+        }
+        meta.records = shown;
+    }
     Ok(HttpResponse::Ok().json(meta))
 }
 

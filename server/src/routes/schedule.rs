@@ -43,9 +43,16 @@ impl From<ScheduleServiceError> for ApiError {
                 field: Some("year".into()),
             },
             ScheduleServiceError::NotFound(what) => ApiError::Missing(what),
-            e @ (ScheduleServiceError::Refused(_)
-            | ScheduleServiceError::BadReplica
-            | ScheduleServiceError::Calendar(_)) => ApiError::Internal(e.to_string()),
+            // Records changed under the plan (a task started meanwhile): what was
+            // committed stands, and a retry plans again from it.
+            e @ ScheduleServiceError::Refused(_) => ApiError::Conflict {
+                code: "schedule_changed",
+                message: format!("{e}; retry"),
+                field: None,
+            },
+            e @ (ScheduleServiceError::BadReplica | ScheduleServiceError::Calendar(_)) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }

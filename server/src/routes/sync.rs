@@ -50,13 +50,13 @@ pub async fn push(
     let st = state.clone();
     let response = web::block(move || -> Result<_, ApiError> {
         let now = st.clock.now_ms();
-        let moving = site_moves::moving_sites(st.storage.as_ref(), &request.changes)?;
+        let intents = site_moves::intend(st.storage.as_ref(), &st.db, &request.changes)?;
         let response = st.storage.apply_push(&actor, Some(&scope), request.changes, now)?;
-        if !moving.is_empty() {
-            // The push is durable already; a failure here leaves the records where
-            // they were, to be moved by the site's next change.
-            if let Err(e) = site_moves::relocate(st.storage.as_ref(), &st.db, &moving) {
-                tracing::error!(error = %e, "moving a site's records failed");
+        if !intents.is_empty() {
+            // The push is durable already: a failure here is retried at the next
+            // start from the logged intent, so the answer stands.
+            if let Err(e) = site_moves::settle(st.storage.as_ref(), &st.db, intents) {
+                tracing::error!(error = %e, "moving a site's records failed; retried at the next start");
             }
         }
         Ok(response)

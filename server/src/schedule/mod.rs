@@ -37,6 +37,12 @@ use crate::storage::{StorageError, SyncStorage};
 /// Where the server's own replica id is kept: the author of the changes it makes.
 const SERVER_TREE: &str = "server";
 const SCHEDULE_REPLICA_KEY: &[u8] = b"schedule_replica";
+/// Bounds on what a request may ask for: each intensified period or periodic
+/// check multiplies the tasks of every pond.
+const MAX_PERIODS: usize = 12;
+const MAX_EXTRA_PER_LEVEL: u32 = 12;
+const MAX_PERIODIC: usize = 6;
+
 /// Records decoded per step of a full scan.
 const SCAN_PAGE: usize = 1000;
 /// The flag the evidence rules raise when the fix is away from the site.
@@ -181,10 +187,12 @@ impl ScheduleService {
             })?,
             None => rand_seed(),
         };
-        if !(2000..=2100).contains(&req.year) {
+        check_year(req.year)?;
+        check_periods(&req.intensified)?;
+        if req.periodic.len() > MAX_PERIODIC {
             return Err(ScheduleServiceError::Invalid {
-                field: "year",
-                message: "the year is between 2000 and 2100".into(),
+                field: "periodic",
+                message: format!("at most {MAX_PERIODIC} periodic checks"),
             });
         }
         let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
@@ -208,6 +216,16 @@ impl ScheduleService {
             drawn_at,
         };
         let schedule = schedule::generate(&request)?;
+        let mut ids = HashSet::with_capacity(schedule.tasks.len());
+        if let Some(t) = schedule.tasks.iter().find(|t| !ids.insert(t.id)) {
+            return Err(ScheduleServiceError::Invalid {
+                field: "periodic",
+                message: format!(
+                    "two entries plan the same task {} (a periodic check listed twice?)",
+                    t.id
+                ),
+            });
+        }
         let existing: HashSet<_> = records.tasks.iter().map(|t| t.id).collect();
         if let Some(t) = schedule.tasks.iter().find(|t| existing.contains(&t.id)) {
             return Err(ScheduleServiceError::Exists {
@@ -263,6 +281,8 @@ impl ScheduleService {
         now_ms: u64,
     ) -> Result<RegenerateResponse, ScheduleServiceError> {
         let user = &who.user;
+        check_year(req.year)?;
+        check_periods(&req.intensified)?;
         let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
         let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
         let records = Records::load(storage)?;
@@ -380,6 +400,33 @@ fn create_op(doc: AnyRecord) -> Result<(RecordKind, RecordId, Op), ScheduleServi
             versions: None,
         },
     ))
+}
+
+fn check_year(year: i32) -> Result<(), ScheduleServiceError> {
+    if (2000..=2100).contains(&year) {
+        Ok(())
+    } else {
+        Err(ScheduleServiceError::Invalid {
+            field: "year",
+            message: "the year is between 2000 and 2100".into(),
+        })
+    }
+}
+
+fn check_periods(periods: &[IntensifiedPeriod]) -> Result<(), ScheduleServiceError> {
+    let too_many = periods.len() > MAX_PERIODS
+        || periods
+            .iter()
+            .any(|p| p.extra.len() > 3 || p.extra.iter().any(|(_, n)| *n > MAX_EXTRA_PER_LEVEL));
+    if too_many {
+        return Err(ScheduleServiceError::Invalid {
+            field: "intensified",
+            message: format!(
+                "at most {MAX_PERIODS} periods, one entry per level each, at most {MAX_EXTRA_PER_LEVEL} extra inspections per level"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A seed nobody chose; it is recorded in each draw.

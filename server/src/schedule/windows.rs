@@ -25,7 +25,15 @@ struct Peek {
 /// Re-sequence every task whose window opened after the last run and by
 /// `today`; returns how many. Cheap when already done for `today`; otherwise
 /// one scan of the store, once a day.
-pub fn open_due(storage: &dyn SyncStorage, db: &sled::Db, today: NaiveDate) -> Result<usize, StorageError> {
+///
+/// `remember` is false when `today` is not the clock's (a drill): the marker
+/// then stays where it was, so the real days are still opened when they come.
+pub fn open_due(
+    storage: &dyn SyncStorage,
+    db: &sled::Db,
+    today: NaiveDate,
+    remember: bool,
+) -> Result<usize, StorageError> {
     let tree = db.open_tree(SERVER_TREE)?;
     let through = tree
         .get(OPENED_THROUGH_KEY)?
@@ -60,8 +68,10 @@ pub fn open_due(storage: &dyn SyncStorage, db: &sled::Db, today: NaiveDate) -> R
     let n = if due.is_empty() { 0 } else { storage.resurface(&due)? };
     // After the records: a crash in between re-sequences them again, which a
     // pull takes as the same record twice, harmlessly.
-    tree.insert(OPENED_THROUGH_KEY, today.to_string().as_bytes())?;
-    tree.flush()?;
+    if remember {
+        tree.insert(OPENED_THROUGH_KEY, today.to_string().as_bytes())?;
+        tree.flush()?;
+    }
     if n > 0 {
         tracing::info!(tasks = n, %today, "drawn tasks whose window opened were re-sequenced");
     }
