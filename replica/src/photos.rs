@@ -25,6 +25,9 @@ pub struct PhotoEntry {
     /// The tus upload in progress, saved before its first byte so it resumes after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_url: Option<String>,
+    /// Its preview has been sent (or it has none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preview_sent: bool,
 }
 
 impl Replica {
@@ -67,6 +70,7 @@ impl Replica {
                 uploaded: false,
                 record: None,
                 upload_url: None,
+                preview_sent: false,
             };
             let mut w = Write::default();
             w.put(T::Photos, key, encode(keys::PHOTOS, &entry)?);

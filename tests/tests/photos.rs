@@ -800,3 +800,75 @@ fn photos_follow_the_scope_of_the_records_that_name_them() {
         "another's photo named by no record of li's"
     );
 }
+
+#[test]
+fn on_a_slow_link_a_preview_goes_first_and_stands_in_until_the_original_arrives() {
+    let env = Env::start("");
+    let (mut rep, mut t) = tablet(&env, "tablet");
+    let http = Http::new(&env.url(), Some(t.credentials().unwrap().access_token.clone()));
+    let bytes = jpeg(&PhotoSpec {
+        width: 800,
+        height: 600,
+        seed: 77,
+        taken: Some("2025:05:06 09:30:00".into()),
+        padding: 400_000,
+        ..PhotoSpec::default()
+    })
+    .unwrap();
+    let file = env.root.path().join("big.jpg");
+    std::fs::write(&file, &bytes).unwrap();
+    let sha = sha256_hex(&bytes);
+    let site = SiteId::generate();
+    let id = InspectionId::generate();
+    let mut insp = mobile_schema::sample::inspection(id, site, rep.identity().device);
+    insp.evidence.push(evidence(&sha));
+    rep.create(AnyRecord::Site(mobile_schema::sample::pond(site))).unwrap();
+    rep.create(AnyRecord::Inspection(insp)).unwrap();
+    rep.attach_photo_to(RecordId::from(id), &file).unwrap();
+    rep.sync(&mut t).unwrap();
+
+    // The link drops after the first chunk of the original.
+    let config = UploadConfig {
+        chunk_size: 64 * 1024,
+        preview_first: true,
+        ..UploadConfig::default()
+    };
+    let r = rep
+        .upload_photos(&mut t, &config, &mut |_| ControlFlow::Break(()))
+        .unwrap();
+    assert!(r.stopped && r.previews == 1 && r.uploaded == 0, "{r:?}");
+    // The supervisor already sees the photo, small and upright, in its place.
+    let shown = http
+        .send("GET", &format!("/api/v1/photos/{sha}/thumbnail"), &[], None)
+        .unwrap();
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.header("fieldsync-preview"), Some("true"));
+    let img = image::load_from_memory_with_format(&shown.body, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((img.width(), img.height()), (320, 240));
+    assert!(
+        shown.body.len() < 64 * 1024,
+        "a preview, not the photo: {} bytes",
+        shown.body.len()
+    );
+    assert_eq!(
+        http.send("GET", &format!("/api/v1/photos/{sha}"), &[], None)
+            .unwrap()
+            .status,
+        404,
+        "the original has not arrived"
+    );
+
+    let bad = http
+        .create(100, &[("sha256", &sha), ("preview_of", "not-a-sha")])
+        .unwrap();
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["field"], "Upload-Metadata.preview_of");
+
+    // The link comes back: the original follows, the preview is not sent again.
+    let r = rep
+        .upload_photos(&mut t, &config, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!((r.uploaded, r.previews), (1, 0), "{r:?}");
+    let original = http.send("GET", &format!("/api/v1/photos/{sha}"), &[], None).unwrap();
+    assert_eq!((original.status, original.body.len()), (200, bytes.len()));
+}

@@ -152,6 +152,15 @@ impl std::fmt::Debug for Photos {
 }
 
 impl Photos {
+    /// The preview a tablet sent ahead of photo `sha`, if any.
+    pub fn preview_for(&self, sha: &str) -> Result<Option<String>, PhotoError> {
+        Ok(self
+            .inner
+            .tree
+            .get(store::keys::preview(sha))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     /// Opens the photo store in `data_dir` and starts the thumbnail workers and
     /// the garbage collector.
     pub fn open(

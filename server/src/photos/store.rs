@@ -23,6 +23,13 @@ pub mod keys {
     pub const EVIDENCE: u8 = b'e';
     /// `x` + SHA-256 hex + record id → empty: the record declares or names the photo.
     pub const NAMED_BY: u8 = b'x';
+    /// `v` + SHA-256 hex of a photo → SHA-256 hex of the small preview a tablet
+    /// sent ahead of it over a slow link.
+    pub const PREVIEW: u8 = b'v';
+
+    pub fn preview(of: &str) -> Vec<u8> {
+        tagged(PREVIEW, of.as_bytes())
+    }
 
     pub fn upload(id: &str) -> Vec<u8> {
         tagged(UPLOAD, id.as_bytes())

@@ -287,6 +287,15 @@ impl Photos {
             })?),
             None => None,
         };
+        if let Some(of) = metadata.get("preview_of")
+            && !is_sha256_hex(of.trim())
+        {
+            return Err(PhotoError::bad(
+                "invalid_metadata",
+                "metadata preview_of is the SHA-256 (hex) of the photo this is a preview of",
+                Some("Upload-Metadata.preview_of"),
+            ));
+        }
         let now = self.now_ms();
         let upload = Upload {
             id: random_id(),
@@ -646,6 +655,13 @@ impl Photos {
             self.note_named_by(&sha, r)?;
         }
         self.put_photo(&meta)?;
+        // A tablet's preview, sent ahead of its original over a slow link:
+        // shown in the original's place until the original has a thumbnail.
+        if let Some(of) = upload.metadata.get("preview_of").map(|o| o.trim().to_ascii_lowercase())
+            && of != sha
+        {
+            self.inner.tree.insert(keys::preview(&of), sha.as_bytes())?;
+        }
         upload.completed = Some(sha);
         upload.head.clear();
         self.put_upload(&upload)?;

@@ -68,19 +68,41 @@ async fn thumbnail(
     sha: web::Path<String>,
 ) -> Result<HttpResponse, PhotoError> {
     let auth = auth?;
-    let meta = readable(&auth, &photos, &sha)?;
-    match meta.thumbnail {
-        ThumbState::Ready => {
-            let path = photos.dirs().thumb(&meta.sha256);
-            let etag = format!("\"{}-t{}\"", meta.sha256, photos.settings().thumbnail_px);
-            serve(&req, path, etag, "image/jpeg").await
-        }
-        ThumbState::Pending => {
-            // Turned away by a full queue earlier, or still queued: ask again.
-            photos.inner.thumbs.offer(&meta);
-            Err(PhotoError::ThumbnailPending)
-        }
-        ThumbState::NoPreview | ThumbState::Failed => Err(PhotoError::NoPreview),
+    let meta = match readable(&auth, &photos, &sha) {
+        Ok(meta) => Some(meta),
+        Err(PhotoError::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(meta) = &meta
+        && meta.thumbnail == ThumbState::Ready
+    {
+        let path = photos.dirs().thumb(&meta.sha256);
+        let etag = format!("\"{}-t{}\"", meta.sha256, photos.settings().thumbnail_px);
+        return serve(&req, path, etag, "image/jpeg").await;
+    }
+    // The original is not here (or has no thumbnail yet): the tablet's
+    // preview stands in, readable by the same rule as any photo.
+    if let Some(preview) = photos.preview_for(&sha)?
+        && let Ok(p) = readable(&auth, &photos, &preview)
+    {
+        let path = photos.dirs().blob(&p.sha256);
+        let mut answer = serve(&req, path, format!("\"{}-p\"", p.sha256), "image/jpeg").await?;
+        answer.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("fieldsync-preview"),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+        return Ok(answer);
+    }
+    match meta {
+        None => Err(PhotoError::NotFound),
+        Some(meta) => match meta.thumbnail {
+            ThumbState::Ready | ThumbState::Pending => {
+                // Turned away by a full queue earlier, or still queued: ask again.
+                photos.inner.thumbs.offer(&meta);
+                Err(PhotoError::ThumbnailPending)
+            }
+            ThumbState::NoPreview | ThumbState::Failed => Err(PhotoError::NoPreview),
+        },
     }
 }
 
