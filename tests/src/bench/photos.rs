@@ -114,6 +114,25 @@ pub fn download_all(client: &mut PhotoClient<'_>, photos: &[BenchPhoto], dir: &P
     Ok(total)
 }
 
+/// Wait (at most two minutes) until the server has made every photo's thumbnail.
+pub fn wait_for_thumbnails(server: &str, token: &str, photos: &[BenchPhoto]) -> anyhow::Result<()> {
+    let http = crate::photos::Http::new(server, Some(token.to_string()));
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    for p in photos {
+        loop {
+            let info = http.send("GET", &format!("/api/v1/photos/{}/info", p.sha256), &[], None)?;
+            if info.status == 200 && info.json()["thumbnail"] != "pending" {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("thumbnails still pending after two minutes");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
 /// The upload configuration of the benchmark: the replica's defaults (1 MiB chunks).
 pub fn upload_config() -> UploadConfig {
     UploadConfig::default()
