@@ -428,6 +428,45 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
         (0, 0)
     );
 
+    // A level raised from a tablet re-plans the pond by itself: pond 2 becomes
+    // 一级 from 2027-08-01, so its planned 二级 task goes and the second 一级
+    // inspection comes, from that day.
+    let raise = LevelAssignment {
+        id: ItemId::generate(),
+        year: 2027,
+        level: SupervisionLevel::One,
+        effective_from: NaiveDate::from_ymd_opt(2027, 8, 1).unwrap(),
+        source_document: "桂环函〔2027〕12号".into(),
+        reason: "汛期险情".into(),
+    };
+    office.sync().unwrap();
+    office
+        .edit(
+            RecordKind::Site,
+            two.into(),
+            &format!("levels/{}", raise.id),
+            serde_json::to_value(&raise).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+    let (_, listed, _) = call(
+        port,
+        &wang_token,
+        "GET",
+        &format!("/api/v1/schedule?year=2027&region={GUILIN}"),
+        None,
+    );
+    let of_two: Vec<&Value> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["site_id"] == two.to_string())
+        .collect();
+    let annual2 = of_two.iter().find(|t| rule(t) == "level_two_annual").unwrap();
+    assert_eq!(annual2["state"], "cancelled", "{of_two:?}");
+    let second2 = of_two.iter().find(|t| rule(t) == "level_one_second").unwrap();
+    assert_eq!(second2["window"]["earliest_start"], "2027-08-01", "{second2}");
+
     // The key unit's obligations: one late, one overdue by the official calendar.
     let (status, obl, text) = call(
         port,
@@ -479,8 +518,8 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     );
     assert!(ok, "{err}");
     let shown: Value = serde_json::from_str(&out).unwrap();
-    // The generated tasks (the cancelled one listed as such) and the one regenerated.
-    assert_eq!(shown["tasks"].as_array().unwrap().len(), tasks.len() + 1);
+    // The generated tasks (the cancelled ones listed as such) and the two re-planned.
+    assert_eq!(shown["tasks"].as_array().unwrap().len(), tasks.len() + 2);
     let (ok, _, err) = fieldsync(
         &server,
         "wang",

@@ -51,7 +51,25 @@ pub async fn push(
     let response = web::block(move || -> Result<_, ApiError> {
         let now = st.clock.now_ms();
         let intents = site_moves::intend(st.storage.as_ref(), &st.db, &request.changes)?;
+        let relevelled = crate::schedule::level_changes(&request.changes);
         let response = st.storage.apply_push(&actor, Some(&scope), request.changes, now)?;
+        // A pond's level changed: its remaining tasks of the year follow. The
+        // push stands whatever happens here; a supervisor can re-plan by hand.
+        for site in relevelled {
+            match st
+                .schedule
+                .replan_pond(st.storage.as_ref(), &st.accounts, &auth, site, st.today(), now)
+            {
+                Ok(Some(plan)) => tracing::info!(
+                    %site,
+                    cancelled = plan.cancelled.len(),
+                    added = plan.added.len(),
+                    "a pond's level changed: its tasks were re-planned"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%site, error = %e, "a pond's level changed but its tasks were not re-planned"),
+            }
+        }
         if !intents.is_empty() {
             // The push is durable already: a failure here is retried at the next
             // start from the logged intent, so the answer stands.

@@ -339,6 +339,52 @@ impl ScheduleService {
         })
     }
 
+    /// After a push that changed a pond's supervision levels: re-plan the pond's
+    /// tasks of the current year, if it has any, from the first day the new
+    /// level is in force (the default flood season; an intensified period of
+    /// the original plan is not known here). `None` when nothing was planned.
+    pub fn replan_pond(
+        &self,
+        storage: &dyn SyncStorage,
+        accounts: &Accounts,
+        who: &Authenticated,
+        site: RecordId,
+        today: NaiveDate,
+        now_ms: u64,
+    ) -> Result<Option<RegenerateResponse>, ScheduleServiceError> {
+        use chrono::Datelike as _;
+        let year = today.year();
+        let Some(state) = storage.record(site)? else {
+            return Ok(None);
+        };
+        let Ok(AnyRecord::Site(pond)) = state.materialize() else {
+            return Ok(None);
+        };
+        let planned = Records::load(storage)?
+            .tasks
+            .iter()
+            .any(|t| t.site_id == pond.id && t.year == year);
+        if !planned {
+            return Ok(None);
+        }
+        let change_day = pond
+            .levels
+            .iter()
+            .filter(|l| l.effective_from.year() == year)
+            .map(|l| l.effective_from)
+            .max()
+            .unwrap_or(today);
+        let req = RegenerateRequest {
+            year,
+            site_id: pond.id,
+            change_day: Some(change_day),
+            flood_seasons: Vec::new(),
+            intensified: Vec::new(),
+            recusals: HashMap::new(),
+        };
+        self.regenerate(storage, accounts, who, &req, today, now_ms).map(Some)
+    }
+
     /// Apply `ops` as changes of the server's replica, in pushes of at most
     /// `CHUNK`, through the same engine and scope rules as a tablet's push.
     fn commit(
@@ -608,6 +654,19 @@ pub fn obligations_for(
         &records.sites,
         calendar,
     ))
+}
+
+/// Sites whose supervision levels a batch edits.
+pub fn level_changes(changes: &[Change]) -> Vec<RecordId> {
+    let mut out: Vec<RecordId> = Vec::new();
+    for c in changes {
+        let edits_levels = c.kind == RecordKind::Site
+            && matches!(&c.op, Op::Edit { units } if units.iter().any(|u| u.key.starts_with("levels/") || u.key == "levels"));
+        if edits_levels && !out.contains(&c.record) {
+            out.push(c.record);
+        }
+    }
+    out
 }
 
 /// User names by id, for people-readable exports.
