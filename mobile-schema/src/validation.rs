@@ -409,7 +409,7 @@ fn check_in_visit(
     what: &str,
 ) {
     let (start, end) = window;
-    if t < start - tol {
+    if crate::time::before_by_more_than(t, start, tol) {
         r.add(
             code,
             field,
@@ -419,7 +419,7 @@ fn check_in_visit(
                 tol.num_minutes()
             ),
         );
-    } else if let Some(end) = end.filter(|end| t > *end + tol) {
+    } else if let Some(end) = end.filter(|end| crate::time::after_by_more_than(t, *end, tol)) {
         r.add(
             code,
             field,

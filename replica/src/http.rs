@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use sync_protocol::clock::{Clock, SystemClock};
 use sync_protocol::wire::{
     DeviceRegistration, ErrorBody, LoginRequest, PullResponse, PushRequest, PushResponse, RefreshRequest,
-    TokenResponse, UserInfo,
+    TokenResponse, UserInfo, percent_encode,
 };
 use sync_protocol::{Actor, ReplicaId};
 
@@ -324,6 +324,13 @@ impl HttpTransport {
         Ok(())
     }
 
+    fn access_token(&self) -> Result<String, TransportError> {
+        self.credentials
+            .as_ref()
+            .map(|c| c.access_token.clone())
+            .ok_or_else(|| TransportError::Unauthorized("this device has not logged in".into()))
+    }
+
     /// A request with the access token: one refresh on 401, one rebind on
     /// `replica_required`, then the answer or the error.
     fn authorized(
@@ -336,11 +343,7 @@ impl HttpTransport {
         let mut refreshed = false;
         let mut rebound = false;
         loop {
-            let token = self
-                .credentials
-                .as_ref()
-                .map(|c| c.access_token.clone())
-                .ok_or_else(|| TransportError::Unauthorized("this device has not logged in".into()))?;
+            let token = self.access_token()?;
             let reply = self.exchange(&Outgoing {
                 method,
                 target,
@@ -554,11 +557,7 @@ impl HttpTransport {
         self.ensure_fresh()?;
         let mut refreshed = false;
         loop {
-            let token = self
-                .credentials
-                .as_ref()
-                .map(|c| c.access_token.clone())
-                .ok_or_else(|| TransportError::Unauthorized("this device has not logged in".into()))?;
+            let token = self.access_token()?;
             let reply = self.raw_once(method, target, &token, headers, body, &mut sink)?;
             match reply.status {
                 401 if !refreshed => {
@@ -585,6 +584,18 @@ impl HttpTransport {
         sink: &mut Option<&mut dyn std::io::Write>,
     ) -> Result<RawReply, TransportError> {
         let url = if target.starts_with("http://") || target.starts_with("https://") {
+            // An upload URL from a server's Location header: the token goes
+            // only to the server this device logged in to.
+            let scheme = self.base.split_once("://").map_or("", |(s, _)| s);
+            let origin = format!("{scheme}://{}", host_of(&self.base));
+            let same = target
+                .strip_prefix(&origin)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if !same {
+                return Err(TransportError::Request(format!(
+                    "{target} is not on {origin}: the token is not sent there"
+                )));
+            }
             target.to_string()
         } else {
             format!("{}{}", self.base, target)
@@ -863,19 +874,6 @@ fn response_header_bytes(status: u16, headers: impl Iterator<Item = (usize, usiz
     let line = "HTTP/1.1 200 ".len() + reason + 2;
     let fields: usize = headers.map(|(k, v)| k + 2 + v + 2).sum();
     (line + fields + 2) as u64
-}
-
-/// Percent-encode a query value: the cursor is opaque and may hold anything.
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

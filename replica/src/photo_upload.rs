@@ -229,8 +229,7 @@ impl<'a> PhotoClient<'a> {
         of: &Sha256Hex,
         record: Option<RecordId>,
     ) -> Result<bool, ReplicaError> {
-        let sha = Sha256Hex::try_from(hex::encode(Sha256::digest(preview)))
-            .map_err(|e| ReplicaError::Protocol(format!("{e:?}")))?;
+        let sha = Sha256Hex::of_bytes(preview);
         if self.server_has(&sha)? {
             return Ok(false);
         }
@@ -355,6 +354,9 @@ impl<'a> PhotoClient<'a> {
                 Err(e) => return Err(e),
             }
             let Some(u) = url.clone() else { continue };
+            if offset > total {
+                return Err(beyond_the_file(offset, total));
+            }
             if offset >= total {
                 let _ = progress(Progress { done: total, total });
                 return Ok(UploadOutcome::Uploaded { deduplicated: false });
@@ -367,10 +369,13 @@ impl<'a> PhotoClient<'a> {
             file.seek(SeekFrom::Start(offset)).map_err(io(path))?;
             file.read_exact(chunk).map_err(io(path))?;
             match self.patch(&u, offset, chunk) {
+                Ok(Patched::At { offset: o, .. } | Patched::Conflict(o)) if o > total => {
+                    return Err(beyond_the_file(o, total));
+                }
                 Ok(Patched::At {
                     offset: o,
                     deduplicated,
-                }) => {
+                }) if o > offset => {
                     failures = 0;
                     offset = o;
                     if offset >= total {
@@ -378,9 +383,15 @@ impl<'a> PhotoClient<'a> {
                         return Ok(UploadOutcome::Uploaded { deduplicated });
                     }
                 }
-                Ok(Patched::Conflict(o)) => offset = o,
-                Ok(Patched::Gone) => url = None,
-                Ok(Patched::Damaged | Patched::Busy) => {
+                // Anything else made no progress: a cut chunk, an offset to
+                // go on from, an upload gone, a server that takes nothing.
+                // Bounded by `attempts`, or a broken server would loop forever.
+                Ok(p) => {
+                    match p {
+                        Patched::At { offset: o, .. } | Patched::Conflict(o) => offset = o,
+                        Patched::Gone => url = None,
+                        Patched::Damaged | Patched::Busy => {}
+                    }
                     failures += 1;
                     if failures >= self.config.attempts {
                         return Err(ReplicaError::Transport(TransportError::Unavailable(
@@ -486,6 +497,10 @@ impl std::io::Write for Counter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+fn beyond_the_file(offset: u64, total: u64) -> ReplicaError {
+    ReplicaError::Protocol(format!("the server holds {offset} bytes of a {total}-byte file"))
 }
 
 fn is_transient(e: &ReplicaError) -> bool {

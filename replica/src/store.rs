@@ -195,6 +195,25 @@ impl std::fmt::Debug for Replica {
     }
 }
 
+/// How long a reopen waits for the store's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Open the sled store, waiting briefly for its file lock: sled's background
+/// threads release it a moment after the last handle in this process is
+/// dropped, so a close followed at once by an open can find it still held.
+/// Another process holding it still fails, after the wait.
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Replica {
     /// Open an existing store with the stored identity and the system clock.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ReplicaError> {
@@ -206,10 +225,7 @@ impl Replica {
         let dir = dir.as_ref().to_path_buf();
         let blobs = dir.join(keys::BLOBS_DIR);
         std::fs::create_dir_all(&blobs).map_err(|source| ReplicaError::Io { path: blobs, source })?;
-        let db = sled::Config::new()
-            .path(dir.join(keys::SLED_DIR))
-            .cache_capacity(config.cache_capacity_bytes)
-            .open()?;
+        let db = open_sled(&dir.join(keys::SLED_DIR), config.cache_capacity_bytes)?;
         let t = Trees {
             records: db.open_tree(keys::RECORDS)?,
             local: db.open_tree(keys::LOCAL)?,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mobile_schema::ids::DeviceId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sync_protocol::wire::{DeviceRegistration, ErrorBody, LoginRequest, TokenResponse};
+use sync_protocol::wire::{DeviceRegistration, ErrorBody, LoginRequest, TokenResponse, percent_encode};
 
 use crate::routes::admin::{DeviceList, DeviceView, NewUser, UserChange, UserList, UserView};
 
@@ -188,19 +188,6 @@ impl AdminClient {
         }
         Ok(bytes)
     }
-}
-
-/// A path segment: everything but unreserved characters percent-encoded.
-fn percent_encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

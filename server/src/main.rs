@@ -53,6 +53,19 @@ enum Command {
     },
 }
 
+/// Which report: a year, a region, JSON or CSV.
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    #[arg(long)]
+    year: i32,
+    /// A county, a city (its counties) or the province.
+    #[arg(long)]
+    region: RegionCode,
+    /// CSV (UTF-8 with BOM, for Excel) instead of JSON.
+    #[arg(long)]
+    csv: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum ScheduleCommand {
     /// Generate and store a year's tasks for a region (prints the schedule as JSON).
@@ -74,33 +87,11 @@ enum ScheduleCommand {
         dry_run: bool,
     },
     /// A year's tasks in a region.
-    Show {
-        #[arg(long)]
-        year: i32,
-        #[arg(long)]
-        region: RegionCode,
-        /// CSV (UTF-8 with BOM, for Excel) instead of JSON.
-        #[arg(long)]
-        csv: bool,
-    },
+    Show(ReportArgs),
     /// Required against done, per pond and level, and the overdue tasks.
-    Compliance {
-        #[arg(long)]
-        year: i32,
-        #[arg(long)]
-        region: RegionCode,
-        #[arg(long)]
-        csv: bool,
-    },
+    Compliance(ReportArgs),
     /// The dated obligations of key supervision units and whether each was met.
-    Obligations {
-        #[arg(long)]
-        year: i32,
-        #[arg(long)]
-        region: RegionCode,
-        #[arg(long)]
-        csv: bool,
-    },
+    Obligations(ReportArgs),
     /// Re-plan a pond's remaining tasks after its level changed.
     Regenerate {
         #[arg(long)]
@@ -420,25 +411,9 @@ fn schedule_command(admin: &AdminArgs, command: ScheduleCommand) -> anyhow::Resu
                 serde_json::from_value(request).context("the schedule options")?;
             print(&client.generate_schedule(&request)?)
         }
-        ScheduleCommand::Show { year, region, csv } => {
-            let format = if csv { "csv" } else { "json" };
-            print_raw(&client.get_text(&format!("/api/v1/schedule?year={year}&region={region}&format={format}"))?);
-            Ok(())
-        }
-        ScheduleCommand::Compliance { year, region, csv } => {
-            let format = if csv { "csv" } else { "json" };
-            print_raw(&client.get_text(&format!(
-                "/api/v1/schedule/compliance?year={year}&region={region}&format={format}"
-            ))?);
-            Ok(())
-        }
-        ScheduleCommand::Obligations { year, region, csv } => {
-            let format = if csv { "csv" } else { "json" };
-            print_raw(&client.get_text(&format!(
-                "/api/v1/schedule/obligations?year={year}&region={region}&format={format}"
-            ))?);
-            Ok(())
-        }
+        ScheduleCommand::Show(r) => report(&client, "/api/v1/schedule", &r),
+        ScheduleCommand::Compliance(r) => report(&client, "/api/v1/schedule/compliance", &r),
+        ScheduleCommand::Obligations(r) => report(&client, "/api/v1/schedule/obligations", &r),
         ScheduleCommand::Regenerate { year, site, change_day } => {
             print(&client.regenerate_schedule(&server::schedule::RegenerateRequest {
                 year,
@@ -450,6 +425,14 @@ fn schedule_command(admin: &AdminArgs, command: ScheduleCommand) -> anyhow::Resu
             })?)
         }
     }
+}
+
+/// A report printed as the server sent it.
+fn report(client: &AdminClient, path: &str, r: &ReportArgs) -> anyhow::Result<()> {
+    let format = if r.csv { "csv" } else { "json" };
+    let text = client.get_text(&format!("{path}?year={}&region={}&format={format}", r.year, r.region))?;
+    print_raw(&text);
+    Ok(())
 }
 
 /// The server's answer as it came: CSV keeps its byte-order mark for Excel.

@@ -58,12 +58,10 @@ impl AppState {
 
     /// Today in Asia/Shanghai, the calendar task windows are written in.
     pub fn today(&self) -> NaiveDate {
-        self.settings.schedule.today.unwrap_or_else(|| {
-            chrono::DateTime::from_timestamp_millis(self.clock.now_ms() as i64)
-                .unwrap_or_default()
-                .with_timezone(&mobile_schema::time::shanghai())
-                .date_naive()
-        })
+        self.settings
+            .schedule
+            .today
+            .unwrap_or_else(|| mobile_schema::time::shanghai_at_ms(self.clock.now_ms()).date_naive())
     }
 }
 

@@ -816,9 +816,7 @@ fn pending_addendum(
 ) -> RecordState {
     let id = AddendumId::from_name("pending-addendum", &format!("{}/{key}/{}", inspection.id, v.id));
     let value: serde_json::Value = serde_json::from_str(v.value.get()).unwrap_or(serde_json::Value::Null);
-    let written_at = chrono::DateTime::from_timestamp_millis(meta.hlc.ms as i64)
-        .unwrap_or_default()
-        .with_timezone(&mobile_schema::time::shanghai());
+    let written_at = mobile_schema::time::shanghai_at_ms(meta.hlc.ms);
     let addendum = Addendum {
         id,
         schema_version: Addendum::SCHEMA_VERSION,

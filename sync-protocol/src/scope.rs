@@ -63,33 +63,28 @@ pub enum Link {
     Unknown,
 }
 
-fn link_field(kind: RecordKind) -> Option<&'static str> {
+fn link_field(kind: RecordKind) -> &'static str {
     match kind {
-        RecordKind::Site | RecordKind::RandomDraw => Some("region_code"),
-        RecordKind::Inspection | RecordKind::Hazard | RecordKind::Task => Some("site_id"),
-        RecordKind::Review | RecordKind::Addendum => Some("inspection_id"),
+        RecordKind::Site | RecordKind::RandomDraw => "region_code",
+        RecordKind::Inspection | RecordKind::Hazard | RecordKind::Task => "site_id",
+        RecordKind::Review | RecordKind::Addendum => "inspection_id",
     }
 }
 
-fn link_from(kind: RecordKind, field: &str, raw: &str) -> Link {
+fn link_from(field: &str, raw: &str) -> Link {
     match field {
         "region_code" => serde_json::from_str::<RegionCode>(raw).map_or(Link::Unknown, Link::Region),
         "site_id" => serde_json::from_str::<RecordId>(raw).map_or(Link::Unknown, Link::Site),
         "inspection_id" => serde_json::from_str::<RecordId>(raw).map_or(Link::Unknown, Link::Inspection),
-        _ => {
-            let _ = kind;
-            Link::Unknown
-        }
+        _ => Link::Unknown,
     }
 }
 
 /// The link of a stored record, from its winning version of the link unit.
 pub fn link_of_state(state: &RecordState) -> Link {
-    let Some(field) = link_field(state.kind) else {
-        return Link::Unknown;
-    };
+    let field = link_field(state.kind);
     match state.units.get(field).and_then(|u| u.winner()) {
-        Some(w) => link_from(state.kind, field, w.value.get()),
+        Some(w) => link_from(field, w.value.get()),
         None => Link::Unknown,
     }
 }
@@ -98,18 +93,32 @@ pub fn link_of_state(state: &RecordState) -> Link {
 /// that rewrites the link unit (a site moving to another county). `None` when
 /// the change leaves the link as it was.
 pub fn link_of_change(kind: RecordKind, change: &Change) -> Option<Link> {
-    let field = link_field(kind)?;
+    let field = link_field(kind);
     match &change.op {
         Op::Create { record, .. } => {
-            let doc: serde_json::Value = serde_json::from_str(record.get()).ok()?;
-            let value = doc.get(field)?;
-            Some(link_from(kind, field, &value.to_string()))
+            // Only the link fields, left raw: the document is parsed in full once, by the engine.
+            #[derive(Deserialize)]
+            struct Links<'a> {
+                #[serde(borrow)]
+                region_code: Option<&'a serde_json::value::RawValue>,
+                #[serde(borrow)]
+                site_id: Option<&'a serde_json::value::RawValue>,
+                #[serde(borrow)]
+                inspection_id: Option<&'a serde_json::value::RawValue>,
+            }
+            let links: Links<'_> = serde_json::from_str(record.get()).ok()?;
+            let raw = match field {
+                "region_code" => links.region_code,
+                "site_id" => links.site_id,
+                _ => links.inspection_id,
+            }?;
+            Some(link_from(field, raw.get()))
         }
         Op::Edit { units } => units
             .iter()
             .rev()
             .find(|w| w.key == field)
-            .map(|w| link_from(kind, field, w.value.get())),
+            .map(|w| link_from(field, w.value.get())),
         Op::Transition { .. } => None,
     }
 }
@@ -178,7 +187,7 @@ pub fn check_write<E>(
         && let Some(region) = region_of(link, lookup)?
         && !scope.covers(region)
     {
-        return Ok(Err(outside(region).at(link_field(kind).unwrap_or("id"))));
+        return Ok(Err(outside(region).at(link_field(kind))));
     }
     Ok(Ok(()))
 }

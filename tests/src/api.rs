@@ -159,7 +159,7 @@ impl Api {
     pub fn update_user(&self, admin_token: &str, username: &str, change: &Value) -> anyhow::Result<Answer> {
         self.send(
             "PATCH",
-            &format!("/api/v1/admin/users/{username}"),
+            &format!("/api/v1/admin/users/{}", sync_protocol::wire::percent_encode(username)),
             Some(admin_token),
             Some(change),
         )

@@ -4,7 +4,7 @@
 //! working days before its works start, counted with the official calendar
 //! (调休 weekends included), so its due date is computed, not typed.
 
-use chrono::NaiveDate;
+use chrono::{Datelike as _, NaiveDate};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +56,11 @@ pub fn due_date(o: &Obligation, calendar: &WorkingCalendar) -> Option<NaiveDate>
 
 /// How an obligation stands on `today`.
 pub fn state_of(o: &Obligation, calendar: &WorkingCalendar, today: NaiveDate) -> ObligationState {
-    match (due_date(o, calendar), o.received) {
+    state_for(due_date(o, calendar), o.received, today)
+}
+
+fn state_for(due: Option<NaiveDate>, received: Option<NaiveDate>, today: NaiveDate) -> ObligationState {
+    match (due, received) {
         (Some(due), Some(got)) if got <= due => ObligationState::OnTime,
         (Some(_), Some(_)) => ObligationState::Late,
         (Some(due), None) if due < today => ObligationState::Overdue,
@@ -74,6 +78,7 @@ pub fn obligations_report(
     sites: &[Site],
     calendar: &WorkingCalendar,
 ) -> Vec<ObligationStatus> {
+    let year_text = year.to_string();
     let mut out = Vec::new();
     for s in sites
         .iter()
@@ -81,8 +86,7 @@ pub fn obligations_report(
     {
         for o in &s.obligations {
             let due = due_date(o, calendar);
-            let of_year = o.period.starts_with(&year.to_string())
-                || due.is_some_and(|d| d.format("%Y").to_string() == year.to_string());
+            let of_year = o.period.starts_with(&year_text) || due.is_some_and(|d| d.year() == year);
             if !of_year {
                 continue;
             }
@@ -95,7 +99,7 @@ pub fn obligations_report(
                 period: o.period.clone(),
                 due,
                 received: o.received,
-                state: state_of(o, calendar, today),
+                state: state_for(due, o.received, today),
             });
         }
     }

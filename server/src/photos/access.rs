@@ -14,10 +14,7 @@ use crate::auth::Authenticated;
 use crate::storage::StorageError;
 
 pub fn today(photos: &Photos) -> NaiveDate {
-    chrono::DateTime::from_timestamp_millis(photos.inner.clock.now_ms() as i64)
-        .unwrap_or_default()
-        .with_timezone(&mobile_schema::time::shanghai())
-        .date_naive()
+    mobile_schema::time::shanghai_at_ms(photos.inner.clock.now_ms()).date_naive()
 }
 
 /// May `who` see the stored record `id`? `None` when the store has no such record.

@@ -293,13 +293,13 @@ fn time_flag(
         Some(TimeSource::Gps) => " (GPS time)",
         _ => "",
     };
-    let message = if t < start - tolerance {
+    let message = if mobile_schema::time::before_by_more_than(t, start, tolerance) {
         format!(
             "photo {n} taken {t}{note}, {} before the visit started at {start} (tolerance {})",
             span(start - t),
             span(tolerance)
         )
-    } else if let Some(end) = end.filter(|e| t > *e + tolerance) {
+    } else if let Some(end) = end.filter(|e| mobile_schema::time::after_by_more_than(t, *e, tolerance)) {
         format!(
             "photo {n} taken {t}{note}, {} after the visit ended at {end} (tolerance {})",
             span(t - end),

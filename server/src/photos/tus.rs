@@ -416,12 +416,16 @@ impl Photos {
         let state = claim.state.take();
         let me = self.clone();
         let upload_id = id.to_string();
-        let done = web::block(move || me.complete(upload, state)).await?;
+        // Evidence checks read and write the store: off the async worker too.
+        let done = web::block(move || {
+            me.complete(upload, state)
+                .inspect(|appended| me.after_photo_stored(appended))
+        })
+        .await?;
         drop(claim);
         match done {
             Ok(appended) => {
                 self.inner.sessions.forget(id);
-                self.after_photo_stored(&appended);
                 Ok(appended)
             }
             Err(

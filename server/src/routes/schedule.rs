@@ -195,7 +195,11 @@ pub async fn show(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
     let scope = crate::access::scope_of(&auth.user);
     let (tasks, sites, names) = web::block(move || -> Result<_, ApiError> {
         let (tasks, sites) = schedule::tasks_for(st.storage.as_ref(), &scope, q.year, q.region, st.today())?;
-        let names = schedule::usernames(&st.accounts)?;
+        // Names only for people's CSV; JSON carries user ids.
+        let names = match q.format {
+            Format::Csv => schedule::usernames(&st.accounts)?,
+            Format::Json => Default::default(),
+        };
         Ok((tasks, sites, names))
     })
     .await??;

@@ -12,7 +12,7 @@ pub mod windows;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use chrono::{DateTime, NaiveDate};
+use chrono::NaiveDate;
 use mobile_schema::ids::{RecordId, SiteId, TaskId, UserId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::region::RegionCode;
@@ -199,9 +199,7 @@ impl ScheduleService {
         let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
         let records = Records::load(storage)?;
         let inspectors = inspectors(accounts, &req.recusals)?;
-        let drawn_at = DateTime::from_timestamp_millis(now_ms as i64)
-            .unwrap_or_default()
-            .with_timezone(&mobile_schema::time::shanghai());
+        let drawn_at = mobile_schema::time::shanghai_at_ms(now_ms);
         let request = ScheduleRequest {
             year: req.year,
             jurisdiction: req.region,
@@ -280,12 +278,28 @@ impl ScheduleService {
         today: NaiveDate,
         now_ms: u64,
     ) -> Result<RegenerateResponse, ScheduleServiceError> {
-        let user = &who.user;
         check_year(req.year)?;
         check_periods(&req.intensified)?;
-        let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
         let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
         let records = Records::load(storage)?;
+        let mut req = req.clone();
+        req.change_day.get_or_insert(today);
+        self.replan(storage, accounts, who, &req, &records, now_ms)
+    }
+
+    /// The body of [`Self::regenerate`], over records already read, under the
+    /// lock; `req.change_day` is set.
+    fn replan(
+        &self,
+        storage: &dyn SyncStorage,
+        accounts: &Accounts,
+        who: &Authenticated,
+        req: &RegenerateRequest,
+        records: &Records,
+        now_ms: u64,
+    ) -> Result<RegenerateResponse, ScheduleServiceError> {
+        let user = &who.user;
+        let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
         let pond = records
             .sites
             .iter()
@@ -293,7 +307,9 @@ impl ScheduleService {
             .ok_or_else(|| ScheduleServiceError::NotFound(format!("no site {}", req.site_id)))?;
         may_plan(user, pond.region_code)?;
         let inspectors = inspectors(accounts, &req.recusals)?;
-        let change_day = req.change_day.unwrap_or(today);
+        let change_day = req
+            .change_day
+            .unwrap_or_else(|| mobile_schema::time::shanghai_at_ms(now_ms).date_naive());
         let request = ScheduleRequest {
             year: req.year,
             jurisdiction: pond.region_code,
@@ -305,9 +321,7 @@ impl ScheduleService {
             inspectors: &inspectors,
             seed: 0,
             drawn_by: user.id,
-            drawn_at: DateTime::from_timestamp_millis(now_ms as i64)
-                .unwrap_or_default()
-                .with_timezone(&mobile_schema::time::shanghai()),
+            drawn_at: mobile_schema::time::shanghai_at_ms(now_ms),
         };
         let plan = schedule::regenerate_for_pond(&request, pond, &records.tasks, change_day)?;
         let existing: HashSet<TaskId> = records.tasks.iter().map(|t| t.id).collect();
@@ -354,17 +368,16 @@ impl ScheduleService {
     ) -> Result<Option<RegenerateResponse>, ScheduleServiceError> {
         use chrono::Datelike as _;
         let year = today.year();
-        let Some(state) = storage.record(site)? else {
+        if who.user.role == Role::Inspector {
+            // Inspectors do not plan: no need to read the store to be refused.
+            return Ok(None);
+        }
+        let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let records = Records::load(storage)?;
+        let Some(pond) = records.sites.iter().find(|s| RecordId::from(s.id) == site) else {
             return Ok(None);
         };
-        let Ok(AnyRecord::Site(pond)) = state.materialize() else {
-            return Ok(None);
-        };
-        let planned = Records::load(storage)?
-            .tasks
-            .iter()
-            .any(|t| t.site_id == pond.id && t.year == year);
-        if !planned {
+        if !records.tasks.iter().any(|t| t.site_id == pond.id && t.year == year) {
             return Ok(None);
         }
         let change_day = pond
@@ -382,7 +395,7 @@ impl ScheduleService {
             intensified: Vec::new(),
             recusals: HashMap::new(),
         };
-        self.regenerate(storage, accounts, who, &req, today, now_ms).map(Some)
+        self.replan(storage, accounts, who, &req, &records, now_ms).map(Some)
     }
 
     /// Apply `ops` as changes of the server's replica, in pushes of at most

@@ -25,15 +25,11 @@ use mobile_schema::record::RecordKind;
 use serde_json::json;
 
 pub use device::{BenchDevice, parallel};
+use report::round;
 pub use report::{ScenarioReport, ServerMemory};
 pub use workload::{WorkRecord, Workload};
 
 use crate::harness::ServerProcess;
-
-fn round(x: f64, digits: i32) -> f64 {
-    let p = 10f64.powi(digits);
-    (x * p).round() / p
-}
 
 /// The bootstrap admin's password, given to the server on its first start.
 pub const ADMIN_PASSWORD: &str = "fieldsync-bench-Guangxi-2025";
@@ -376,10 +372,15 @@ impl Bench {
 
     fn incremental(&mut self) -> anyhow::Result<ScenarioReport> {
         self.ensure_pushed()?;
-        let i = self.busiest()[0];
+        let Some(&i) = self.busiest().first() else {
+            bail!("the incremental scenario needs a device");
+        };
         self.catch_up(i)?;
         let name = self.devices[i].name.clone();
         let own: Vec<&WorkRecord> = self.workload.records.iter().filter(|r| r.device == name).collect();
+        if own.is_empty() {
+            bail!("the incremental scenario needs records");
+        }
         let n = (self.workload.records.len() / 100).clamp(1, own.len());
         // One field each: the first checklist answer, turned over.
         let edits: Vec<(RecordId, String, serde_json::Value)> = own[..n]
@@ -423,6 +424,9 @@ impl Bench {
         let (a, b) = (order[0], order[1]);
         self.catch_up(a)?;
         self.catch_up(b)?;
+        if self.workload.records.len() < 2 {
+            bail!("the conflict scenario needs two records");
+        }
         let n = (self.workload.records.len() / 50).clamp(2, self.workload.records.len());
         let chosen: Vec<WorkRecord> = self.workload.records[..n].to_vec();
         // Even records: both rewrite the conclusion (a conflict a person resolves).
