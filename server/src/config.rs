@@ -32,6 +32,26 @@ pub struct Settings {
     pub photos: crate::photos::PhotoSettings,
     pub login_limit: LoginLimit,
     pub schedule: ScheduleSettings,
+    pub metrics: MetricsSettings,
+    /// Log lines as JSON objects (one per line, for a log shipper) instead of text.
+    pub log_json: bool,
+}
+
+/// The `[metrics]` section.
+#[derive(Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// A bearer token for the Prometheus scraper; without one, `/metrics` needs an admin's access token.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Settings get logged; the token must not be.
+        f.debug_struct("MetricsSettings")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// The `[schedule]` section.
@@ -115,6 +135,8 @@ impl Default for Settings {
             photos: crate::photos::PhotoSettings::default(),
             login_limit: LoginLimit::default(),
             schedule: ScheduleSettings::default(),
+            metrics: MetricsSettings::default(),
+            log_json: false,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod photos;
 pub mod ratelimit;
 pub mod routes;

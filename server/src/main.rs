@@ -213,6 +213,9 @@ struct ServeArgs {
     /// The day taken as today for task windows (drills and tests only).
     #[arg(long, env = "FIELDSYNC_TODAY", hide = true)]
     today: Option<chrono::NaiveDate>,
+    /// Log lines as JSON objects, one per line (for a log shipper).
+    #[arg(long, env = "FIELDSYNC_LOG_JSON")]
+    log_json: bool,
     /// Password of the `admin` user made on first start; generated and printed once if unset.
     #[arg(long = "admin-password", env = "FIELDSYNC_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -245,18 +248,40 @@ impl ServeArgs {
         if let Some(day) = self.today {
             s.schedule.today = Some(day);
         }
+        if self.log_json {
+            s.log_json = true;
+        }
         Ok(s)
+    }
+}
+
+/// Text for a person at a terminal, or one JSON object per line for a log
+/// shipper; `RUST_LOG` filters either way (default `info`).
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // stderr: stdout carries the one line scripts read (where the server listens).
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        logs.init();
     }
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The settings say how to log, so they are read before the first log line.
+    let serve = match &cli.command {
+        Command::Serve(args) => Some(args.settings()?),
+        _ => None,
+    };
+    init_logs(serve.as_ref().is_some_and(|s| s.log_json));
+    match cli.command {
         Command::Serve(args) => {
-            let settings = args.settings()?;
+            let settings = serve.map_or_else(|| args.settings(), Ok)?;
             let app = Application::build(&settings, args.admin_password.as_deref())?;
             if let AdminBootstrap::Generated(p) = &app.admin {
                 // Shown once: it is stored only as an argon2 hash.

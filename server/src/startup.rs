@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use actix_web::middleware::Compress;
+use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
 use mobile_schema::ids::DeviceId;
 use mobile_schema::workflow::Role;
@@ -84,6 +84,8 @@ pub enum StartupError {
     Photos(#[from] crate::photos::PhotoError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(String),
     #[error("cannot open the schedule service: {0}")]
     Schedule(#[from] ScheduleServiceError),
 }
@@ -222,12 +224,18 @@ impl Application {
         })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.bind.port());
         let data = web::Data::new(state.clone());
+        let metrics = web::Data::new(
+            crate::metrics::Metrics::new(&settings.data_dir).map_err(|e| StartupError::Metrics(e.to_string()))?,
+        );
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(photos.clone())
+                .app_data(metrics.clone())
                 .wrap(Compress::default())
+                .wrap(from_fn(crate::metrics::count_requests))
                 .service(routes::health::healthz)
+                .service(routes::metrics::metrics)
                 .service(routes::auth::login)
                 .service(routes::auth::refresh)
                 .service(routes::admin::create_user)

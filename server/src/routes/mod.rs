@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod metrics;
 pub mod photos;
 pub mod schedule;
 pub mod sync;
@@ -13,6 +14,7 @@ pub mod uploads;
 /// services registered in `startup`.
 pub const ROUTES: &[(&str, &str)] = &[
     ("/healthz", "GET"),
+    ("/metrics", "GET"),
     ("/api/v1/auth/login", "POST"),
     ("/api/v1/auth/refresh", "POST"),
     ("/api/v1/sync/push", "POST"),

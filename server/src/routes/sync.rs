@@ -1,5 +1,7 @@
 //! `POST /api/v1/sync/push` and `GET /api/v1/sync/pull`.
 
+use std::time::Instant;
+
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
@@ -10,6 +12,7 @@ use crate::access::{self, Cursor, Visibility};
 use crate::auth::Authenticated;
 use crate::body;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::site_moves;
 use crate::startup::AppState;
 
@@ -20,9 +23,11 @@ const DEFAULT_PULL_LIMIT: usize = 100;
 pub async fn push(
     auth: Authenticated,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     let replica = auth.replica.ok_or_else(|| {
         ApiError::bad(
             "replica_required",
@@ -80,6 +85,7 @@ pub async fn push(
         Ok(response)
     })
     .await??;
+    metrics.pushed(&response, started);
     Ok(HttpResponse::Ok().json(response))
 }
 
@@ -90,7 +96,13 @@ struct PullQuery {
 }
 
 #[get("/api/v1/sync/pull")]
-pub async fn pull(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn pull(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     let query = web::Query::<PullQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
         .into_inner();
@@ -184,5 +196,6 @@ pub async fn pull(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
     );
     out.extend_from_slice(serde_json::to_string(&epoch).unwrap_or_default().as_bytes());
     out.push(b'}');
+    metrics.pulled(records.len(), started);
     Ok(HttpResponse::Ok().content_type(ContentType::json()).body(out))
 }
