@@ -87,9 +87,9 @@ pub fn inspection_rows(snapshot: &Snapshot, who: &Authenticated, today: NaiveDat
         if !snapshot.visible(&scope, state, today) {
             continue;
         }
-        // A record whose current value is not a valid document (a conflict
-        // being resolved) is listed under what can be read of it: skipped here,
-        // shown by its detail.
+        // The engine refuses any written value that would not decode, so every
+        // stored inspection materializes; one that did not (a corrupt entry)
+        // is left out rather than failing the whole listing.
         let Ok(AnyRecord::Inspection(i)) = state.materialize() else {
             continue;
         };
