@@ -198,21 +198,7 @@ pub fn review(client: &AdminClient, command: ReviewCommand) -> Result<String, Cl
 }
 
 fn decide(client: &AdminClient, a: DecideArgs, decision: Decision) -> Result<String, CliError> {
-    let comments = a
-        .comments
-        .iter()
-        .map(|c| match c.split_once('=') {
-            // A unit key has no spaces and names a field, e.g. `answers/TP-09`.
-            Some((unit, text)) if !unit.is_empty() && !unit.contains(char::is_whitespace) => CommentIn {
-                text: text.to_string(),
-                unit: Some(unit.to_string()),
-            },
-            _ => CommentIn {
-                text: c.clone(),
-                unit: None,
-            },
-        })
-        .collect();
+    let comments = a.comments.iter().map(|c| comment_of(c)).collect();
     let answer = client.decide(
         a.id,
         decision,
@@ -228,6 +214,25 @@ fn decide(client: &AdminClient, a: DecideArgs, decision: Decision) -> Result<Str
         "{} is now {} (review {})\n",
         answer.inspection_id, answer.status, answer.review_id
     ))
+}
+
+/// `--comment UNIT=TEXT` or `--comment TEXT`. A unit key is ASCII, e.g.
+/// `answers/TP-09`, so text such as `结论=不清` stays text.
+fn comment_of(arg: &str) -> CommentIn {
+    match arg.split_once('=') {
+        Some((unit, text))
+            if !unit.is_empty() && unit.bytes().all(|b| b.is_ascii_alphanumeric() || b"_/-.".contains(&b)) =>
+        {
+            CommentIn {
+                text: text.to_string(),
+                unit: Some(unit.to_string()),
+            }
+        }
+        _ => CommentIn {
+            text: arg.to_string(),
+            unit: None,
+        },
+    }
 }
 
 /// Runs a `hazards` command; returns what to print.
@@ -346,5 +351,37 @@ fn footer(out: &mut String, n: usize, next: Option<&str>, what: &str) {
     let _ = writeln!(out, "{n} {what}");
     if let Some(c) = next {
         let _ = writeln!(out, "more: --cursor {c}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comment_names_its_unit_only_with_an_ascii_key() {
+        let c = comment_of("answers/TP-09=请补充照片");
+        assert_eq!(
+            (c.unit.as_deref(), c.text.as_str()),
+            (Some("answers/TP-09"), "请补充照片")
+        );
+        let c = comment_of("结论=不清楚");
+        assert_eq!((c.unit, c.text.as_str()), (None, "结论=不清楚"));
+        let c = comment_of("=x");
+        assert_eq!((c.unit, c.text.as_str()), (None, "=x"));
+    }
+
+    #[test]
+    fn filters_become_an_escaped_query_string() {
+        let f = FilterArgs {
+            region: Some(RegionCode::new(450_300).unwrap()),
+            flag: Some("outside_site".into()),
+            limit: Some(5),
+            ..FilterArgs::default()
+        };
+        assert_eq!(
+            f.query(Some("submitted"), Some("a b")),
+            "region=450300&status=submitted&flag=outside_site&limit=5&cursor=a%20b"
+        );
     }
 }
