@@ -412,6 +412,19 @@ fn a_hazard_goes_to_closure_with_each_forbidden_step_refused_and_overdue_follows
     let r = step(&wei_api, "close", json!({}));
     assert_eq!((r.status, r.code()), (403, "role_not_allowed"), "{:?}", r.body);
     step(&li, "start_rectification", json!({})).ok().unwrap();
+    // The date filters of hazards compare the notice day.
+    for (query, expected) in [
+        ("from=2026-11-20&to=2026-11-20", vec![hid.to_string()]),
+        ("from=2026-11-21", vec![later_id.to_string()]),
+        ("", vec![hid.to_string(), later_id.to_string()]),
+    ] {
+        let listed = api
+            .get(&format!("/api/v1/hazards?{query}"), Some(&admin))
+            .unwrap()
+            .ok()
+            .unwrap();
+        assert_eq!(ids(&listed), expected, "{query}: {listed}");
+    }
 
     // Overdue per region, counted from the configured today.
     let overdue = api.get("/api/v1/hazards/overdue", Some(&li)).unwrap().ok().unwrap();
