@@ -199,6 +199,9 @@ static HAZARD: Layout = Layout {
         scalar("deadline"),
         scalar("responsible_party"),
         set("evidence"),
+        scalar("notified_on"),
+        set("rectification_evidence"),
+        set("verification_evidence"),
     ],
     workflow: Some(("state", "identified")),
 };

@@ -790,8 +790,14 @@ pub fn validate_hazard(h: &Hazard, ctx: &ValidationContext) -> Report {
         }
     }
     let site = ctx.site_for(h.site_id);
-    for ev in &h.evidence {
-        check_evidence(&mut r, "evidence", ev, site, None, ctx);
+    for (field, list) in [
+        ("evidence", &h.evidence),
+        ("rectification_evidence", &h.rectification_evidence),
+        ("verification_evidence", &h.verification_evidence),
+    ] {
+        for ev in list {
+            check_evidence(&mut r, field, ev, site, None, ctx);
+        }
     }
     r
 }

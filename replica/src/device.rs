@@ -153,6 +153,10 @@ pub struct RecordShown {
     pub flags: Vec<Flag>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewMark>,
+    /// The latest decision's comments, when its Review record is on the tablet:
+    /// what a returned inspection's inspector must fix.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub review_comments: Vec<mobile_schema::review::Comment>,
     pub locked: bool,
     /// Local changes of this record the server has not answered.
     pub pending: usize,
@@ -375,6 +379,13 @@ impl Device {
             .filter(|r| r.record == id)
             .map(RefusedShown::from)
             .collect();
+        let review_comments = match &state.review {
+            Some(mark) => match self.replica.get(mark.review)?.map(|v| v.record) {
+                Some(AnyRecord::Review(r)) => r.comments,
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        };
         Ok(RecordShown {
             id,
             kind: state.kind,
@@ -383,6 +394,7 @@ impl Device {
             record: view.record,
             flags: view.flags,
             review: state.review,
+            review_comments,
             locked: view.locked,
             pending: view.pending,
             refused,

@@ -26,7 +26,15 @@ pub fn check_transition(view: &RecordState, action: &str, role: Role) -> Result<
             }
             step::<InspectionStatus>(view, action, role)
         }
-        RecordKind::Hazard => step::<HazardState>(view, action, role),
+        RecordKind::Hazard => {
+            step::<HazardState>(view, action, role)?;
+            match serde_json::from_value::<mobile_schema::workflow::HazardAction>(serde_json::Value::String(
+                action.to_string(),
+            )) {
+                Ok(a) => sync_protocol::engine::hazard_evidence(view, a),
+                Err(_) => Ok(()),
+            }
+        }
         RecordKind::Task => step::<TaskState>(view, action, role),
         RecordKind::Addendum => step::<AddendumState>(view, action, role),
         kind => Err(Refusal::new(

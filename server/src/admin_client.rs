@@ -121,6 +121,46 @@ impl AdminClient {
         self.call("POST", "/api/v1/schedule/regenerate", Some(request))
     }
 
+    /// `GET /api/v1/reviews?QUERY`: one page of the review queue.
+    pub fn review_queue(
+        &self,
+        query: &str,
+    ) -> Result<crate::query::ListPage<crate::review::InspectionSummary>, ClientError> {
+        self.call::<(), _>("GET", &format!("/api/v1/reviews?{query}"), None)
+    }
+
+    /// `GET /api/v1/reviews/{id}`.
+    pub fn review_show(
+        &self,
+        id: mobile_schema::ids::InspectionId,
+    ) -> Result<crate::review::ReviewDetail, ClientError> {
+        self.call::<(), _>("GET", &format!("/api/v1/reviews/{id}"), None)
+    }
+
+    /// `POST /api/v1/reviews/{id}/approve` or `/return`.
+    pub fn decide(
+        &self,
+        id: mobile_schema::ids::InspectionId,
+        decision: mobile_schema::review::Decision,
+        request: &crate::review::DecisionRequest,
+    ) -> Result<crate::review::DecisionAnswer, ClientError> {
+        let verb = match decision {
+            mobile_schema::review::Decision::Approve => "approve",
+            mobile_schema::review::Decision::Return => "return",
+        };
+        self.call("POST", &format!("/api/v1/reviews/{id}/{verb}"), Some(request))
+    }
+
+    /// `GET /api/v1/hazards?QUERY`.
+    pub fn hazards(&self, query: &str) -> Result<crate::query::ListPage<crate::hazards::HazardSummary>, ClientError> {
+        self.call::<(), _>("GET", &format!("/api/v1/hazards?{query}"), None)
+    }
+
+    /// `GET /api/v1/hazards/overdue?QUERY`.
+    pub fn overdue_hazards(&self, query: &str) -> Result<crate::hazards::OverdueAnswer, ClientError> {
+        self.call::<(), _>("GET", &format!("/api/v1/hazards/overdue?{query}"), None)
+    }
+
     /// A GET whose answer is text (CSV) or JSON, returned as it came.
     pub fn get_text(&self, path_and_query: &str) -> Result<String, ClientError> {
         let bytes = self.send::<()>("GET", path_and_query, None)?;

@@ -51,6 +51,21 @@ enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// Review submitted inspections of a running server (logs in as a
+    /// supervisor or an admin with --as; text, or JSON with --json).
+    Review {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: server::review_cli::ReviewCommand,
+    },
+    /// Hazards of a running server: the filtered list and the overdue ones.
+    Hazards {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: server::review_cli::HazardsCommand,
+    },
 }
 
 /// Which report: a year, a region, JSON or CSV.
@@ -301,6 +316,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Schedule { admin, command } => {
             actix_web::rt::task::spawn_blocking(move || schedule_command(&admin, command)).await??;
+        }
+        Command::Review { admin, command } => {
+            let text = actix_web::rt::task::spawn_blocking(move || -> anyhow::Result<String> {
+                Ok(server::review_cli::review(&connect(&admin)?, command)?)
+            })
+            .await??;
+            print_raw(&text);
+        }
+        Command::Hazards { admin, command } => {
+            let text = actix_web::rt::task::spawn_blocking(move || -> anyhow::Result<String> {
+                Ok(server::review_cli::hazards(&connect(&admin)?, command)?)
+            })
+            .await??;
+            print_raw(&text);
         }
     }
     Ok(())

@@ -43,6 +43,8 @@ pub struct AppState {
     /// Refreshes since start, to sweep expired sessions now and then.
     pub refreshes: Arc<AtomicU64>,
     pub schedule: Arc<ScheduleService>,
+    /// Review decisions and hazard steps made through the API.
+    pub office: Arc<crate::office::OfficeReplica>,
 }
 
 impl AppState {
@@ -88,6 +90,8 @@ pub enum StartupError {
     Metrics(String),
     #[error("cannot open the schedule service: {0}")]
     Schedule(#[from] ScheduleServiceError),
+    #[error("cannot open the office replica: {0}")]
+    Office(#[from] crate::office::OfficeError),
 }
 
 /// How the first start on an empty store makes its `admin`.
@@ -188,6 +192,7 @@ impl Application {
         };
         let scopes = Scopes::open(&db)?;
         let schedule = Arc::new(ScheduleService::open(&db)?);
+        let office = Arc::new(crate::office::OfficeReplica::open(&db)?);
         let state = AppState {
             db,
             storage,
@@ -200,6 +205,7 @@ impl Application {
             refreshes: Arc::default(),
             scopes,
             schedule,
+            office,
         };
         // Windows that opened while the server was down reach tablets on the
         // first pull after start, not a minute later.
@@ -250,6 +256,14 @@ impl Application {
                 .service(routes::schedule::obligations)
                 .service(routes::schedule::regenerate)
                 .service(routes::schedule::show)
+                .service(routes::reviews::queue)
+                .service(routes::reviews::show)
+                .service(routes::reviews::approve)
+                .service(routes::reviews::return_)
+                .service(routes::reviews::list_inspections)
+                .service(routes::hazards::list)
+                .service(routes::hazards::overdue)
+                .service(routes::hazards::step)
                 .configure(routes::uploads::configure)
                 .configure(routes::photos::configure)
                 .default_service(web::to(not_found))

@@ -581,7 +581,9 @@ impl Engine {
                 None => return Ok(Err(unknown())),
             },
             RecordKind::Hazard => match parse_action::<HazardAction>(action) {
-                Some(a) => step::<HazardState>(&mut state, a, actor.role).map(|_| None),
+                Some(a) => step::<HazardState>(&mut state, a, actor.role)
+                    .and_then(|()| hazard_evidence(&state, a))
+                    .map(|()| None),
                 None => return Ok(Err(unknown())),
             },
             RecordKind::Task => match parse_action::<TaskAction>(action) {
@@ -777,6 +779,24 @@ fn step<M: StateMachine + serde::de::DeserializeOwned>(
         Err(e @ TransitionError::RoleMayNot { .. }) => {
             Err(Refusal::new(RefusalCode::RoleNotAllowed, e.to_string()).at("action"))
         }
+    }
+}
+
+/// A hazard step needs its evidence on the record (see `Hazard::missing_for`):
+/// refused `evidence_required`, naming the field to fill, until it is there.
+pub fn hazard_evidence(state: &RecordState, action: HazardAction) -> Result<(), Refusal> {
+    let hazard = match state.materialize() {
+        Ok(AnyRecord::Hazard(h)) => h,
+        _ => {
+            return Err(Refusal::new(
+                RefusalCode::InvalidStructure,
+                "the hazard does not decode: resolve its conflicts first",
+            ));
+        }
+    };
+    match hazard.missing_for(action) {
+        Some(m) => Err(Refusal::new(RefusalCode::EvidenceRequired, m.message).at(m.field)),
+        None => Ok(()),
     }
 }
 

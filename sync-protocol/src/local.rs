@@ -81,7 +81,12 @@ pub fn apply_local(view: Option<RecordState>, change: &Change, author: &LocalAut
             let mut state = view.ok_or_else(|| Refusal::new(RefusalCode::UnknownRecord, "no such record"))?;
             let next = match change.kind {
                 RecordKind::Inspection => local_step::<InspectionStatus>(&state, action, author.role),
-                RecordKind::Hazard => local_step::<HazardState>(&state, action, author.role),
+                RecordKind::Hazard => local_step::<HazardState>(&state, action, author.role).filter(|_| {
+                    serde_json::from_value::<mobile_schema::workflow::HazardAction>(serde_json::Value::String(
+                        action.clone(),
+                    ))
+                    .is_ok_and(|a| crate::engine::hazard_evidence(&state, a).is_ok())
+                }),
                 RecordKind::Task => local_step::<TaskState>(&state, action, author.role),
                 RecordKind::Addendum => local_step::<AddendumState>(&state, action, author.role),
                 _ => None,

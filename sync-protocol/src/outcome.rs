@@ -30,6 +30,9 @@ pub enum RefusalCode {
     ReplicaForked,
     /// Too many units or bytes in one change.
     TooLarge,
+    /// A workflow step whose evidence is not on the record yet (a hazard
+    /// notice without its deadline, a verification without its photos).
+    EvidenceRequired,
 }
 
 impl RefusalCode {
@@ -46,6 +49,7 @@ impl RefusalCode {
             RefusalCode::SeqGap => "seq_gap",
             RefusalCode::ReplicaForked => "replica_forked",
             RefusalCode::TooLarge => "too_large",
+            RefusalCode::EvidenceRequired => "evidence_required",
         }
     }
 

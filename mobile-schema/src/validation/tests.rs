@@ -203,6 +203,9 @@ fn hazard() -> Hazard {
         deadline: Some(day("2025-04-10")),
         responsible_party: "某矿业公司".into(),
         evidence: vec![],
+        notified_on: None,
+        rectification_evidence: vec![],
+        verification_evidence: vec![],
         state: HazardState::Notified,
     }
 }

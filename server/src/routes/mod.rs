@@ -2,9 +2,11 @@
 
 pub mod admin;
 pub mod auth;
+pub mod hazards;
 pub mod health;
 pub mod metrics;
 pub mod photos;
+pub mod reviews;
 pub mod schedule;
 pub mod sync;
 pub mod uploads;
@@ -24,4 +26,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/schedule/compliance", "GET"),
     ("/api/v1/schedule/obligations", "GET"),
     ("/api/v1/schedule/regenerate", "POST"),
+    ("/api/v1/reviews", "GET"),
+    ("/api/v1/reviews/{inspection_id}", "GET"),
+    ("/api/v1/reviews/{inspection_id}/approve", "POST"),
+    ("/api/v1/reviews/{inspection_id}/return", "POST"),
+    ("/api/v1/inspections", "GET"),
+    ("/api/v1/hazards", "GET"),
+    ("/api/v1/hazards/overdue", "GET"),
+    ("/api/v1/hazards/{id}/{action}", "POST"),
 ];

@@ -316,6 +316,9 @@ fn map_line(line: Line) -> anyhow::Result<WorkRecord> {
             description: f.description,
             deadline: None,
             responsible_party: String::new(),
+            notified_on: None,
+            rectification_evidence: vec![],
+            verification_evidence: vec![],
             state: HazardState::Identified,
         });
     }
