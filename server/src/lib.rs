@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod photos;
 pub mod ratelimit;
+pub mod record_detail;
 pub mod routes;
 pub mod schedule;
 pub mod site_moves;

@@ -13,6 +13,7 @@ use mobile_schema::workflow::{
 use serde::{Deserialize, Serialize};
 
 use crate::change::{Actor, Change, Op, UnitWrite, VersionSet};
+use crate::history::ChangeEvent;
 use crate::hlc::{Hlc, HlcClock};
 use crate::ids::{ReplicaId, VersionId};
 use crate::outcome::{ChangeOutcome, Flag, Outcome, Refusal, RefusalCode};
@@ -75,6 +76,9 @@ pub trait Store {
     ) -> Result<Option<(LiveVersion, VersionMeta)>, Self::Error>;
     fn outcome(&mut self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, Self::Error>;
     fn put_outcome(&mut self, replica: ReplicaId, seq: u64, outcome: StoredOutcome) -> Result<(), Self::Error>;
+    /// Keep an answered change in its record's history, refusals included;
+    /// committed with the change's outcome.
+    fn put_event(&mut self, record: RecordId, version: VersionId, event: ChangeEvent) -> Result<(), Self::Error>;
     /// The highest seq of the replica with a recorded outcome (0 if none).
     fn last_seq(&mut self, replica: ReplicaId) -> Result<u64, Self::Error>;
     fn next_commit_seq(&mut self) -> Result<u64, Self::Error>;
@@ -231,6 +235,11 @@ impl Engine {
             }
             Err(refusal) => Outcome::Refused(refusal),
         };
+        store.put_event(
+            change.record,
+            id,
+            ChangeEvent::of(change, meta, effective, &outcome, &flags),
+        )?;
         store.put_outcome(
             actor.replica,
             change.seq,

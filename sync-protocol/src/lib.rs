@@ -20,6 +20,7 @@
 pub mod change;
 pub mod clock;
 pub mod engine;
+pub mod history;
 pub mod hlc;
 pub mod ids;
 pub mod local;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod photos;
+pub mod records;
 pub mod schedule;
 pub mod sync;
 pub mod uploads;
@@ -17,6 +18,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/auth/refresh", "POST"),
     ("/api/v1/sync/push", "POST"),
     ("/api/v1/sync/pull", "GET"),
+    ("/api/v1/records/{id}", "GET"),
     ("/api/v1/schedule", "GET"),
     ("/api/v1/schedule/generate", "POST"),
     ("/api/v1/schedule/compliance", "GET"),

@@ -54,6 +54,13 @@ pub struct Page {
     pub more: bool,
 }
 
+/// What [`SyncStorage::record_history`] found.
+#[derive(Debug, Clone, Default)]
+pub struct RecordHistory {
+    pub items: Vec<sync_protocol::history::HistoryItem>,
+    pub truncated: bool,
+}
+
 /// The sync store.
 pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     /// Apply a batch of changes from one replica; returns after the outcomes are
@@ -88,6 +95,11 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     /// Replace a record's evidence flags (the photo checks); re-sequenced, and
     /// durable on return, when they changed. Returns whether they did.
     fn annotate(&self, id: RecordId, evidence: Vec<sync_protocol::Flag>) -> Result<bool, StorageError>;
+
+    /// A record's history: every change answered for it, refusals included, in
+    /// history order (effective HLC). Reads at most `max` changes of each kind
+    /// kept; `truncated` says there were more.
+    fn record_history(&self, id: RecordId, max: usize) -> Result<RecordHistory, StorageError>;
 
     /// Names this store's history: a restore from a backup starts a new epoch.
     fn epoch(&self) -> String;
