@@ -9,6 +9,7 @@ pub mod admin_client;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod device_status;
 pub mod error;
 pub mod photos;
 pub mod ratelimit;

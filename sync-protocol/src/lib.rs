@@ -19,6 +19,7 @@
 
 pub mod change;
 pub mod clock;
+pub mod device_report;
 pub mod engine;
 pub mod history;
 pub mod hlc;
