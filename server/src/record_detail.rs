@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use mobile_schema::ids::{DeviceId, RecordId, UserId};
 use mobile_schema::record::RecordKind;
 use serde::{Deserialize, Serialize};
-use sync_protocol::history::{ChangeOp, HistoryItem};
+use sync_protocol::history::{ChangeOp, HistoryItem, Via};
 use sync_protocol::state::{Lock, ReviewMark, VersionMeta};
 use sync_protocol::{Flag, Hlc, Outcome, RecordState, Refusal, ReplicaId, UnitValue, VersionId};
 
@@ -95,6 +95,10 @@ pub struct ChangeView {
     pub refusal: Option<Refusal>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
+    /// The record the change was made to, when it touched this one from
+    /// another: a review deciding this inspection, a pending addendum made here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
 }
 
 /// A page of the history.
@@ -232,6 +236,7 @@ fn change_view(item: &HistoryItem, names: &mut Names<'_>) -> Result<ChangeView, 
         addenda: Vec::new(),
         refusal: None,
         flags: item.flags.clone(),
+        via: item.via,
     };
     if let Some(outcome) = &item.outcome {
         view.commit_seq = outcome.commit_seq();
@@ -372,6 +377,10 @@ pub fn render(d: &RecordDetail) -> String {
         if h.truncated { " (more were not read)" } else { "" }
     );
     for c in &h.changes {
+        let via = c
+            .via
+            .map(|v| format!(" of {} {}", v.kind.as_str(), v.id))
+            .unwrap_or_default();
         let what = match (c.op, &c.action) {
             (Some(ChangeOp::Transition), Some(a)) => format!("transition {a}"),
             (Some(ChangeOp::Create), _) => "create".to_string(),
@@ -396,7 +405,7 @@ pub fn render(d: &RecordDetail) -> String {
         };
         let by = c.author.as_ref().map(who).unwrap_or_else(|| "(author unknown)".into());
         let effective = c.effective_hlc.as_ref().map(hlc).unwrap_or_else(|| "-".into());
-        let _ = writeln!(out, "  {} {what}: {outcome}", c.version);
+        let _ = writeln!(out, "  {} {what}{via}: {outcome}", c.version);
         let _ = writeln!(out, "      by {by}; ordered at {effective}");
         for f in &c.flags {
             let _ = writeln!(out, "      flag {}: {}", f.code, f.message);

@@ -217,8 +217,12 @@ impl Engine {
             Ok(()) => self.apply_one(store, actor, change, id, effective, meta)?,
             Err(refusal) => Err(refusal),
         };
+        // Other records the change stepped or made (a review's inspection, pending
+        // addenda) keep it in their history too.
+        let mut also = Vec::new();
         let outcome = match applied {
             Ok((touched, outcome)) => {
+                also.extend(touched.others.iter().map(|r| r.id).filter(|r| *r != change.record));
                 let seq_main = self.commit(store, touched)?;
                 match outcome {
                     Outcome::Applied { .. } => Outcome::Applied { commit_seq: seq_main },
@@ -235,11 +239,11 @@ impl Engine {
             }
             Err(refusal) => Outcome::Refused(refusal),
         };
-        store.put_event(
-            change.record,
-            id,
-            ChangeEvent::of(change, meta, effective, &outcome, &flags),
-        )?;
+        let event = ChangeEvent::of(change, meta, effective, &outcome, &flags);
+        for other in also {
+            store.put_event(other, id, event.clone().via(change.kind, change.record))?;
+        }
+        store.put_event(change.record, id, event)?;
         store.put_outcome(
             actor.replica,
             change.seq,

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use mobile_schema::ids::RecordId;
+use mobile_schema::record::RecordKind;
 use serde::{Deserialize, Serialize};
 
 use crate::change::{Change, Op};
@@ -45,9 +47,27 @@ pub struct ChangeEvent {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
+    /// Set when the change was to another record and touched this one: a
+    /// review deciding an inspection, an edit of a signed inspection making a
+    /// pending addendum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+}
+
+/// The record a change was made to, when it is not the one whose history shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Via {
+    pub kind: RecordKind,
+    pub id: RecordId,
 }
 
 impl ChangeEvent {
+    /// The same change, as seen from another record it touched.
+    pub fn via(mut self, kind: RecordKind, id: RecordId) -> Self {
+        self.via = Some(Via { kind, id });
+        self
+    }
+
     pub fn of(change: &Change, meta: VersionMeta, effective: Hlc, outcome: &Outcome, flags: &[Flag]) -> Self {
         let (op, action, units) = match &change.op {
             Op::Create { .. } => (ChangeOp::Create, None, Vec::new()),
@@ -62,6 +82,7 @@ impl ChangeEvent {
             effective,
             outcome: outcome.clone(),
             flags: flags.to_vec(),
+            via: None,
         }
     }
 }
@@ -90,6 +111,8 @@ pub struct HistoryItem {
     pub outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
 }
 
 impl HistoryItem {
@@ -120,6 +143,7 @@ pub fn assemble<E>(
                 effective: Some(e.effective),
                 outcome: Some(e.outcome),
                 flags: e.flags,
+                via: e.via,
             },
         );
     }
@@ -134,10 +158,11 @@ pub fn assemble<E>(
             effective,
             outcome: None,
             flags: Vec::new(),
+            via: None,
         });
         // What reached the record: an edit's units that a lock diverted are not
         // here; a create's units are listed only here.
-        if item.op != Some(ChangeOp::Edit) || item.units.is_empty() {
+        if (item.op != Some(ChangeOp::Edit) || item.units.is_empty()) && item.via.is_none() {
             item.units = w.units.keys().cloned().collect();
         }
         if item.meta.is_none() {
@@ -181,6 +206,7 @@ mod tests {
             effective: Hlc::new(300, 0),
             outcome: Outcome::Refused(Refusal::new(RefusalCode::RoleNotAllowed, "no")),
             flags: Vec::new(),
+            via: None,
         };
         let created = ChangeEvent {
             op: ChangeOp::Create,
@@ -190,6 +216,7 @@ mod tests {
             effective: Hlc::new(100, 0),
             outcome: Outcome::Applied { commit_seq: 1 },
             flags: Vec::new(),
+            via: None,
         };
         let old = Written {
             meta: Some(meta(200)),

@@ -11,9 +11,10 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use mobile_schema::ids::{DeviceId, InspectionId, RecordId, SiteId};
+use mobile_schema::ids::{DeviceId, InspectionId, RecordId, ReviewId, SiteId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::region::RegionCode;
+use mobile_schema::review::{Decision, Review};
 use mobile_schema::sample;
 use replica::{HttpConfig, ReplicaConfig};
 use serde_json::{Value, json};
@@ -299,7 +300,66 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
     let r = Request::get(&format!("/api/v1/records/{id}")).send(port).unwrap();
     assert_eq!(r.status, 401, "a token first");
 
+    // The supervisor returns the inspection from a tablet of his own: the
+    // review's change shows in the inspection's history, made via the review.
+    let mut wang_tablet = Tablet::enrol(&root.path().join("wang"), http(), "wang", PASSWORD, None).unwrap();
+    wang_tablet.sync().unwrap();
+    let review = ReviewId::generate();
+    let wang_user = wang_tablet.replica.identity().user;
+    wang_tablet
+        .replica
+        .create(
+            Review {
+                id: review,
+                schema_version: Review::SCHEMA_VERSION,
+                inspection_id: insp,
+                reviewer: wang_user,
+                decision: Decision::Return,
+                decided_at: chrono::Utc::now().fixed_offset(),
+                comments: Vec::new(),
+            }
+            .into(),
+        )
+        .unwrap();
+    assert_eq!(wang_tablet.sync().unwrap().refused, 0);
+
+    // wu is moved to another county; his next edit of the inspection, made
+    // before he learnt it, is refused and shows in its history with the code.
+    let r = Request::new("PATCH", "/api/v1/admin/users/wu")
+        .bearer(&admin)
+        .json(&json!({"regions": [XINGNING.to_string()]}))
+        .send(port)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    wu.edit(RecordKind::Inspection, id, "conclusion", json!("吴：补充说明"))
+        .unwrap();
+    let report = wu.sync().unwrap();
+    assert_eq!(report.refused, 1, "{report:?}");
+
+    let (status, detail) = get(port, &wang, &format!("/api/v1/records/{id}"));
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["workflow"], "returned");
+    assert_eq!(detail["review"]["decision"], "return");
+    assert_eq!(detail["history"]["total"], 7, "{detail:#}");
+    let wang_device = wang_tablet.replica.identity().device;
+    let decided = change_of(&detail, wang_device, |_| true);
+    assert_eq!(decided["via"], json!({"kind": "review", "id": review}), "{decided}");
+    assert_eq!(
+        (decided["op"].clone(), decided["outcome"].clone()),
+        (json!("create"), json!("applied"))
+    );
+    assert_eq!(decided["author"]["username"], "wang");
+    let out_of_scope = change_of(&detail, wu_device, |c| c["outcome"] == "refused" && c["op"] == "edit");
+    assert_eq!(out_of_scope["refusal"]["code"], "forbidden_scope", "{out_of_scope}");
+    assert_eq!(out_of_scope["units"], json!(["conclusion"]));
+    // The review's own history has its creation, and nothing of the inspection's.
+    let (status, review_detail) = get(port, &wang, &format!("/api/v1/records/{}", RecordId::from(review)));
+    assert_eq!(status, 200, "{review_detail}");
+    assert_eq!(review_detail["history"]["total"], 1, "{review_detail:#}");
+    assert_eq!(review_detail["history"]["changes"][0]["via"], Value::Null);
+
     // The command line shows the same, as JSON and as text.
+    let all = changes(&detail);
     let id_text = id.to_string();
     let cli: Value = serde_json::from_str(&fieldsync(
         &server,
@@ -311,12 +371,17 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
     assert_eq!(changes(&cli), all);
     assert_eq!(cli["conflicts"], detail["conflicts"]);
     let text = fieldsync(&server, "wang", PASSWORD, &["record", "show", &id_text]);
-    assert!(text.contains("REFUSED transition_not_allowed"), "{text}");
-    assert!(text.contains("conflicts"), "{text}");
-    assert!(
-        text.contains("吴：渗水仍在") && text.contains("李：渗水已处理"),
-        "{text}"
-    );
+    for needle in [
+        "REFUSED transition_not_allowed",
+        "REFUSED forbidden_scope",
+        "conflicts",
+        "吴：渗水仍在",
+        "李：渗水已处理",
+        "of review",
+        "review: return",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
 }
 
 #[test]
