@@ -239,6 +239,16 @@ impl Engine {
             }
             Err(refusal) => Outcome::Refused(refusal),
         };
+        // A review is a workflow step on its inspection: refused, it is kept
+        // there too, so the inspection's history shows the attempt.
+        if outcome.refusal().is_some()
+            && change.kind == RecordKind::Review
+            && matches!(change.op, Op::Create { .. })
+            && let Some(crate::scope::Link::Inspection(target)) = crate::scope::link_of_change(change.kind, change)
+            && target != change.record
+        {
+            also.push(target);
+        }
         let event = ChangeEvent::of(change, meta, effective, &outcome, &flags);
         for other in also {
             store.put_event(other, id, event.clone().via(change.kind, change.record))?;

@@ -112,7 +112,7 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use mobile_schema::ids::{DeviceId, InspectionId, SiteId, UserId};
+    use mobile_schema::ids::{DeviceId, InspectionId, ReviewId, SiteId, UserId};
     use mobile_schema::record::{AnyRecord, RecordKind};
     use mobile_schema::workflow::Role;
     use sync_protocol::engine::EngineConfig;
@@ -173,6 +173,21 @@ mod tests {
                     versions: None,
                 },
             },
+            // A review is a step of its inspection: refused (an inspector may
+            // not approve), it shows in the inspection's history too.
+            create(
+                5,
+                mobile_schema::review::Review {
+                    id: ReviewId::generate(),
+                    schema_version: mobile_schema::review::Review::SCHEMA_VERSION,
+                    inspection_id: insp,
+                    reviewer: actor.user,
+                    decision: mobile_schema::review::Decision::Approve,
+                    decided_at: mobile_schema::time::shanghai_at_ms(1_030),
+                    comments: Vec::new(),
+                }
+                .into(),
+            ),
         ];
         let gap = Change {
             seq: 9,
@@ -189,10 +204,17 @@ mod tests {
             let history = store.record_history(id, 100).unwrap();
             assert!(!history.truncated);
             let seqs: Vec<u64> = history.items.iter().map(|i| i.version.seq).collect();
-            assert_eq!(seqs, vec![2, 3, 4], "{history:?}");
-            let refused = history.items[2].outcome.as_ref().and_then(Outcome::refusal).unwrap();
+            // HLC order: the review was stamped 1005, the edit 1010.
+            assert_eq!(seqs, vec![2, 5, 3, 4], "{history:?}");
+            let refused = history.items[3].outcome.as_ref().and_then(Outcome::refusal).unwrap();
             assert_eq!(refused.code, RefusalCode::UnknownAction);
-            assert_eq!(history.items[1].units, vec!["conclusion".to_string()]);
+            let review = &history.items[1];
+            assert_eq!(review.via.map(|v| v.kind), Some(RecordKind::Review));
+            assert!(
+                review.outcome.as_ref().and_then(Outcome::refusal).is_some(),
+                "{review:?}"
+            );
+            assert_eq!(history.items[2].units, vec!["conclusion".to_string()]);
             assert_eq!(history.items[0].meta.unwrap().received_ms, 5_000);
             let bounded = store.record_history(id, 2).unwrap();
             assert!(bounded.truncated && bounded.items.len() <= 2);
