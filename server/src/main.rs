@@ -177,7 +177,8 @@ enum RecordCommand {
 
 #[derive(Debug, Subcommand)]
 enum DeviceCommand {
-    /// List devices with their user, app version, replica and last sighting.
+    /// List devices with their user, app version, replica, last sighting, and
+    /// last sync with what the tablet reported (outbox, clock offset, schema).
     List {
         /// Only this user's devices.
         #[arg(long)]
