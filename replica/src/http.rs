@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sync_protocol::clock::{Clock, SystemClock};
+use sync_protocol::device_report::DeviceReport;
 use sync_protocol::wire::{
     DeviceRegistration, ErrorBody, LoginRequest, PullResponse, PushRequest, PushResponse, RefreshRequest,
     TokenResponse, UserInfo, percent_encode,
@@ -131,6 +132,8 @@ pub struct HttpTransport {
     actor: Option<Actor>,
     stats: WireStats,
     on_credentials: Option<CredentialsSink>,
+    /// Sent as headers with every push and pull.
+    report: Option<DeviceReport>,
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -188,7 +191,18 @@ impl HttpTransport {
             actor: None,
             stats: WireStats::default(),
             on_credentials: None,
+            report: None,
         }
+    }
+
+    /// The report sent with pushes and pulls: the replica's last one, the app
+    /// named by the user agent.
+    fn device_report(&self) -> DeviceReport {
+        let mut report = self.report.clone().unwrap_or_default();
+        if report.app.is_none() {
+            report.app = Some(self.config.user_agent.clone());
+        }
+        report
     }
 
     /// Use these saved credentials.
@@ -431,6 +445,9 @@ impl HttpTransport {
         ];
         if let Some(token) = out.bearer {
             headers.push(("authorization", format!("Bearer {token}")));
+            if out.target.starts_with(PUSH_PATH) || out.target.starts_with(PULL_PATH) {
+                headers.extend(self.device_report().headers());
+            }
         }
         if let Some(body) = out.body {
             headers.push(("content-type", "application/json".into()));
@@ -720,6 +737,10 @@ impl Transport for HttpTransport {
         let target = format!("{PULL_PATH}?since={}&limit={limit}", percent_encode(since));
         let reply = self.authorized("GET", &target, None)?;
         decode_json(&reply.body)
+    }
+
+    fn report(&mut self, report: DeviceReport) {
+        self.report = Some(report);
     }
 }
 

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mobile_schema::ids::RecordId;
+use sync_protocol::device_report::DeviceReport;
 use sync_protocol::wire::{PushRequest, PushResponse};
 use sync_protocol::{Change, Hlc, Op, Outcome, RecordState, RefusalCode, ReplicaId, VersionId};
 
@@ -73,15 +74,23 @@ impl Replica {
 
     fn push_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {
         let mut gaps_repaired = BTreeSet::new();
+        // Counted once, then followed batch by batch: a count is a scan.
+        let mut waiting = self.t.outbox.len();
         loop {
             let batch = self.outbox_batch()?;
             let Some(first) = batch.first().map(|c| c.seq) else {
                 return Ok(());
             };
             report.pushed += batch.len();
+            self.report_to(transport, waiting);
             let sent_at = self.clock.now_ms();
             let response = transport.push(PushRequest { changes: batch.clone() })?;
-            match self.settle(&batch, &response, sent_at, report)? {
+            let end = self.settle(&batch, &response, sent_at, report)?;
+            waiting = match end {
+                Batch::Progress => waiting.saturating_sub(batch.len()),
+                _ => self.t.outbox.len(),
+            };
+            match end {
                 Batch::Progress => {}
                 Batch::Gap(expected) => {
                     // Only once per expected seq: a second gap there means the
@@ -333,8 +342,20 @@ impl Replica {
         }
     }
 
+    /// Tell the server, with the next request, what it cannot know about this device.
+    fn report_to(&self, transport: &mut impl Transport, waiting: usize) {
+        transport.report(DeviceReport {
+            outbox: Some(waiting as u64),
+            clock_ms: Some(self.clock.now_ms()),
+            app: None,
+            schema: Some(keys::SCHEMA_VERSION),
+        });
+    }
+
     fn pull_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {
+        let waiting = self.t.outbox.len();
         loop {
+            self.report_to(transport, waiting);
             let cursor: String = read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string());
             let asked_at = self.clock.now_ms();
             let page = match transport.pull(&cursor, self.config.pull_limit) {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use sync_protocol::Actor;
 use sync_protocol::clock::Clock;
+use sync_protocol::device_report::DeviceReport;
 use sync_protocol::reference::ReferenceServer;
 use sync_protocol::wire::{ErrorBody, PullResponse, PushRequest, PushResponse};
 
@@ -47,6 +48,10 @@ pub trait Transport {
     fn identify(&mut self, actor: &Actor) -> Result<(), TransportError>;
     fn push(&mut self, request: PushRequest) -> Result<PushResponse, TransportError>;
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError>;
+    /// What the device says about itself with the following pushes and pulls
+    /// (outbox length, clock, schema version: `docs/protocol.md` §7). A
+    /// transport with nobody to tell, like the in-process one, drops it.
+    fn report(&mut self, _report: DeviceReport) {}
 }
 
 /// Where an injected push failure strikes.

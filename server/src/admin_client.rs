@@ -161,6 +161,28 @@ impl AdminClient {
         self.call::<(), _>("GET", &format!("/api/v1/hazards/overdue?{query}"), None)
     }
 
+    /// `GET /api/v1/records/{id}` with its whole history (every page, up to
+    /// the server's bound).
+    pub fn record(&self, id: mobile_schema::ids::RecordId) -> Result<crate::record_detail::RecordDetail, ClientError> {
+        let page = crate::record_detail::MAX_HISTORY_PAGE;
+        let mut detail: crate::record_detail::RecordDetail =
+            self.call::<(), _>("GET", &format!("/api/v1/records/{id}?limit={page}"), None)?;
+        while let Some(offset) = detail.history.next_offset {
+            let more: crate::record_detail::RecordDetail = self.call::<(), _>(
+                "GET",
+                &format!("/api/v1/records/{id}?offset={offset}&limit={page}"),
+                None,
+            )?;
+            // A server that does not move on would loop for ever.
+            if more.history.offset != offset || more.history.changes.is_empty() {
+                break;
+            }
+            detail.history.changes.extend(more.history.changes);
+            detail.history.next_offset = more.history.next_offset;
+        }
+        Ok(detail)
+    }
+
     /// A GET whose answer is text (CSV) or JSON, returned as it came.
     pub fn get_text(&self, path_and_query: &str) -> Result<String, ClientError> {
         let bytes = self.send::<()>("GET", path_and_query, None)?;

@@ -43,6 +43,14 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// A record of a running server with its conflicts, flags and full history
+    /// (logs in as any user with --as; shows only records in their scope).
+    Record {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: RecordCommand,
+    },
     /// The yearly inspection schedule of a running server (logs in as a
     /// supervisor or an admin with --as).
     Schedule {
@@ -172,8 +180,20 @@ enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum RecordCommand {
+    /// Current values, conflicts, flags, review and every change with its author and outcome.
+    Show {
+        id: mobile_schema::ids::RecordId,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DeviceCommand {
-    /// List devices with their user, app version, replica and last sighting.
+    /// List devices with their user, app version, replica, last sighting, and
+    /// last sync with what the tablet reported (outbox, clock offset, schema).
     List {
         /// Only this user's devices.
         #[arg(long)]
@@ -314,6 +334,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Device { admin, command } => {
             actix_web::rt::task::spawn_blocking(move || device_command(&admin, command)).await??;
         }
+        Command::Record { admin, command } => {
+            actix_web::rt::task::spawn_blocking(move || record_command(&admin, command)).await??;
+        }
         Command::Schedule { admin, command } => {
             actix_web::rt::task::spawn_blocking(move || schedule_command(&admin, command)).await??;
         }
@@ -434,6 +457,17 @@ fn device_command(admin: &AdminArgs, command: DeviceCommand) -> anyhow::Result<(
             print(&devices)
         }
         DeviceCommand::Revoke { id } => print(&client.revoke_device(id)?),
+    }
+}
+
+fn record_command(admin: &AdminArgs, command: RecordCommand) -> anyhow::Result<()> {
+    let client = connect(admin)?;
+    match command {
+        RecordCommand::Show { id, json: true } => print(&client.record(id)?),
+        RecordCommand::Show { id, json: false } => {
+            print_raw(&server::record_detail::render(&client.record(id)?));
+            Ok(())
+        }
     }
 }
 

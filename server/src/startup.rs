@@ -251,6 +251,7 @@ impl Application {
                 .service(routes::admin::revoke_device)
                 .service(routes::sync::push)
                 .service(routes::sync::pull)
+                .service(routes::records::show)
                 .service(routes::schedule::generate)
                 .service(routes::schedule::compliance)
                 .service(routes::schedule::obligations)

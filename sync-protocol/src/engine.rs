@@ -13,6 +13,7 @@ use mobile_schema::workflow::{
 use serde::{Deserialize, Serialize};
 
 use crate::change::{Actor, Change, Op, UnitWrite, VersionSet};
+use crate::history::ChangeEvent;
 use crate::hlc::{Hlc, HlcClock};
 use crate::ids::{ReplicaId, VersionId};
 use crate::outcome::{ChangeOutcome, Flag, Outcome, Refusal, RefusalCode};
@@ -75,6 +76,9 @@ pub trait Store {
     ) -> Result<Option<(LiveVersion, VersionMeta)>, Self::Error>;
     fn outcome(&mut self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, Self::Error>;
     fn put_outcome(&mut self, replica: ReplicaId, seq: u64, outcome: StoredOutcome) -> Result<(), Self::Error>;
+    /// Keep an answered change in its record's history, refusals included;
+    /// committed with the change's outcome.
+    fn put_event(&mut self, record: RecordId, version: VersionId, event: ChangeEvent) -> Result<(), Self::Error>;
     /// The highest seq of the replica with a recorded outcome (0 if none).
     fn last_seq(&mut self, replica: ReplicaId) -> Result<u64, Self::Error>;
     fn next_commit_seq(&mut self) -> Result<u64, Self::Error>;
@@ -213,8 +217,12 @@ impl Engine {
             Ok(()) => self.apply_one(store, actor, change, id, effective, meta)?,
             Err(refusal) => Err(refusal),
         };
+        // Other records the change stepped or made (a review's inspection, pending
+        // addenda) keep it in their history too.
+        let mut also = Vec::new();
         let outcome = match applied {
             Ok((touched, outcome)) => {
+                also.extend(touched.others.iter().map(|r| r.id).filter(|r| *r != change.record));
                 let seq_main = self.commit(store, touched)?;
                 match outcome {
                     Outcome::Applied { .. } => Outcome::Applied { commit_seq: seq_main },
@@ -231,6 +239,21 @@ impl Engine {
             }
             Err(refusal) => Outcome::Refused(refusal),
         };
+        // A review is a workflow step on its inspection: refused, it is kept
+        // there too, so the inspection's history shows the attempt.
+        if outcome.refusal().is_some()
+            && change.kind == RecordKind::Review
+            && matches!(change.op, Op::Create { .. })
+            && let Some(crate::scope::Link::Inspection(target)) = crate::scope::link_of_change(change.kind, change)
+            && target != change.record
+        {
+            also.push(target);
+        }
+        let event = ChangeEvent::of(change, meta, effective, &outcome, &flags);
+        for other in also {
+            store.put_event(other, id, event.clone().via(change.kind, change.record))?;
+        }
+        store.put_event(change.record, id, event)?;
         store.put_outcome(
             actor.replica,
             change.seq,

@@ -33,6 +33,16 @@ pub struct VersionId {
 }
 
 impl VersionId {
+    /// The least and greatest ids, for ranges over everything of a record.
+    pub const MIN: VersionId = VersionId {
+        replica: ReplicaId(Uuid::nil()),
+        seq: 0,
+    };
+    pub const MAX: VersionId = VersionId {
+        replica: ReplicaId(Uuid::from_u128(u128::MAX)),
+        seq: u64::MAX,
+    };
+
     pub fn new(replica: ReplicaId, seq: u64) -> Self {
         Self { replica, seq }
     }

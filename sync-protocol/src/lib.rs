@@ -19,7 +19,9 @@
 
 pub mod change;
 pub mod clock;
+pub mod device_report;
 pub mod engine;
+pub mod history;
 pub mod hlc;
 pub mod ids;
 pub mod local;

@@ -9,6 +9,7 @@ use mobile_schema::ids::RecordId;
 
 use crate::change::{Actor, Change};
 use crate::engine::{Engine, EngineConfig, Store, StoredOutcome};
+use crate::history::{ChangeEvent, HistoryItem, Written};
 use crate::ids::{ReplicaId, VersionId};
 use crate::outcome::ChangeOutcome;
 use crate::state::{RecordState, VersionMeta};
@@ -24,6 +25,8 @@ pub struct MemoryStore {
     pub outcomes: BTreeMap<(ReplicaId, u64), StoredOutcome>,
     pub last_seq: BTreeMap<ReplicaId, u64>,
     pub history: BTreeMap<(RecordId, String, VersionId), (LiveVersion, VersionMeta)>,
+    /// Every answered change by record, for people (see [`crate::history`]).
+    pub events: BTreeMap<(RecordId, VersionId), ChangeEvent>,
     pub commit_seq: u64,
 }
 
@@ -72,6 +75,11 @@ impl Store for MemoryStore {
         self.outcomes.insert((replica, seq), outcome);
         let last = self.last_seq.entry(replica).or_default();
         *last = (*last).max(seq);
+        Ok(())
+    }
+
+    fn put_event(&mut self, record: RecordId, version: VersionId, event: ChangeEvent) -> Result<(), Infallible> {
+        self.events.insert((record, version), event);
         Ok(())
     }
 
@@ -167,5 +175,32 @@ impl ReferenceServer {
 
     pub fn record(&self, id: RecordId) -> Option<&RecordState> {
         self.store.records.get(&id)
+    }
+
+    /// Every change answered for the record, in history order.
+    pub fn history(&self, id: RecordId) -> Vec<HistoryItem> {
+        let events = self
+            .store
+            .events
+            .range((id, VersionId::MIN)..=(id, VersionId::MAX))
+            .map(|((_, v), e)| (*v, e.clone()));
+        let mut written: BTreeMap<VersionId, Written> = BTreeMap::new();
+        for ((_, key, v), (version, meta)) in self
+            .store
+            .history
+            .range((id, String::new(), VersionId::MIN)..)
+            .take_while(|((r, _, _), _)| *r == id)
+        {
+            let w = written.entry(*v).or_default();
+            w.meta = Some(*meta);
+            w.units.insert(key.clone(), version.hlc);
+        }
+        let outcomes = &self.store.outcomes;
+        match crate::history::assemble::<Infallible>(events, written, |v| {
+            Ok(outcomes.get(&(v.replica, v.seq)).map(|o| o.outcome.clone()))
+        }) {
+            Ok(items) => items,
+            Err(never) => match never {},
+        }
     }
 }

@@ -45,6 +45,10 @@ impl Transport for Tee {
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
         self.http.pull(since, limit)
     }
+
+    fn report(&mut self, report: sync_protocol::device_report::DeviceReport) {
+        self.http.report(report);
+    }
 }
 
 /// A replica logged in to a server.
@@ -63,6 +67,19 @@ impl Tablet {
         username: &str,
         password: &str,
         reference: Option<Arc<Mutex<ReferenceServer>>>,
+    ) -> anyhow::Result<Self> {
+        Self::enrol_with(dir, http, username, password, reference, ReplicaConfig::default())
+    }
+
+    /// [`Tablet::enrol`] with the replica's settings (its clock, its batch sizes);
+    /// the identity is the login's.
+    pub fn enrol_with(
+        dir: &Path,
+        http: HttpConfig,
+        username: &str,
+        password: &str,
+        reference: Option<Arc<Mutex<ReferenceServer>>>,
+        config: ReplicaConfig,
     ) -> anyhow::Result<Self> {
         let device = DeviceId::generate();
         let mut http = HttpTransport::new(http);
@@ -84,7 +101,7 @@ impl Tablet {
                 device,
                 role: user.role,
             }),
-            ..ReplicaConfig::default()
+            ..config
         };
         let replica = Replica::open_with(dir, config)?;
         let mut transport = Tee {

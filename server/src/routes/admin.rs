@@ -11,6 +11,7 @@ use sync_protocol::ReplicaId;
 use crate::accounts::{self, Device, User, UserPatch};
 use crate::auth::Authenticated;
 use crate::body;
+use crate::device_status::{DeviceStatus, DeviceStatuses};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -83,6 +84,9 @@ pub struct DeviceView {
     pub revoked_ms: Option<u64>,
     /// The later of its last login or refresh and its last request since the server started.
     pub last_seen_ms: Option<u64>,
+    /// Last sync and what the device reported with it (none before its first sync).
+    #[serde(default)]
+    pub status: Option<DeviceStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +94,7 @@ pub struct DeviceList {
     pub devices: Vec<DeviceView>,
 }
 
-fn device_view(state: &AppState, d: Device, username: Option<String>) -> DeviceView {
+fn device_view(state: &AppState, d: Device, username: Option<String>, status: Option<DeviceStatus>) -> DeviceView {
     let last_seen_ms = d.last_seen_ms.max(state.last_seen(d.id));
     DeviceView {
         id: d.id,
@@ -103,6 +107,7 @@ fn device_view(state: &AppState, d: Device, username: Option<String>) -> DeviceV
         revoked: d.revoked,
         revoked_ms: d.revoked_ms,
         last_seen_ms,
+        status,
     }
 }
 
@@ -193,14 +198,18 @@ pub async fn update_user(
 pub async fn list_devices(auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let st = state.clone();
-    let (devices, users) =
-        web::block(move || -> Result<_, ApiError> { Ok((st.accounts.devices()?, st.accounts.users()?)) }).await??;
+    let (devices, users, mut statuses) = web::block(move || -> Result<_, ApiError> {
+        let statuses = DeviceStatuses::open(&st.db)?.all()?;
+        Ok((st.accounts.devices()?, st.accounts.users()?, statuses))
+    })
+    .await??;
     let names: std::collections::HashMap<UserId, String> = users.into_iter().map(|u| (u.id, u.username)).collect();
     let devices = devices
         .into_iter()
         .map(|d| {
             let name = names.get(&d.user).cloned();
-            device_view(&state, d, name)
+            let status = statuses.remove(&d.id);
+            device_view(&state, d, name, status)
         })
         .collect();
     Ok(HttpResponse::Ok().json(DeviceList { devices }))
@@ -221,9 +230,10 @@ pub async fn revoke_device(
     let device = web::block(move || -> Result<_, ApiError> {
         let device = st.accounts.revoke_device(id, st.clock.now_ms())?;
         let username = st.accounts.user(device.user)?.map(|u| u.username);
-        Ok((device, username))
+        let status = DeviceStatuses::open(&st.db)?.get(id)?;
+        Ok((device, username, status))
     })
     .await??;
     tracing::info!(by = %auth.user.username, device = %id, "device revoked");
-    Ok(HttpResponse::Ok().json(device_view(&state, device.0, device.1)))
+    Ok(HttpResponse::Ok().json(device_view(&state, device.0, device.1, device.2)))
 }

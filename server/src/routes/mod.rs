@@ -6,6 +6,7 @@ pub mod hazards;
 pub mod health;
 pub mod metrics;
 pub mod photos;
+pub mod records;
 pub mod reviews;
 pub mod schedule;
 pub mod sync;
@@ -21,6 +22,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/auth/refresh", "POST"),
     ("/api/v1/sync/push", "POST"),
     ("/api/v1/sync/pull", "GET"),
+    ("/api/v1/records/{id}", "GET"),
     ("/api/v1/schedule", "GET"),
     ("/api/v1/schedule/generate", "POST"),
     ("/api/v1/schedule/compliance", "GET"),

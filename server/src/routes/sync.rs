@@ -11,6 +11,7 @@ use sync_protocol::wire::PushRequest;
 use crate::access::{self, Cursor, Visibility};
 use crate::auth::Authenticated;
 use crate::body;
+use crate::device_status::{self, SyncKind};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::site_moves;
@@ -53,11 +54,13 @@ pub async fn push(
     };
     let scope = access::scope_of(&auth.user);
     let st = state.clone();
+    let report = device_status::report_of(&req);
     let response = web::block(move || -> Result<_, ApiError> {
         let now = st.clock.now_ms();
         let intents = site_moves::intend(st.storage.as_ref(), &st.db, &request.changes)?;
         let relevelled = crate::schedule::level_changes(&request.changes);
         let response = st.storage.apply_push(&actor, Some(&scope), request.changes, now)?;
+        device_status::note(&st.db, auth.device, SyncKind::Push, &report, now);
         // A pond's level changed: its remaining tasks of the year follow. The
         // push stands whatever happens here; a supervisor can re-plan by hand.
         for site in relevelled {
@@ -134,6 +137,8 @@ pub async fn pull(
     let max_bytes = limits.max_pull_bytes;
     let scope = access::scope_of(&auth.user);
     let today = state.today();
+    let report = device_status::report_of(&req);
+    let device = auth.device;
     let (page, records, purge, epoch) = web::block(move || -> Result<_, ApiError> {
         // A cursor beyond what this store ever committed comes from a store that was
         // later restored from an older backup: the replica must pull from the start.
@@ -166,6 +171,7 @@ pub async fn pull(
                 page.next,
             )?);
         }
+        device_status::note(&st.db, device, SyncKind::Pull, &report, st.clock.now_ms());
         Ok((page, records, purge, st.storage.epoch()))
     })
     .await??;

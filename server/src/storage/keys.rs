@@ -21,6 +21,10 @@ pub const SEQ: u8 = b's';
 pub const OUTCOME: u8 = b'o';
 /// `h` + record id + replica id + seq → the units that change wrote, with their author.
 pub const HISTORY: u8 = b'h';
+/// `e` + record id + replica id + seq → the change's event for the record's
+/// history (`sync_protocol::history`): every answered change, refusals included,
+/// written in the batch that writes its outcome.
+pub const EVENT: u8 = b'e';
 /// `m` + name → a counter or setting.
 pub const META: u8 = b'm';
 
@@ -85,6 +89,25 @@ pub fn history_prefix(id: RecordId) -> [u8; 17] {
     k
 }
 
+pub fn event(record: RecordId, version: VersionId) -> [u8; 41] {
+    let mut k = history(record, version);
+    k[0] = EVENT;
+    k
+}
+
+pub fn event_prefix(id: RecordId) -> [u8; 17] {
+    let mut k = record(id);
+    k[0] = EVENT;
+    k
+}
+
+/// The version of a `history` or `event` key.
+pub fn version_of(key: &[u8]) -> Option<VersionId> {
+    let replica = uuid::Uuid::from_slice(key.get(17..33)?).ok()?;
+    let seq: [u8; 8] = key.get(33..41)?.try_into().ok()?;
+    Some(VersionId::new(ReplicaId(replica), u64::from_be_bytes(seq)))
+}
+
 /// A stored record value: its commit seq, then its JSON.
 pub fn record_value(commit_seq: u64, json: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + json.len());
@@ -114,5 +137,11 @@ mod tests {
         assert!(outcome(r, u64::MAX).starts_with(&outcome_prefix(r)));
         assert_eq!(split_record_value(&record_value(5, b"{}")), Some((5, &b"{}"[..])));
         assert_eq!(split_record_value(b"short"), None);
+        let id = RecordId::from(uuid::Uuid::new_v4());
+        let v = VersionId::new(r, 300);
+        assert!(event(id, v).starts_with(&event_prefix(id)));
+        assert_eq!(version_of(&event(id, v)), Some(v));
+        assert_eq!(version_of(&history(id, v)), Some(v));
+        assert_eq!(version_of(b"e"), None);
     }
 }

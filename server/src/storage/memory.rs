@@ -10,7 +10,7 @@ use sync_protocol::scope::Scope;
 use sync_protocol::wire::PushResponse;
 use sync_protocol::{Actor, Change, RecordState, ReplicaId};
 
-use super::{Page, StorageError, SyncStorage};
+use super::{Page, RecordHistory, StorageError, SyncStorage};
 
 #[derive(Debug)]
 pub struct MemoryStorage {
@@ -85,6 +85,13 @@ impl SyncStorage for MemoryStorage {
 
     fn annotate(&self, id: RecordId, evidence: Vec<sync_protocol::Flag>) -> Result<bool, StorageError> {
         Ok(self.lock()?.annotate(id, &evidence))
+    }
+
+    fn record_history(&self, id: RecordId, max: usize) -> Result<RecordHistory, StorageError> {
+        let mut items = self.lock()?.history(id);
+        let truncated = items.len() > max;
+        items.truncate(max);
+        Ok(RecordHistory { items, truncated })
     }
 
     fn epoch(&self) -> String {

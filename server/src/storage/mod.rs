@@ -54,6 +54,13 @@ pub struct Page {
     pub more: bool,
 }
 
+/// What [`SyncStorage::record_history`] found.
+#[derive(Debug, Clone, Default)]
+pub struct RecordHistory {
+    pub items: Vec<sync_protocol::history::HistoryItem>,
+    pub truncated: bool,
+}
+
 /// The sync store.
 pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     /// Apply a batch of changes from one replica; returns after the outcomes are
@@ -89,9 +96,130 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     /// durable on return, when they changed. Returns whether they did.
     fn annotate(&self, id: RecordId, evidence: Vec<sync_protocol::Flag>) -> Result<bool, StorageError>;
 
+    /// A record's history: every change answered for it, refusals included, in
+    /// history order (effective HLC). Reads at most `max` changes of each kind
+    /// kept; `truncated` says there were more.
+    fn record_history(&self, id: RecordId, max: usize) -> Result<RecordHistory, StorageError>;
+
     /// Names this store's history: a restore from a backup starts a new epoch.
     fn epoch(&self) -> String;
 
     /// Stop taking pushes; return once every accepted one is answered.
     fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use mobile_schema::ids::{DeviceId, InspectionId, ReviewId, SiteId, UserId};
+    use mobile_schema::record::{AnyRecord, RecordKind};
+    use mobile_schema::workflow::Role;
+    use sync_protocol::engine::EngineConfig;
+    use sync_protocol::{Hlc, Op, Outcome, RefusalCode, UnitValue, UnitWrite};
+
+    fn create(seq: u64, record: AnyRecord) -> Change {
+        // The document is the record without the enum's `kind` tag.
+        let mut doc = serde_json::to_value(&record).unwrap();
+        doc.as_object_mut().unwrap().remove("kind");
+        Change {
+            seq,
+            hlc: Hlc::new(1_000 + seq, 0),
+            kind: record.kind(),
+            record: record.id(),
+            op: Op::Create {
+                record: UnitValue::of(&doc).unwrap(),
+                versions: None,
+            },
+        }
+    }
+
+    /// Both stores keep the same history: refusals with their codes, no
+    /// transient refusal (it is not an answer), in HLC order.
+    #[test]
+    fn sled_and_reference_stores_keep_the_same_history_refusals_included() {
+        let actor = Actor {
+            replica: ReplicaId::generate(),
+            user: UserId::generate(),
+            device: DeviceId::generate(),
+            role: Role::Inspector,
+        };
+        let site = SiteId::generate();
+        let insp = InspectionId::generate();
+        let id: RecordId = insp.into();
+        let changes = vec![
+            create(1, mobile_schema::sample::pond(site).into()),
+            create(2, mobile_schema::sample::inspection(insp, site, actor.device).into()),
+            Change {
+                seq: 3,
+                hlc: Hlc::new(1_010, 0),
+                kind: RecordKind::Inspection,
+                record: id,
+                op: Op::Edit {
+                    units: vec![UnitWrite {
+                        key: "conclusion".into(),
+                        bases: Vec::new(),
+                        value: UnitValue::of(&"已复查").unwrap(),
+                    }],
+                },
+            },
+            Change {
+                seq: 4,
+                hlc: Hlc::new(1_020, 0),
+                kind: RecordKind::Inspection,
+                record: id,
+                op: Op::Transition {
+                    action: "close".into(),
+                    versions: None,
+                },
+            },
+            // A review is a step of its inspection: refused (an inspector may
+            // not approve), it shows in the inspection's history too.
+            create(
+                5,
+                mobile_schema::review::Review {
+                    id: ReviewId::generate(),
+                    schema_version: mobile_schema::review::Review::SCHEMA_VERSION,
+                    inspection_id: insp,
+                    reviewer: actor.user,
+                    decision: mobile_schema::review::Decision::Approve,
+                    decided_at: mobile_schema::time::shanghai_at_ms(1_030),
+                    comments: Vec::new(),
+                }
+                .into(),
+            ),
+        ];
+        let gap = Change {
+            seq: 9,
+            ..changes[2].clone()
+        };
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let sled = SledStorage::open(db, EngineConfig::default()).unwrap();
+        let memory = MemoryStorage::new(EngineConfig::default());
+        let mut seen = Vec::new();
+        for store in [&sled as &dyn SyncStorage, &memory] {
+            store.apply_push(&actor, None, changes.clone(), 5_000).unwrap();
+            let answer = store.apply_push(&actor, None, vec![gap.clone()], 6_000).unwrap();
+            assert!(matches!(&answer.outcomes[0].outcome, Outcome::Refused(r) if r.code == RefusalCode::SeqGap));
+            let history = store.record_history(id, 100).unwrap();
+            assert!(!history.truncated);
+            let seqs: Vec<u64> = history.items.iter().map(|i| i.version.seq).collect();
+            // HLC order: the review was stamped 1005, the edit 1010.
+            assert_eq!(seqs, vec![2, 5, 3, 4], "{history:?}");
+            let refused = history.items[3].outcome.as_ref().and_then(Outcome::refusal).unwrap();
+            assert_eq!(refused.code, RefusalCode::UnknownAction);
+            let review = &history.items[1];
+            assert_eq!(review.via.map(|v| v.kind), Some(RecordKind::Review));
+            assert!(
+                review.outcome.as_ref().and_then(Outcome::refusal).is_some(),
+                "{review:?}"
+            );
+            assert_eq!(history.items[2].units, vec!["conclusion".to_string()]);
+            assert_eq!(history.items[0].meta.unwrap().received_ms, 5_000);
+            let bounded = store.record_history(id, 2).unwrap();
+            assert!(bounded.truncated && bounded.items.len() <= 2);
+            seen.push(serde_json::to_value(&history.items).unwrap());
+        }
+        assert_eq!(seen[0], seen[1]);
+    }
 }

@@ -14,13 +14,14 @@ use std::thread::JoinHandle;
 use mobile_schema::ids::RecordId;
 use serde::{Deserialize, Serialize};
 use sync_protocol::engine::{Engine, EngineConfig, Store, StoredOutcome};
+use sync_protocol::history::{ChangeEvent, Written};
 use sync_protocol::scope::Scope;
 use sync_protocol::state::VersionMeta;
 use sync_protocol::unit::LiveVersion;
 use sync_protocol::wire::PushResponse;
 use sync_protocol::{Actor, Change, Hlc, RecordState, ReplicaId, VersionId};
 
-use super::{Page, StorageError, SyncStorage, keys};
+use super::{Page, RecordHistory, StorageError, SyncStorage, keys};
 
 /// Pushes committed together at most; bounds the latency one fsync adds.
 const MAX_GROUP: usize = 64;
@@ -271,6 +272,44 @@ impl SyncStorage for SledStorage {
             }
             None => Ok(None),
         }
+    }
+
+    fn record_history(&self, id: RecordId, max: usize) -> Result<RecordHistory, StorageError> {
+        let mut truncated = false;
+        let mut events = Vec::new();
+        for item in self.tree.scan_prefix(keys::event_prefix(id)) {
+            let (k, v) = item?;
+            if events.len() >= max {
+                truncated = true;
+                break;
+            }
+            if let Some(version) = keys::version_of(&k) {
+                events.push((version, decode::<ChangeEvent>(&v, "history event")?));
+            }
+        }
+        let mut written = Vec::new();
+        for item in self.tree.scan_prefix(keys::history_prefix(id)) {
+            let (k, v) = item?;
+            if written.len() >= max {
+                truncated = true;
+                break;
+            }
+            if let Some(version) = keys::version_of(&k) {
+                let entry: HistoryEntry = decode(&v, "history entry")?;
+                let units = entry.units.into_iter().map(|(key, v)| (key, v.hlc)).collect();
+                written.push((
+                    version,
+                    Written {
+                        meta: entry.meta,
+                        units,
+                    },
+                ));
+            }
+        }
+        let items = sync_protocol::history::assemble(events, written, |v| {
+            Ok::<_, StorageError>(self.outcome_of(v.replica, v.seq)?.map(|o| o.outcome))
+        })?;
+        Ok(RecordHistory { items, truncated })
     }
 
     fn epoch(&self) -> String {
@@ -597,6 +636,11 @@ impl Store for Overlay<'_> {
         self.put(&keys::outcome(replica, seq), encode(&outcome));
         let last = self.last_seq(replica)?;
         self.last_seq.insert(replica, last.max(seq));
+        Ok(())
+    }
+
+    fn put_event(&mut self, record: RecordId, version: VersionId, event: ChangeEvent) -> Result<(), StorageError> {
+        self.put(&keys::event(record, version), encode(&event));
         Ok(())
     }
 
