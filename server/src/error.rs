@@ -46,7 +46,7 @@ pub enum ApiError {
     #[error("not found")]
     NotFound,
     #[error("this resource answers {allow} only")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     Missing(String),
     #[error("the store could not make this durable; retry later")]
@@ -127,7 +127,7 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::MethodNotAllowed { allow } = self {
-            response.insert_header((actix_web::http::header::ALLOW, *allow));
+            response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
         }
         if let ApiError::RateLimited { retry_after_s } = self {
             response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after_s.to_string()));

@@ -14,6 +14,7 @@ pub mod error;
 pub mod hazards;
 pub mod metrics;
 pub mod office;
+pub mod openapi;
 pub mod photos;
 pub mod query;
 pub mod ratelimit;

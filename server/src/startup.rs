@@ -242,6 +242,7 @@ impl Application {
                 .wrap(from_fn(crate::metrics::count_requests))
                 .service(routes::health::healthz)
                 .service(routes::metrics::metrics)
+                .service(crate::openapi::openapi_json)
                 .service(routes::auth::login)
                 .service(routes::auth::refresh)
                 .service(routes::admin::create_user)
@@ -267,7 +268,7 @@ impl Application {
                 .service(routes::hazards::step)
                 .configure(routes::uploads::configure)
                 .configure(routes::photos::configure)
-                .default_service(web::to(not_found))
+                .default_service(web::to(routes::no_route))
         })
         // An in-flight push finishes (and is acknowledged) within this, or is not acknowledged.
         .shutdown_timeout(30)
@@ -352,13 +353,5 @@ async fn open_windows_every(state: AppState) {
             Ok(Err(e)) => tracing::warn!(error = %e, "opening task windows failed; retrying later"),
             Err(e) => tracing::error!(error = %e, "opening task windows stopped abnormally; retrying later"),
         }
-    }
-}
-
-/// No route matched: a known path with another method is 405, else 404.
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    match routes::ROUTES.iter().find(|(path, _)| *path == req.path()) {
-        Some((_, allow)) => Err(ApiError::MethodNotAllowed { allow }),
-        None => Err(ApiError::NotFound),
     }
 }

@@ -129,6 +129,14 @@ fn check_regions(regions: Vec<RegionCode>) -> Result<Vec<RegionCode>, ApiError> 
     Ok(regions)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    summary = "Create a user with a role and regions",
+    responses((status = 201, description = "the user"), (status = 400, description = "invalid field"), (status = 403, description = "not an admin"), (status = 409, description = "username taken")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/admin/users")]
 pub async fn create_user(
     auth: Authenticated,
@@ -152,6 +160,14 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(UserView::from(user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    summary = "Every user",
+    responses((status = 200, description = "the users"), (status = 403, description = "not an admin")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/admin/users")]
 pub async fn list_users(auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
@@ -162,6 +178,15 @@ pub async fn list_users(auth: Authenticated, state: web::Data<AppState>) -> Resu
     }))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{username}",
+    tag = "admin",
+    summary = "Change a user's role, regions, password or disabled flag",
+    params(("username" = String, Path)),
+    responses((status = 200, description = "the user"), (status = 400, description = "invalid field"), (status = 403, description = "not an admin"), (status = 404, description = "no such user")),
+    security(("bearer" = [])),
+)]
 #[patch("/api/v1/admin/users/{username}")]
 pub async fn update_user(
     auth: Authenticated,
@@ -194,6 +219,14 @@ pub async fn update_user(
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/devices",
+    tag = "admin",
+    summary = "Every device with its user and sync status",
+    responses((status = 200, description = "the devices"), (status = 403, description = "not an admin")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/admin/devices")]
 pub async fn list_devices(auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
@@ -215,6 +248,15 @@ pub async fn list_devices(auth: Authenticated, state: web::Data<AppState>) -> Re
     Ok(HttpResponse::Ok().json(DeviceList { devices }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/devices/{id}/revoke",
+    tag = "admin",
+    summary = "Revoke a device: its tokens stop working at once",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the device"), (status = 403, description = "not an admin"), (status = 404, description = "no such device")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/admin/devices/{id}/revoke")]
 pub async fn revoke_device(
     auth: Authenticated,

@@ -15,6 +15,13 @@ use crate::startup::AppState;
 /// Expired sessions are swept once every this many refreshes.
 const PRUNE_EVERY: u64 = 1024;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    summary = "Log a user in from a device: registers the device and returns a token pair",
+    responses((status = 200, description = "{access_token, refresh_token, expires_in, user}"), (status = 400, description = "malformed body"), (status = 401, description = "wrong username or password"), (status = 429, description = "too many failed logins")),
+)]
 #[post("/api/v1/auth/login")]
 pub async fn login(
     state: web::Data<AppState>,
@@ -83,6 +90,13 @@ pub async fn login(
 /// Rotates the refresh token. A token spent less than `refresh_grace_s` ago
 /// whose new pair was never used gets another new pair (the reply was lost);
 /// any other reuse revokes the device's sessions (`token_reused`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    summary = "Rotate a refresh token for a new pair, optionally binding the replica id",
+    responses((status = 200, description = "a new token pair"), (status = 401, description = "unknown, expired, reused or revoked refresh token")),
+)]
 #[post("/api/v1/auth/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,

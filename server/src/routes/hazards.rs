@@ -14,6 +14,15 @@ use crate::startup::AppState;
 /// A step's fields and up to 20 evidence items: far less than this.
 const MAX_STEP_BYTES: usize = 256 * 1024;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/hazards",
+    tag = "hazards",
+    summary = "Hazards in the caller's scope, filtered and paginated",
+    params(("site" = Option<String>, Query), ("region" = Option<String>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("flag" = Option<String>, Query), ("limit" = Option<String>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items, next_cursor?}"), (status = 400, description = "invalid query")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/hazards")]
 pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = ListQuery::parse(req.query_string(), HAZARD_STATES)?;
@@ -25,6 +34,15 @@ pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
 
 /// Past their deadline and not rectified, earliest deadline first, with the
 /// count per county.
+#[utoipa::path(
+    get,
+    path = "/api/v1/hazards/overdue",
+    tag = "hazards",
+    summary = "Hazards past their rectification deadline and not closed, with counts per region",
+    params(("site" = Option<String>, Query), ("region" = Option<String>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("flag" = Option<String>, Query), ("limit" = Option<String>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items, next_cursor?, today, by_region}"), (status = 400, description = "invalid query")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/hazards/overdue")]
 pub async fn overdue(
     auth: Authenticated,
@@ -37,6 +55,15 @@ pub async fn overdue(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/hazards/{id}/{action}",
+    tag = "hazards",
+    summary = "An office step of a hazard's lifecycle (notify, start_rectification, submit_rectification, reject_rectification, close, reopen)",
+    params(("id" = String, Path), ("action" = String, Path)),
+    responses((status = 200, description = "the hazard after the step"), (status = 400, description = "unknown action or invalid body"), (status = 403, description = "role, scope, or a step taken only on site"), (status = 409, description = "not allowed in the hazard's state"), (status = 422, description = "evidence required")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/hazards/{id}/{action}")]
 pub async fn step(
     auth: Authenticated,

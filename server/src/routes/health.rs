@@ -4,6 +4,13 @@ use actix_web::{HttpResponse, get, web};
 
 use crate::startup::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process is up and its store answers",
+    responses((status = 200, description = "healthy"), (status = 503, description = "the store cannot be read")),
+)]
 #[get("/healthz")]
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     // A read proves the store is open and readable, not just that the process runs.

@@ -9,6 +9,14 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::startup::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus text: requests, pushes, pulls, outcomes, refusals, store size",
+    responses((status = 200, description = "Prometheus text format 0.0.4"), (status = 401, description = "no token, or not the scraper token"), (status = 403, description = "not an admin")),
+    security(("bearer" = [])),
+)]
 #[get("/metrics")]
 pub async fn metrics(
     state: web::Data<AppState>,

@@ -29,15 +29,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v1/photos/{sha}")
             .route(web::get().to(original))
-            .route(web::head().to(original)),
+            .route(web::head().to(original))
+            .default_service(web::to(super::no_route)),
     )
     .service(
         web::resource("/api/v1/photos/{sha}/thumbnail")
             .route(web::get().to(thumbnail))
-            .route(web::head().to(thumbnail)),
+            .route(web::head().to(thumbnail))
+            .default_service(web::to(super::no_route)),
     )
-    .service(web::resource("/api/v1/photos/{sha}/info").route(web::get().to(info)))
-    .service(web::resource("/api/v1/inspections/{id}/evidence").route(web::get().to(evidence)));
+    .service(
+        web::resource("/api/v1/photos/{sha}/info")
+            .route(web::get().to(info))
+            .default_service(web::to(super::no_route)),
+    )
+    .service(
+        web::resource("/api/v1/inspections/{id}/evidence")
+            .route(web::get().to(evidence))
+            .default_service(web::to(super::no_route)),
+    );
 }
 
 fn readable(auth: &Authenticated, photos: &Photos, sha: &str) -> Result<PhotoMeta, PhotoError> {
@@ -49,7 +59,16 @@ fn readable(auth: &Authenticated, photos: &Photos, sha: &str) -> Result<PhotoMet
     Ok(meta)
 }
 
-async fn original(
+#[utoipa::path(
+    method(get, head),
+    path = "/api/v1/photos/{sha}",
+    tag = "photos",
+    summary = "A photo's original bytes (ETag, Range); HEAD asks whether the server has it",
+    params(("sha" = String, Path)),
+    responses((status = 200, description = "the bytes"), (status = 206, description = "a range"), (status = 404, description = "no such photo in the caller's scope")),
+    security(("bearer" = [])),
+)]
+pub async fn original(
     req: HttpRequest,
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
@@ -61,7 +80,16 @@ async fn original(
     serve(&req, path, format!("\"{}\"", meta.sha256), meta.format.mime()).await
 }
 
-async fn thumbnail(
+#[utoipa::path(
+    method(get, head),
+    path = "/api/v1/photos/{sha}/thumbnail",
+    tag = "photos",
+    summary = "A 320 px upright JPEG thumbnail",
+    params(("sha" = String, Path)),
+    responses((status = 200, description = "JPEG"), (status = 404, description = "no such photo, or no thumbnail yet")),
+    security(("bearer" = [])),
+)]
+pub async fn thumbnail(
     req: HttpRequest,
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
@@ -106,7 +134,16 @@ async fn thumbnail(
     }
 }
 
-async fn info(
+#[utoipa::path(
+    get,
+    path = "/api/v1/photos/{sha}/info",
+    tag = "photos",
+    summary = "A photo's metadata and EXIF",
+    params(("sha" = String, Path)),
+    responses((status = 200, description = "metadata"), (status = 404, description = "no such photo")),
+    security(("bearer" = [])),
+)]
+pub async fn info(
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
     sha: web::Path<String>,
@@ -130,7 +167,16 @@ async fn info(
     Ok(HttpResponse::Ok().json(meta))
 }
 
-async fn evidence(
+#[utoipa::path(
+    get,
+    path = "/api/v1/inspections/{id}/evidence",
+    tag = "photos",
+    summary = "The evidence checks of an inspection's photos and fix",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the flags"), (status = 404, description = "no such inspection in scope")),
+    security(("bearer" = [])),
+)]
+pub async fn evidence(
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
     id: web::Path<String>,

@@ -30,6 +30,15 @@ fn number(text: Option<&str>, default: usize, min: usize, max: usize, field: &st
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/records/{id}",
+    tag = "records",
+    summary = "A record with its conflicts, flags and full history, refused changes included",
+    params(("id" = String, Path), ("offset" = Option<String>, Query), ("limit" = Option<String>, Query)),
+    responses((status = 200, description = "the record and a page of its history"), (status = 400, description = "invalid query"), (status = 401, description = "token"), (status = 404, description = "no such record in the caller's scope")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/records/{id}")]
 pub async fn show(
     auth: Authenticated,

@@ -64,6 +64,15 @@ impl From<ReviewError> for ApiError {
 }
 
 /// The submitted inspections of the caller's regions, oldest visit first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reviews",
+    tag = "review",
+    summary = "The review queue: submitted inspections in the caller's scope",
+    params(("site" = Option<String>, Query), ("region" = Option<String>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("flag" = Option<String>, Query), ("limit" = Option<String>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items, next_cursor?}"), (status = 400, description = "invalid query"), (status = 403, description = "not a supervisor or admin")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/reviews")]
 pub async fn queue(
     auth: Authenticated,
@@ -77,6 +86,15 @@ pub async fn queue(
     Ok(HttpResponse::Ok().json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/reviews/{inspection_id}",
+    tag = "review",
+    summary = "An inspection under review with its earlier decisions",
+    params(("inspection_id" = String, Path)),
+    responses((status = 200, description = "summary, inspection, versions, decisions"), (status = 403, description = "role or scope"), (status = 404, description = "no such inspection")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/reviews/{inspection_id}")]
 pub async fn show(
     auth: Authenticated,
@@ -89,6 +107,15 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(detail))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews/{inspection_id}/approve",
+    tag = "review",
+    summary = "Approve a submitted inspection (a Review record)",
+    params(("inspection_id" = String, Path)),
+    responses((status = 200, description = "the decision"), (status = 400, description = "invalid body"), (status = 403, description = "role or scope"), (status = 409, description = "not submitted")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/reviews/{inspection_id}/approve")]
 pub async fn approve(
     auth: Authenticated,
@@ -100,6 +127,15 @@ pub async fn approve(
     decide(auth, state, &path, req, payload, Decision::Approve).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews/{inspection_id}/return",
+    tag = "review",
+    summary = "Return a submitted inspection with comments",
+    params(("inspection_id" = String, Path)),
+    responses((status = 200, description = "the decision"), (status = 400, description = "no comments or invalid body"), (status = 403, description = "role or scope"), (status = 409, description = "not submitted")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/reviews/{inspection_id}/return")]
 pub async fn return_(
     auth: Authenticated,
@@ -153,6 +189,15 @@ fn inspection_id(path: &str) -> Result<InspectionId, ApiError> {
 }
 
 /// `GET /api/v1/inspections`: every inspection of the caller's scope, filtered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/inspections",
+    tag = "records",
+    summary = "Inspections in the caller's scope, filtered and paginated",
+    params(("site" = Option<String>, Query), ("region" = Option<String>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("flag" = Option<String>, Query), ("limit" = Option<String>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items, next_cursor?}"), (status = 400, description = "invalid query")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/inspections")]
 pub async fn list_inspections(
     auth: Authenticated,

@@ -57,6 +57,14 @@ impl From<ScheduleServiceError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedule/generate",
+    tag = "schedule",
+    summary = "Generate a year's tailings-pond inspection schedule",
+    responses((status = 201, description = "the plan"), (status = 200, description = "a dry run's plan"), (status = 400, description = "invalid options"), (status = 403, description = "role"), (status = 409, description = "the year already has a schedule")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/schedule/generate")]
 pub async fn generate(
     auth: Authenticated,
@@ -87,6 +95,14 @@ pub async fn generate(
 }
 
 /// A pond's level changed during the year: re-plan its remaining tasks.
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedule/regenerate",
+    tag = "schedule",
+    summary = "Re-plan the rest of a year after level changes",
+    responses((status = 200, description = "what was cancelled, added and kept"), (status = 400, description = "invalid options"), (status = 403, description = "role")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/schedule/regenerate")]
 pub async fn regenerate(
     auth: Authenticated,
@@ -112,6 +128,15 @@ pub async fn regenerate(
 }
 
 /// The dated obligations of the key supervision units, and whether each was met.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedule/obligations",
+    tag = "schedule",
+    summary = "Key supervision units' dated obligations",
+    params(("year" = Option<String>, Query), ("region" = Option<String>, Query), ("format" = Option<String>, Query)),
+    responses((status = 200, description = "JSON or CSV"), (status = 400, description = "invalid query")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/schedule/obligations")]
 pub async fn obligations(
     auth: Authenticated,
@@ -188,6 +213,15 @@ fn csv_response(name: String, body: String) -> HttpResponse {
 
 /// The tasks of a year in a region that the caller may see (drawn tasks stay
 /// hidden from inspectors until their window opens).
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedule",
+    tag = "schedule",
+    summary = "A year's tasks",
+    params(("year" = Option<String>, Query), ("region" = Option<String>, Query), ("format" = Option<String>, Query)),
+    responses((status = 200, description = "JSON or CSV"), (status = 400, description = "invalid query")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/schedule")]
 pub async fn show(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = query(&req)?;
@@ -215,6 +249,15 @@ pub async fn show(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
 }
 
 /// Required against done, per pond and level, and the overdue tasks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedule/compliance",
+    tag = "schedule",
+    summary = "Compliance of the inspections with the year's schedule",
+    params(("year" = Option<String>, Query), ("region" = Option<String>, Query), ("format" = Option<String>, Query)),
+    responses((status = 200, description = "JSON or CSV"), (status = 400, description = "invalid query")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/schedule/compliance")]
 pub async fn compliance(
     auth: Authenticated,

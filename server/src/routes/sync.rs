@@ -20,6 +20,14 @@ use crate::startup::AppState;
 /// Records per pull page when the client does not say.
 const DEFAULT_PULL_LIMIT: usize = 100;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sync/push",
+    tag = "sync",
+    summary = "Push a batch of changes from the token's replica; one outcome per change, durable when answered",
+    responses((status = 200, description = "{outcomes, expected_seq, server_time_ms, epoch}"), (status = 400, description = "malformed body"), (status = 401, description = "token"), (status = 413, description = "too large or too many changes"), (status = 507, description = "the changes could not be made durable")),
+    security(("bearer" = [])),
+)]
 #[post("/api/v1/sync/push")]
 pub async fn push(
     auth: Authenticated,
@@ -98,6 +106,15 @@ struct PullQuery {
     limit: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/pull",
+    tag = "sync",
+    summary = "Records changed after a cursor, in commit order, one entry per record",
+    params(("since" = Option<String>, Query), ("limit" = Option<String>, Query)),
+    responses((status = 200, description = "{records, next, more, purge?, server_time_ms, epoch}"), (status = 400, description = "invalid cursor or limit"), (status = 401, description = "token"), (status = 410, description = "cursor expired: pull again from 0")),
+    security(("bearer" = [])),
+)]
 #[get("/api/v1/sync/pull")]
 pub async fn pull(
     auth: Authenticated,

@@ -37,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(UPLOADS_PATH)
             .route(web::method(Method::OPTIONS).to(options))
-            .route(web::post().to(create)),
+            .route(web::post().to(create))
+            .default_service(web::to(super::no_route)),
     )
     .service(
         web::resource("/api/v1/uploads/{id}")
@@ -45,7 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(head))
             .route(web::patch().to(patch))
             .route(web::delete().to(terminate))
-            .route(web::post().to(method_override)),
+            .route(web::post().to(method_override))
+            .default_service(web::to(super::no_route)),
     );
 }
 
@@ -85,7 +87,14 @@ fn tus(status: actix_web::http::StatusCode) -> HttpResponseBuilder {
     b
 }
 
-async fn options(photos: web::Data<Photos>) -> HttpResponse {
+#[utoipa::path(
+    options,
+    path = "/api/v1/uploads",
+    tag = "uploads",
+    summary = "tus: the server's capabilities (no auth)",
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")),
+)]
+pub async fn options(photos: web::Data<Photos>) -> HttpResponse {
     tus(actix_web::http::StatusCode::NO_CONTENT)
         .insert_header(("Tus-Version", TUS_VERSION))
         .insert_header(("Tus-Extension", EXTENSIONS))
@@ -94,7 +103,15 @@ async fn options(photos: web::Data<Photos>) -> HttpResponse {
         .finish()
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    tag = "uploads",
+    summary = "tus creation: start an upload naming its record and declared SHA-256",
+    responses((status = 201, description = "Location of the upload"), (status = 400, description = "invalid metadata"), (status = 403, description = "scope"), (status = 413, description = "over the size limit")),
+    security(("bearer" = [])),
+)]
+pub async fn create(
     req: HttpRequest,
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
@@ -139,7 +156,16 @@ fn upload_headers(b: &mut HttpResponseBuilder, u: &Upload) {
     }
 }
 
-async fn head(
+#[utoipa::path(
+    head,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    summary = "tus: the upload's offset",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Upload-Offset, Upload-Length"), (status = 404, description = "no such upload"), (status = 410, description = "expired")),
+    security(("bearer" = [])),
+)]
+pub async fn head(
     req: HttpRequest,
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
@@ -168,7 +194,16 @@ async fn head(
     Ok(b.finish())
 }
 
-async fn patch(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    summary = "tus: append bytes at the offset",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "the new Upload-Offset"), (status = 409, description = "wrong offset"), (status = 415, description = "not an accepted format"), (status = 460, description = "checksum mismatch")),
+    security(("bearer" = [])),
+)]
+pub async fn patch(
     req: HttpRequest,
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
@@ -205,7 +240,16 @@ async fn patch(
     Ok(b.finish())
 }
 
-async fn terminate(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    summary = "tus termination",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "terminated"), (status = 404, description = "no such upload")),
+    security(("bearer" = [])),
+)]
+pub async fn terminate(
     req: HttpRequest,
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
@@ -220,7 +264,16 @@ async fn terminate(
 }
 
 /// `POST` standing in for `PATCH` or `DELETE` (`X-HTTP-Method-Override`).
-async fn method_override(
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    summary = "tus: PATCH or DELETE through X-HTTP-Method-Override",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "as PATCH or DELETE"), (status = 400, description = "no override")),
+    security(("bearer" = [])),
+)]
+pub async fn method_override(
     req: HttpRequest,
     auth: Result<Authenticated, ApiError>,
     photos: web::Data<Photos>,
