@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use actix_web::middleware::{Compress, from_fn};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
+use actix_web::{App, HttpServer, dev::Server, web};
 use mobile_schema::ids::DeviceId;
 use mobile_schema::workflow::Role;
 use sync_protocol::clock::{Clock, SystemClock};
@@ -19,7 +19,6 @@ use crate::access::Scopes;
 use crate::accounts::{AccountError, Accounts};
 use crate::auth::TokenKeys;
 use crate::config::{ConfigError, RecordStore, Settings};
-use crate::error::ApiError;
 use crate::ratelimit::LoginLimiter;
 use crate::routes;
 use crate::schedule::{ScheduleService, ScheduleServiceError};
