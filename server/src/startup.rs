@@ -43,6 +43,7 @@ pub struct AppState {
     /// Refreshes since start, to sweep expired sessions now and then.
     pub refreshes: Arc<AtomicU64>,
     pub schedule: Arc<ScheduleService>,
+    pub sites: Arc<crate::sites::SiteService>,
 }
 
 impl AppState {
@@ -84,6 +85,8 @@ pub enum StartupError {
     Photos(#[from] crate::photos::PhotoError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot open the site service: {0}")]
+    Sites(#[from] crate::sites::SiteError),
     #[error("cannot open the schedule service: {0}")]
     Schedule(#[from] ScheduleServiceError),
 }
@@ -186,6 +189,7 @@ impl Application {
         };
         let scopes = Scopes::open(&db)?;
         let schedule = Arc::new(ScheduleService::open(&db)?);
+        let sites = Arc::new(crate::sites::SiteService::open(&db)?);
         let state = AppState {
             db,
             storage,
@@ -198,6 +202,7 @@ impl Application {
             refreshes: Arc::default(),
             scopes,
             schedule,
+            sites,
         };
         // Windows that opened while the server was down reach tablets on the
         // first pull after start, not a minute later.
@@ -237,6 +242,11 @@ impl Application {
                 .service(routes::admin::revoke_device)
                 .service(routes::sync::push)
                 .service(routes::sync::pull)
+                .service(routes::recovery::recover)
+                .service(routes::backup::backup)
+                .service(routes::sites::list)
+                .service(routes::sites::create)
+                .service(routes::sites::import)
                 .service(routes::schedule::generate)
                 .service(routes::schedule::compliance)
                 .service(routes::schedule::obligations)

@@ -725,7 +725,7 @@ impl Engine {
         Ok(Ok(()))
     }
 
-    fn refresh_flags<S: Store>(&mut self, store: &mut S, state: &mut RecordState) -> Result<(), S::Error> {
+    pub(crate) fn refresh_flags<S: Store>(&mut self, store: &mut S, state: &mut RecordState) -> Result<(), S::Error> {
         if let Ok(record) = state.materialize() {
             let site = site_of(store, &record)?;
             let checked = rules::check(&record, site.as_ref());

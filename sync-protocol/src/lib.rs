@@ -24,6 +24,7 @@ pub mod hlc;
 pub mod ids;
 pub mod local;
 pub mod outcome;
+pub mod recovery;
 pub mod reference;
 pub mod rules;
 pub mod scope;

@@ -2,9 +2,12 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod health;
 pub mod photos;
+pub mod recovery;
 pub mod schedule;
+pub mod sites;
 pub mod sync;
 pub mod uploads;
 
@@ -22,4 +25,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/schedule/compliance", "GET"),
     ("/api/v1/schedule/obligations", "GET"),
     ("/api/v1/schedule/regenerate", "POST"),
+    ("/api/v1/sync/recover", "POST"),
+    ("/api/v1/admin/backup", "POST"),
+    ("/api/v1/sites", "GET, POST"),
+    ("/api/v1/sites/import", "POST"),
 ];

@@ -28,6 +28,8 @@ pub const META_COMMIT_SEQ: &[u8] = b"mcommit_seq";
 pub const META_HLC: &[u8] = b"mhlc";
 pub const META_EPOCH: &[u8] = b"mepoch";
 pub const META_JWT_SECRET: &[u8] = b"mjwt_secret";
+/// Set by a restore: where this store came from (`storage::backup::RestoreInfo` JSON).
+pub const META_RESTORE: &[u8] = b"mrestore";
 
 pub fn record(id: RecordId) -> [u8; 17] {
     let mut k = [0u8; 17];

@@ -20,7 +20,9 @@ use sync_protocol::unit::LiveVersion;
 use sync_protocol::wire::PushResponse;
 use sync_protocol::{Actor, Change, Hlc, RecordState, ReplicaId, VersionId};
 
+use super::backup::{self, BackupError, BackupInfo, RestoreInfo};
 use super::{Page, StorageError, SyncStorage, keys};
+use sync_protocol::recovery::{Recovered, RestoreBase};
 
 /// Pushes committed together at most; bounds the latency one fsync adds.
 const MAX_GROUP: usize = 64;
@@ -33,8 +35,28 @@ pub struct HistoryEntry {
     pub units: BTreeMap<String, LiveVersion>,
 }
 
+/// What the writer's queue carries: work for a group, or a backup, which holds
+/// every write while it copies.
+enum Queued {
+    Job(Job),
+    Backup(BackupJob),
+}
+
+struct BackupJob {
+    dir: std::path::PathBuf,
+    now_ms: u64,
+    reply: mpsc::SyncSender<Result<BackupInfo, BackupError>>,
+}
+
 /// Work for the writer: it alone assigns commit sequences.
 enum Job {
+    /// Versions tablets send back after a restore.
+    Recover {
+        scope: Option<Scope>,
+        states: Vec<RecordState>,
+        base: RestoreBase,
+        reply: mpsc::SyncSender<Result<Vec<Recovered>, StorageError>>,
+    },
     Push(PushJob),
     /// Server-side upkeep of stored records; answered with how many it changed.
     Upkeep {
@@ -61,9 +83,10 @@ pub struct SledStorage {
     db: sled::Db,
     tree: sled::Tree,
     visible: Arc<AtomicU64>,
-    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    queue: Mutex<Option<mpsc::Sender<Queued>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     epoch: String,
+    restored: Option<RestoreInfo>,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -97,6 +120,7 @@ impl SledStorage {
             })?;
             engine.resume_clock(hlc);
         }
+        let restored = backup::restore_info(&tree).map_err(|e| StorageError::NotDurable(e.to_string()))?;
         let visible = Arc::new(AtomicU64::new(commit_seq));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -106,6 +130,7 @@ impl SledStorage {
             commit_seq,
             last_seq: HashMap::new(),
             visible: visible.clone(),
+            full_disk_marker: std::env::var_os(FULL_DISK_MARKER_ENV).map(std::path::PathBuf::from),
         };
         let handle = std::thread::Builder::new()
             .name("sync-writer".into())
@@ -118,6 +143,7 @@ impl SledStorage {
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             epoch,
+            restored,
         })
     }
 
@@ -130,7 +156,7 @@ impl SledStorage {
     fn send(&self, job: Job) -> Result<(), StorageError> {
         let queue = self.queue.lock().map_err(|_| StorageError::WriterGone)?;
         let tx = queue.as_ref().ok_or(StorageError::WriterGone)?;
-        tx.send(job).map_err(|_| StorageError::WriterGone)
+        tx.send(Queued::Job(job)).map_err(|_| StorageError::WriterGone)
     }
 
     /// Stops taking pushes and waits until the writer has answered every queued one.
@@ -277,6 +303,44 @@ impl SyncStorage for SledStorage {
         self.epoch.clone()
     }
 
+    fn backup(&self, dir: &std::path::Path, now_ms: u64) -> Result<BackupInfo, BackupError> {
+        backup::check_empty(dir)?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let queue = self.queue.lock().map_err(|_| BackupError::WriterGone)?;
+            let tx = queue.as_ref().ok_or(BackupError::WriterGone)?;
+            tx.send(Queued::Backup(BackupJob {
+                dir: dir.to_path_buf(),
+                now_ms,
+                reply,
+            }))
+            .map_err(|_| BackupError::WriterGone)?;
+        }
+        let mut info = answer.recv().map_err(|_| BackupError::WriterGone)??;
+        info.epoch.clone_from(&self.epoch);
+        Ok(info)
+    }
+
+    fn restored_from(&self) -> Option<RestoreInfo> {
+        self.restored.clone()
+    }
+
+    fn recover(
+        &self,
+        scope: Option<&Scope>,
+        states: Vec<RecordState>,
+        base: RestoreBase,
+    ) -> Result<Vec<Recovered>, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Recover {
+            scope: scope.cloned(),
+            states,
+            base,
+            reply,
+        })?;
+        answer.recv().map_err(|_| StorageError::WriterGone)?
+    }
+
     fn close(&self) {
         self.shutdown();
     }
@@ -299,6 +363,12 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StorageError> {
         .unwrap_or(0))
 }
 
+/// Fault injection for tests (hidden): while the file this variable names
+/// exists, the writer's flush fails as a full disk would. A real full disk
+/// cannot be made here without root and a loop device; the path taken after
+/// the failure is the same.
+pub const FULL_DISK_MARKER_ENV: &str = "FIELDSYNC_FAULT_FULL_DISK";
+
 /// The single writer: owns the engine, the commit counter and the per-replica
 /// last seqs, all of which advance only when a group is durable.
 struct Writer {
@@ -308,20 +378,66 @@ struct Writer {
     commit_seq: u64,
     last_seq: HashMap<ReplicaId, u64>,
     visible: Arc<AtomicU64>,
+    full_disk_marker: Option<std::path::PathBuf>,
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
+    fn run(mut self, rx: mpsc::Receiver<Queued>) {
         while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
+            let mut jobs = Vec::new();
+            let mut backup = None;
+            match first {
+                Queued::Job(j) => jobs.push(j),
+                Queued::Backup(b) => backup = Some(b),
+            }
+            while backup.is_none() && jobs.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
+                    Ok(Queued::Job(j)) => jobs.push(j),
+                    Ok(Queued::Backup(b)) => backup = Some(b),
                     Err(_) => break,
                 }
             }
-            self.commit_group(jobs);
+            if !jobs.is_empty() {
+                self.commit_group(jobs);
+            }
+            if let Some(b) = backup {
+                let result = self.backup(&b.dir, b.now_ms);
+                let _ = b.reply.send(result);
+            }
         }
+    }
+
+    /// Copy the store while no group can commit: this thread is the only
+    /// writer of records, and it is busy here.
+    fn backup(&self, dir: &std::path::Path, now_ms: u64) -> Result<BackupInfo, BackupError> {
+        backup::check_empty(dir)?;
+        self.db.flush()?;
+        let (trees, entries) = backup::copy_db(&self.db, dir)?;
+        let info = BackupInfo {
+            dir: dir.display().to_string(),
+            epoch: String::new(),
+            commit_seq: self.commit_seq,
+            taken_ms: now_ms,
+            trees,
+            entries,
+            photos: 0,
+        };
+        tracing::info!(dir = %dir.display(), commit_seq = self.commit_seq, entries, "backup copied");
+        Ok(info)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        if let Some(marker) = &self.full_disk_marker
+            && marker.exists()
+        {
+            return Err(StorageError::NotDurable(
+                "No space left on device (os error 28) [injected]".into(),
+            ));
+        }
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| StorageError::NotDurable(e.to_string()))
     }
 
     fn commit_group(&mut self, jobs: Vec<Job>) {
@@ -357,6 +473,13 @@ impl Writer {
                     .engine
                     .annotate(&mut overlay, *id, flags)
                     .map(|changed| Answer::Upkept(usize::from(changed))),
+                Job::Recover {
+                    scope, states, base, ..
+                } => states
+                    .iter()
+                    .map(|state| self.engine.recover(&mut overlay, scope.as_ref(), state, *base))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Answer::Recovered),
             };
             match answer {
                 Ok(a) => {
@@ -372,12 +495,11 @@ impl Writer {
         let commit_seq = overlay.commit_seq;
         let last_seq = std::mem::take(&mut overlay.last_seq);
         let batch = overlay.into_batch(commit_seq, self.engine.clock());
-        let durable = self.tree.apply_batch(batch).map_err(StorageError::from).and_then(|()| {
-            self.db
-                .flush()
-                .map(|_| ())
-                .map_err(|e| StorageError::NotDurable(e.to_string()))
-        });
+        let durable = self
+            .tree
+            .apply_batch(batch)
+            .map_err(StorageError::from)
+            .and_then(|()| self.flush());
         match durable {
             Ok(()) => {
                 self.commit_seq = commit_seq;
@@ -404,6 +526,15 @@ impl Writer {
                         }
                         (Job::Upkeep { reply, .. }, Err(e)) => {
                             let _ = reply.send(Err(e));
+                        }
+                        (Job::Recover { reply, .. }, Ok(Answer::Recovered(r))) => {
+                            let _ = reply.send(Ok(r));
+                        }
+                        (Job::Recover { reply, .. }, Err(e)) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        (Job::Recover { reply, .. }, Ok(_)) => {
+                            let _ = reply.send(Err(StorageError::WriterGone));
                         }
                         // Each job's answer is made from its own kind above.
                         (Job::Push(job), Ok(_)) => {
@@ -434,6 +565,9 @@ impl Writer {
                         Job::Upkeep { reply, .. } => {
                             let _ = reply.send(Err(err));
                         }
+                        Job::Recover { reply, .. } => {
+                            let _ = reply.send(Err(err));
+                        }
                     }
                 }
             }
@@ -445,6 +579,7 @@ impl Writer {
 enum Answer {
     Push(PushResponse),
     Upkept(usize),
+    Recovered(Vec<Recovered>),
 }
 
 /// Pending writes of a group over the tree. Writes of the push being applied

@@ -1,0 +1,218 @@
+//! Epoch recovery: after the server is restored from a backup (a new epoch),
+//! tablets send back the record states they hold from the previous epoch, and
+//! the server re-establishes the versions it lacks under their original ids and
+//! authors.
+//!
+//! A unit's state is a function of the set of versions known (see `unit.rs`), so
+//! adding the versions a tablet holds is a union: a version the server already
+//! knows (live, superseded, or in its history) is skipped, so nothing is
+//! doubled however many tablets send it. Superseded ids are added too: they
+//! were replaced in the previous epoch and stay replaced.
+//!
+//! Workflow is the server's decision in arrival order, so it is not merged: a
+//! record untouched since the restore (its commit seq at most the backup's)
+//! takes the workflow, lock and review mark of the newest state a tablet saw in
+//! the previous epoch; a record that moved on in the new epoch keeps its own.
+
+use mobile_schema::ids::RecordId;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, Store};
+use crate::ids::VersionId;
+use crate::outcome::{Refusal, RefusalCode};
+use crate::scope::{self, Scope};
+use crate::state::RecordState;
+
+/// Record states sent in one recovery request at most.
+pub const MAX_RECOVER_RECORDS: usize = 256;
+
+/// `POST /api/v1/sync/recover`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// The epoch under which the tablet received these states: must be one the
+    /// server was restored from.
+    pub epoch: String,
+    /// Record states as the tablet holds them (pulled, with its own acknowledged
+    /// changes on top), each with the highest commit seq it saw for the record
+    /// in the previous epoch. Empty to ask only for the answer's `base_seq`.
+    #[serde(default)]
+    pub records: Vec<RecordState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverResponse {
+    /// The server's current epoch.
+    pub epoch: String,
+    /// The commit seq the backup was taken at: the server holds every state of
+    /// the previous epoch up to it, so only states past it need sending.
+    pub base_seq: u64,
+    /// Versions the server lacked and took.
+    pub added: usize,
+    /// Records whose workflow (state, lock, review mark) was taken from the tablet.
+    pub workflow_restored: usize,
+    /// Records refused, with the reason; the rest were taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RecoverRefusal>,
+    pub server_time_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverRefusal {
+    pub record: RecordId,
+    #[serde(flatten)]
+    pub refusal: Refusal,
+}
+
+/// What recovering one record state did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// Versions added and/or the workflow restored; the record has a new commit seq.
+    Taken {
+        added: usize,
+        workflow: bool,
+    },
+    /// Nothing the server lacked.
+    Known,
+    Refused(Refusal),
+}
+
+/// Where the restored store came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreBase {
+    /// The commit seq of the backup.
+    pub base_seq: u64,
+    /// When the restore was made: a version received after it cannot be of the previous epoch.
+    pub restored_ms: u64,
+}
+
+impl Engine {
+    /// Re-establish what `incoming` holds and the store lacks (see the module).
+    /// `scope` is the sender's (`None`: no limits).
+    pub fn recover<S: Store>(
+        &mut self,
+        store: &mut S,
+        scope: Option<&Scope>,
+        incoming: &RecordState,
+        base: RestoreBase,
+    ) -> Result<Recovered, S::Error> {
+        if incoming.commit_seq <= base.base_seq {
+            // The backup holds every state up to its seq.
+            return Ok(Recovered::Known);
+        }
+        let before = store.record(incoming.id)?;
+        if let Some(b) = &before
+            && b.kind != incoming.kind
+        {
+            return Ok(Recovered::Refused(
+                Refusal::new(RefusalCode::InvalidStructure, "the record exists with another kind").at("kind"),
+            ));
+        }
+        if let Some(scope) = scope
+            && !scope.is_admin()
+        {
+            let link = scope::link_of_state(before.as_ref().unwrap_or(incoming));
+            let mut lookup = |id: RecordId| store.record(id);
+            if let Some(region) = scope::region_of(link, &mut lookup)?
+                && !scope.covers(region)
+            {
+                return Ok(Recovered::Refused(Refusal::new(
+                    RefusalCode::ForbiddenScope,
+                    format!("the record belongs to region {region}, outside this user's regions"),
+                )));
+            }
+        }
+        let layout = incoming.kind.layout();
+        let mut state = before
+            .clone()
+            .unwrap_or_else(|| RecordState::new(incoming.kind, incoming.id));
+        let mut added = 0usize;
+        let mut superseded_added = false;
+        for (key, unit) in &incoming.units {
+            if layout.field_of(key).is_none() {
+                return Ok(Recovered::Refused(
+                    Refusal::new(RefusalCode::InvalidStructure, format!("unknown unit `{key}`")).at(key.clone()),
+                ));
+            }
+            let mut fresh = Vec::new();
+            for v in &unit.live {
+                let known = state.units.get(key).is_some_and(|u| u.knows(&v.id));
+                if known || store.recall(incoming.id, key, v.id)?.is_some() {
+                    continue;
+                }
+                let Some(meta) = incoming.meta.get(&v.id) else {
+                    return Ok(Recovered::Refused(
+                        Refusal::new(RefusalCode::InvalidStructure, format!("version {} has no author", v.id))
+                            .at(format!("meta.{}", v.id)),
+                    ));
+                };
+                if meta.received_ms > base.restored_ms {
+                    return Ok(Recovered::Refused(Refusal::new(
+                        RefusalCode::InvalidStructure,
+                        format!(
+                            "version {} was received after the restore: not of the previous epoch",
+                            v.id
+                        ),
+                    )));
+                }
+                if v.value.get().len() > self.config.max_value_bytes {
+                    return Ok(Recovered::Refused(
+                        Refusal::new(RefusalCode::TooLarge, "unit value too large").at(key.clone()),
+                    ));
+                }
+                fresh.push((v.clone(), *meta));
+            }
+            let target = state.units.entry(key.clone()).or_default();
+            for id in &unit.superseded {
+                if let Err(pos) = target.superseded.binary_search(id) {
+                    target.superseded.insert(pos, *id);
+                    superseded_added = true;
+                }
+            }
+            for (v, meta) in fresh {
+                store.remember(incoming.id, key, &v, &meta)?;
+                state.apply(key, v, &[], meta);
+                added += 1;
+            }
+        }
+        // Versions replaced in the previous epoch leave the live sets.
+        let mut dead: Vec<VersionId> = Vec::new();
+        for unit in state.units.values_mut() {
+            let gone: Vec<VersionId> = unit
+                .live
+                .iter()
+                .filter(|v| unit.is_superseded(&v.id))
+                .map(|v| v.id)
+                .collect();
+            unit.live.retain(|v| !gone.contains(&v.id));
+            dead.extend(gone);
+        }
+        for id in dead {
+            if !state.units.values().any(|u| u.live.iter().any(|v| v.id == id)) {
+                state.meta.remove(&id);
+            }
+        }
+        let untouched_since_restore = before.as_ref().is_none_or(|b| b.commit_seq <= base.base_seq);
+        let mut workflow = false;
+        if untouched_since_restore
+            && (state.workflow != incoming.workflow || state.lock != incoming.lock || state.review != incoming.review)
+        {
+            state.workflow.clone_from(&incoming.workflow);
+            state.lock.clone_from(&incoming.lock);
+            state.review.clone_from(&incoming.review);
+            workflow = true;
+        }
+        if added == 0 && !workflow && !superseded_added {
+            return Ok(Recovered::Known);
+        }
+        if let Err(e) = state.materialize() {
+            return Ok(Recovered::Refused(
+                Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()),
+            ));
+        }
+        self.refresh_flags(store, &mut state)?;
+        state.commit_seq = store.next_commit_seq()?;
+        store.put_record(state)?;
+        Ok(Recovered::Taken { added, workflow })
+    }
+}
