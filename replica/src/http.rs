@@ -38,6 +38,7 @@ pub const LOGIN_PATH: &str = "/api/v1/auth/login";
 pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
 pub const PUSH_PATH: &str = "/api/v1/sync/push";
 pub const PULL_PATH: &str = "/api/v1/sync/pull";
+pub const RECOVER_PATH: &str = "/api/v1/sync/recover";
 pub const HEALTH_PATH: &str = "/healthz";
 
 /// What this client accepts, in order of preference.
@@ -719,6 +720,15 @@ impl Transport for HttpTransport {
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
         let target = format!("{PULL_PATH}?since={}&limit={limit}", percent_encode(since));
         let reply = self.authorized("GET", &target, None)?;
+        decode_json(&reply.body)
+    }
+
+    fn recover(
+        &mut self,
+        request: sync_protocol::recovery::RecoverRequest,
+    ) -> Result<sync_protocol::recovery::RecoverResponse, TransportError> {
+        let body = self.compress(&request)?;
+        let reply = self.authorized("POST", RECOVER_PATH, Some(&body))?;
         decode_json(&reply.body)
     }
 }

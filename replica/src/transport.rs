@@ -47,6 +47,13 @@ pub trait Transport {
     fn identify(&mut self, actor: &Actor) -> Result<(), TransportError>;
     fn push(&mut self, request: PushRequest) -> Result<PushResponse, TransportError>;
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError>;
+    /// Send back record states after the server was restored (`POST /api/v1/sync/recover`).
+    fn recover(
+        &mut self,
+        _request: sync_protocol::recovery::RecoverRequest,
+    ) -> Result<sync_protocol::recovery::RecoverResponse, TransportError> {
+        Err(TransportError::Request("this transport cannot send a recovery".into()))
+    }
 }
 
 /// Where an injected push failure strikes.

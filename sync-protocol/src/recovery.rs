@@ -17,7 +17,7 @@
 use mobile_schema::ids::RecordId;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Store};
+use crate::engine::{Engine, RecoveryMark, Store};
 use crate::ids::VersionId;
 use crate::outcome::{Refusal, RefusalCode};
 use crate::scope::{self, Scope};
@@ -192,15 +192,28 @@ impl Engine {
                 state.meta.remove(&id);
             }
         }
-        let untouched_since_restore = before.as_ref().is_none_or(|b| b.commit_seq <= base.base_seq);
+        // The workflow the record holds is of the previous epoch when no push
+        // changed it since the restore: as restored, or as a recovery set it.
+        // Then the newest state any tablet saw in that epoch wins.
+        let mark = store.recovery_mark(incoming.id)?;
+        let held_old_seq = match (&before, mark) {
+            (None, _) => Some(0),
+            (Some(b), _) if b.commit_seq <= base.base_seq => Some(b.commit_seq),
+            (Some(b), Some(m)) if m.new_seq == b.commit_seq => Some(m.old_seq),
+            _ => None,
+        };
         let mut workflow = false;
-        if untouched_since_restore
-            && (state.workflow != incoming.workflow || state.lock != incoming.lock || state.review != incoming.review)
+        let mut old_seq = held_old_seq.unwrap_or(0);
+        if let Some(held) = held_old_seq
+            && incoming.commit_seq > held
         {
-            state.workflow.clone_from(&incoming.workflow);
-            state.lock.clone_from(&incoming.lock);
-            state.review.clone_from(&incoming.review);
-            workflow = true;
+            old_seq = incoming.commit_seq;
+            if state.workflow != incoming.workflow || state.lock != incoming.lock || state.review != incoming.review {
+                state.workflow.clone_from(&incoming.workflow);
+                state.lock.clone_from(&incoming.lock);
+                state.review.clone_from(&incoming.review);
+                workflow = true;
+            }
         }
         if added == 0 && !workflow && !superseded_added {
             return Ok(Recovered::Known);
@@ -212,6 +225,15 @@ impl Engine {
         }
         self.refresh_flags(store, &mut state)?;
         state.commit_seq = store.next_commit_seq()?;
+        if held_old_seq.is_some() {
+            store.put_recovery_mark(
+                incoming.id,
+                RecoveryMark {
+                    old_seq,
+                    new_seq: state.commit_seq,
+                },
+            )?;
+        }
         store.put_record(state)?;
         Ok(Recovered::Taken { added, workflow })
     }

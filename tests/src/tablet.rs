@@ -45,6 +45,13 @@ impl Transport for Tee {
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
         self.http.pull(since, limit)
     }
+
+    fn recover(
+        &mut self,
+        request: sync_protocol::recovery::RecoverRequest,
+    ) -> Result<sync_protocol::recovery::RecoverResponse, TransportError> {
+        self.http.recover(request)
+    }
 }
 
 /// A replica logged in to a server.

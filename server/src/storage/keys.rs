@@ -21,6 +21,8 @@ pub const SEQ: u8 = b's';
 pub const OUTCOME: u8 = b'o';
 /// `h` + record id + replica id + seq → the units that change wrote, with their author.
 pub const HISTORY: u8 = b'h';
+/// `v` + record id → epoch recovery's mark on it (`RecoveryMark` JSON).
+pub const RECOVERY: u8 = b'v';
 /// `m` + name → a counter or setting.
 pub const META: u8 = b'm';
 
@@ -34,6 +36,13 @@ pub const META_RESTORE: &[u8] = b"mrestore";
 pub fn record(id: RecordId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = RECORD;
+    k[1..].copy_from_slice(id.as_uuid().as_bytes());
+    k
+}
+
+pub fn recovery(id: RecordId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = RECOVERY;
     k[1..].copy_from_slice(id.as_uuid().as_bytes());
     k
 }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use mobile_schema::ids::RecordId;
 use serde::{Deserialize, Serialize};
-use sync_protocol::engine::{Engine, EngineConfig, Store, StoredOutcome};
+use sync_protocol::engine::{Engine, EngineConfig, RecoveryMark, Store, StoredOutcome};
 use sync_protocol::scope::Scope;
 use sync_protocol::state::VersionMeta;
 use sync_protocol::unit::LiveVersion;
@@ -750,5 +750,17 @@ impl Store for Overlay<'_> {
     fn next_commit_seq(&mut self) -> Result<u64, StorageError> {
         self.commit_seq += 1;
         Ok(self.commit_seq)
+    }
+
+    fn recovery_mark(&mut self, id: RecordId) -> Result<Option<RecoveryMark>, StorageError> {
+        match self.get(&keys::recovery(id))? {
+            Some(v) => Ok(Some(decode(&v, "recovery mark")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_recovery_mark(&mut self, id: RecordId, mark: RecoveryMark) -> Result<(), StorageError> {
+        self.put(&keys::recovery(id), encode(&mark));
+        Ok(())
     }
 }
