@@ -18,8 +18,31 @@ use crate::sync::SyncReport;
 use crate::transport::{Transport, TransportError};
 
 /// Record states per recovery request: well under the server's limit
-/// (`MAX_RECOVER_RECORDS`) and its push body size.
+/// (`MAX_RECOVER_RECORDS`).
 const RECOVER_BATCH: usize = 64;
+/// JSON bytes per recovery request, well under the server's push body limit
+/// (16 MiB by default) and kind to slow links; a single larger state goes alone.
+const RECOVER_BYTES: usize = 2 * 1024 * 1024;
+
+/// Consecutive runs of `states` within both bounds.
+fn batches(states: &[RecordState]) -> Vec<&[RecordState]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, s) in states.iter().enumerate() {
+        let size = serde_json::to_vec(s).map(|v| v.len()).unwrap_or(0);
+        if i > start && (i - start >= RECOVER_BATCH || bytes + size > RECOVER_BYTES) {
+            out.push(&states[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < states.len() {
+        out.push(&states[start..]);
+    }
+    out
+}
 
 impl Replica {
     /// The epoch this store last synced under, when `seen` is another: the
@@ -62,7 +85,7 @@ impl Replica {
         let mut done_ids = BTreeSet::new();
         if let Some(base) = base {
             let states = self.states_past(base)?;
-            for chunk in states.chunks(RECOVER_BATCH) {
+            for chunk in batches(&states) {
                 let answer: RecoverResponse = transport.recover(RecoverRequest {
                     epoch: old_epoch.to_string(),
                     records: chunk.to_vec(),

@@ -25,8 +25,8 @@ use sync_protocol::{Actor, Hlc, RecordState, ReplicaId};
 use crate::auth::Authenticated;
 use crate::storage::{StorageError, SyncStorage};
 
-const SERVER_TREE: &str = "server";
-const SITES_REPLICA_KEY: &[u8] = b"sites_replica";
+use crate::schedule::SERVER_TREE;
+pub(crate) const SITES_REPLICA_KEY: &[u8] = b"sites_replica";
 
 /// Most sites in one listing page.
 pub const MAX_PAGE: usize = 500;

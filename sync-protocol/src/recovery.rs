@@ -15,6 +15,7 @@
 //! the previous epoch; a record that moved on in the new epoch keeps its own.
 
 use mobile_schema::ids::RecordId;
+use mobile_schema::workflow::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, RecoveryMark, Store};
@@ -204,7 +205,12 @@ impl Engine {
         };
         let mut workflow = false;
         let mut old_seq = held_old_seq.unwrap_or(0);
+        // Workflow steps are role-bound: an inspector's tablet could claim an
+        // approval no supervisor made. Only supervisors' and admins' states
+        // carry the workflow back; an inspector's bring content only.
+        let may_carry_workflow = scope.is_none_or(|s| s.role != Role::Inspector);
         if let Some(held) = held_old_seq
+            && may_carry_workflow
             && incoming.commit_seq > held
         {
             old_seq = incoming.commit_seq;
@@ -236,5 +242,213 @@ impl Engine {
         }
         store.put_record(state)?;
         Ok(Recovered::Taken { added, workflow })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mobile_schema::ids::{DeviceId, InspectionId, SiteId, UserId};
+    use mobile_schema::record::{AnyRecord, RecordKind};
+    use mobile_schema::sample;
+
+    use super::*;
+    use crate::change::{Actor, Change, Op, UnitWrite};
+    use crate::engine::EngineConfig;
+    use crate::hlc::Hlc;
+    use crate::ids::ReplicaId;
+    use crate::reference::MemoryStore;
+    use crate::value::UnitValue;
+
+    const NOW: u64 = 1_746_500_000_000;
+
+    fn actor(role: Role) -> Actor {
+        Actor {
+            replica: ReplicaId::generate(),
+            user: UserId::generate(),
+            device: DeviceId::generate(),
+            role,
+        }
+    }
+
+    fn create(seq: u64, record: AnyRecord) -> Change {
+        let kind = record.kind();
+        let id = record.id();
+        let mut value = serde_json::to_value(&record).unwrap_or_default();
+        if let Some(o) = value.as_object_mut() {
+            o.remove("kind");
+        }
+        Change {
+            seq,
+            hlc: Hlc::new(NOW + seq, 0),
+            kind,
+            record: id,
+            op: Op::Create {
+                record: UnitValue::of(&value)
+                    .unwrap_or_else(|_| UnitValue::of(&serde_json::Value::Null).unwrap_or_else(|_| unreachable!())),
+                versions: None,
+            },
+        }
+    }
+
+    fn conclusion(seq: u64, id: RecordId, text: &str, bases: Vec<crate::ids::VersionId>) -> Change {
+        Change {
+            seq,
+            hlc: Hlc::new(NOW + seq, 0),
+            kind: RecordKind::Inspection,
+            record: id,
+            op: Op::Edit {
+                units: vec![UnitWrite {
+                    key: "conclusion".into(),
+                    bases,
+                    value: UnitValue::of(&serde_json::json!(text)).unwrap_or_else(|_| unreachable!()),
+                }],
+            },
+        }
+    }
+
+    fn scope(role: Role) -> Scope {
+        Scope {
+            user: UserId::generate(),
+            role,
+            regions: vec![mobile_schema::region::RegionCode::GUANGXI],
+        }
+    }
+
+    /// A store backed up after the records were created, and the full store
+    /// after three edits and a submit.
+    fn backup_and_full() -> (MemoryStore, MemoryStore, RecordId, RestoreBase) {
+        let mut engine = Engine::new(EngineConfig::default());
+        let mut store = MemoryStore::default();
+        let a = actor(Role::Inspector);
+        let site = SiteId::generate();
+        let insp = InspectionId::generate();
+        let id: RecordId = insp.into();
+        let changes = vec![
+            create(1, sample::pond(site).into()),
+            create(2, sample::inspection(insp, site, a.device).into()),
+        ];
+        engine.push(&mut store, &a, &changes, NOW).unwrap_or_default();
+        let backup = store.clone();
+        let base = RestoreBase {
+            base_seq: backup.commit_seq,
+            restored_ms: NOW + 1000,
+        };
+        let mut last = vec![crate::ids::VersionId::new(a.replica, 2)];
+        for seq in 3..6 {
+            let c = conclusion(seq, id, &format!("edit {seq}"), last.clone());
+            engine.push(&mut store, &a, &[c], NOW).unwrap_or_default();
+            last = vec![crate::ids::VersionId::new(a.replica, seq)];
+        }
+        let submit = Change {
+            seq: 6,
+            hlc: Hlc::new(NOW + 6, 0),
+            kind: RecordKind::Inspection,
+            record: id,
+            op: Op::Transition {
+                action: "submit".into(),
+                versions: None,
+            },
+        };
+        engine.push(&mut store, &a, &[submit], NOW).unwrap_or_default();
+        (backup, store, id, base)
+    }
+
+    #[test]
+    fn recovered_versions_are_taken_once_and_the_newest_workflow_comes_back() {
+        let (mut restored, full, id, base) = backup_and_full();
+        let held = full.records[&id].clone();
+        assert_eq!(held.workflow.as_deref(), Some("submitted"));
+        let mut engine = Engine::new(EngineConfig::default());
+        let sup = scope(Role::Supervisor);
+        let first = engine
+            .recover(&mut restored, Some(&sup), &held, base)
+            .unwrap_or(Recovered::Known);
+        assert_eq!(
+            first,
+            Recovered::Taken {
+                added: 1,
+                workflow: true
+            }
+        );
+        let got = restored.records[&id].clone();
+        assert_eq!(got.units["conclusion"], held.units["conclusion"]);
+        assert_eq!(got.workflow.as_deref(), Some("submitted"));
+        assert!(got.commit_seq > base.base_seq);
+        // From another tablet, or again after a cut: nothing doubled.
+        let again = engine
+            .recover(&mut restored, Some(&sup), &held, base)
+            .unwrap_or(Recovered::Taken {
+                added: 9,
+                workflow: true,
+            });
+        assert_eq!(again, Recovered::Known);
+        assert_eq!(restored.records[&id].units["conclusion"].live.len(), 1);
+        // An older state of the previous epoch does not roll the workflow back.
+        let mut older = held.clone();
+        older.workflow = Some("draft".into());
+        older.commit_seq = held.commit_seq - 1;
+        assert_eq!(
+            engine
+                .recover(&mut restored, Some(&sup), &older, base)
+                .unwrap_or(Recovered::Taken {
+                    added: 9,
+                    workflow: true
+                }),
+            Recovered::Known
+        );
+        assert_eq!(restored.records[&id].workflow.as_deref(), Some("submitted"));
+    }
+
+    #[test]
+    fn an_inspectors_tablet_brings_content_back_but_not_workflow() {
+        let (mut restored, full, id, base) = backup_and_full();
+        let mut held = full.records[&id].clone();
+        held.workflow = Some("approved".into());
+        let mut engine = Engine::new(EngineConfig::default());
+        let r = engine
+            .recover(&mut restored, Some(&scope(Role::Inspector)), &held, base)
+            .unwrap_or(Recovered::Known);
+        assert_eq!(
+            r,
+            Recovered::Taken {
+                added: 1,
+                workflow: false
+            }
+        );
+        assert_eq!(restored.records[&id].workflow.as_deref(), Some("draft"));
+        assert_eq!(restored.records[&id].units["conclusion"], held.units["conclusion"]);
+    }
+
+    #[test]
+    fn states_before_the_backup_and_versions_after_the_restore_are_not_taken() {
+        let (mut restored, full, id, base) = backup_and_full();
+        let mut engine = Engine::new(EngineConfig::default());
+        let mut old = full.records[&id].clone();
+        old.commit_seq = base.base_seq;
+        assert_eq!(
+            engine
+                .recover(&mut restored, None, &old, base)
+                .unwrap_or(Recovered::Taken {
+                    added: 9,
+                    workflow: true
+                }),
+            Recovered::Known
+        );
+        let mut late = full.records[&id].clone();
+        for m in late.meta.values_mut() {
+            m.received_ms = base.restored_ms + 1;
+        }
+        let r = engine
+            .recover(&mut restored, None, &late, base)
+            .unwrap_or(Recovered::Known);
+        assert!(
+            matches!(r, Recovered::Refused(ref f) if f.code == RefusalCode::InvalidStructure),
+            "{r:?}"
+        );
+        assert_eq!(restored.records[&id].units["conclusion"].live.len(), 1);
+        assert_ne!(
+            restored.records[&id].units["conclusion"],
+            full.records[&id].units["conclusion"]
+        );
     }
 }

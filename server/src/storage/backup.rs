@@ -225,6 +225,12 @@ pub fn restore(backup: &Path, data: &Path, now_ms: u64) -> Result<RestoreInfo, B
     })?;
     sync.insert(keys::META_EPOCH, info.epoch.as_bytes())?;
     sync.insert(keys::META_RESTORE, json)?;
+    // The server's own replicas (schedule, sites) start anew, as a restored
+    // tablet would: their seqs after the backup were spent on changes tablets
+    // may still send back, and a version id must never name two changes.
+    let server = dst.open_tree(crate::schedule::SERVER_TREE)?;
+    server.remove(crate::schedule::SCHEDULE_REPLICA_KEY)?;
+    server.remove(crate::sites::SITES_REPLICA_KEY)?;
     dst.flush()?;
     copy_blobs(&backup.join(BLOBS_DIR), &data.join(BLOBS_DIR))?;
     Ok(info)
