@@ -543,6 +543,10 @@ fn conflicts(view: &RecordView) -> Vec<ConflictShown> {
         .collect()
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,8 +667,4 @@ mod tests {
         assert!(parse_record_id("nope").is_err());
         assert_eq!(parse_record_id(&id.to_string()).unwrap(), id);
     }
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
