@@ -288,6 +288,14 @@ impl SiteService {
         for imported in sites {
             let id = RecordId::from(imported.site().id);
             let existing = storage.record(id)?;
+            // Concurrent versions are for a person to resolve, not for a list
+            // to overwrite.
+            if existing.as_ref().is_some_and(|s| !s.conflicted_units().is_empty()) {
+                response
+                    .refused
+                    .push(refused_site(id, &imported.site().name, conflicted()));
+                continue;
+            }
             let (site, name) = match (&existing, imported) {
                 (None, i) => {
                     let s = i.into_site();
@@ -435,13 +443,9 @@ fn may_write_sites(who: &Authenticated) -> Result<(), SiteError> {
     }
 }
 
-fn document(site: &Site) -> Result<AnyRecord, SiteError> {
-    Ok(AnyRecord::Site(site.clone()))
-}
-
 /// Creating `site`, as a replica writes it: the record without its kind tag.
 fn create_op(site: &Site) -> Result<Op, SiteError> {
-    let mut value = serde_json::to_value(document(site)?).map_err(|e| SiteError::Invalid {
+    let mut value = serde_json::to_value(AnyRecord::Site(site.clone())).map_err(|e| SiteError::Invalid {
         field: "site".into(),
         message: e.to_string(),
     })?;
@@ -458,7 +462,7 @@ fn create_op(site: &Site) -> Result<Op, SiteError> {
 /// The units of `site` that differ from the stored winners, each replacing
 /// the live versions it was compared with; `None` when nothing differs.
 fn edit_op(state: &RecordState, site: &Site) -> Result<Option<Op>, SiteError> {
-    let units = document(site)?.units().map_err(|e| SiteError::Invalid {
+    let units = AnyRecord::Site(site.clone()).units().map_err(|e| SiteError::Invalid {
         field: e.field().to_string(),
         message: e.to_string(),
     })?;
@@ -466,9 +470,9 @@ fn edit_op(state: &RecordState, site: &Site) -> Result<Option<Op>, SiteError> {
     for (key, raw) in units {
         let new: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
         let unit = state.units.get(&key);
-        let same = unit.and_then(|u| u.winner()).is_some_and(|w| {
-            serde_json::from_str::<serde_json::Value>(w.value.get()).is_ok_and(|old| old == new) && !u_in_conflict(unit)
-        });
+        let same = unit
+            .and_then(|u| u.winner())
+            .is_some_and(|w| serde_json::from_str::<serde_json::Value>(w.value.get()).is_ok_and(|old| old == new));
         if same || (unit.is_none() && new.is_null()) {
             continue;
         }
@@ -485,14 +489,7 @@ fn edit_op(state: &RecordState, site: &Site) -> Result<Option<Op>, SiteError> {
     Ok((!writes.is_empty()).then_some(Op::Edit { units: writes }))
 }
 
-fn u_in_conflict(unit: Option<&sync_protocol::unit::UnitState>) -> bool {
-    unit.is_some_and(|u| u.in_conflict())
-}
-
 fn materialize_site(state: &RecordState) -> Option<Site> {
-    if state.conflicted_units().iter().any(|_| true) {
-        return None;
-    }
     match state.materialize().ok()? {
         AnyRecord::Site(s) => Some(s),
         _ => None,

@@ -378,3 +378,89 @@ fn a_push_that_cannot_be_made_durable_is_answered_507_and_reads_go_on() {
     let state = &on_server[&RecordId::from(insp)];
     assert_eq!(state.units["conclusion"].live.len(), 1);
 }
+
+#[test]
+fn backup_and_recovery_requests_are_checked_before_anything_is_done() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("server");
+    let server = ServerProcess::start_with(&data, &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let api = Api::new(server.url(""));
+    let admin = api.login("admin", PASSWORD).unwrap();
+    api.post(
+        "/api/v1/admin/users",
+        Some(&admin.access),
+        &json!({"username": "lan", "password": PASSWORD, "role": "supervisor", "regions": ["451200"]}),
+    )
+    .unwrap()
+    .ok()
+    .unwrap();
+    let lan = api.login("lan", PASSWORD).unwrap();
+    let target = root.path().join("b");
+
+    let a = api
+        .post("/api/v1/admin/backup", Some(&lan.access), &json!({"dir": target}))
+        .unwrap();
+    assert_eq!((a.status, a.code()), (403, "forbidden"));
+    let a = api.post("/api/v1/admin/backup", None, &json!({"dir": target})).unwrap();
+    assert_eq!(a.status, 401);
+    for (body, field) in [
+        (json!({"dir": "relative/dir"}), Some("dir")),
+        (json!({"dir": data.join("inside")}), Some("dir")),
+        (json!({"dir": "/x", "extra": 1}), None),
+        (json!({}), None),
+    ] {
+        let a = api.post("/api/v1/admin/backup", Some(&admin.access), &body).unwrap();
+        assert_eq!(a.status, 400, "{body}: {:?}", a.body);
+        if let Some(f) = field {
+            assert_eq!(a.body["field"], f, "{body}");
+        }
+    }
+    assert!(!target.exists() && !data.join("inside").exists());
+    let occupied = root.path().join("occupied");
+    std::fs::create_dir_all(&occupied).unwrap();
+    std::fs::write(occupied.join("keep.txt"), b"mine").unwrap();
+    let a = api
+        .post("/api/v1/admin/backup", Some(&admin.access), &json!({"dir": occupied}))
+        .unwrap();
+    assert_eq!((a.status, a.code()), (409, "backup_dir_not_empty"));
+    assert_eq!(std::fs::read_dir(&occupied).unwrap().count(), 1);
+    let a = api
+        .post("/api/v1/admin/backup", Some(&admin.access), &json!({"dir": target}))
+        .unwrap();
+    assert_eq!(a.status, 201, "{:?}", a.body);
+
+    // A server never restored has no previous epoch to take versions of.
+    let a = api
+        .post(
+            "/api/v1/sync/recover",
+            Some(&lan.access),
+            &json!({"epoch": "e", "records": []}),
+        )
+        .unwrap();
+    assert_eq!((a.status, a.code()), (409, "unknown_epoch"));
+    let a = api
+        .post("/api/v1/sync/recover", Some(&lan.access), &json!({"records": []}))
+        .unwrap();
+    assert_eq!(a.status, 400);
+    let a = api.post("/api/v1/sync/recover", None, &json!({"epoch": "e"})).unwrap();
+    assert_eq!(a.status, 401);
+
+    // Restore refuses a folder that is not a backup, and a data folder in use.
+    let out = Command::new(fieldsync_bin().unwrap())
+        .args([
+            "restore",
+            occupied.to_str().unwrap(),
+            "--data",
+            root.path().join("new").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a backup"));
+    let out = Command::new(fieldsync_bin().unwrap())
+        .args(["restore", target.to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
