@@ -248,3 +248,81 @@ pub fn restore_info(tree: &sled::Tree) -> Result<Option<RestoreInfo>, BackupErro
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_restore_copies_every_tree_under_a_new_epoch_and_new_server_replicas() {
+        let root = tempfile::tempdir().unwrap();
+        let src = sled::Config::new().path(root.path().join("data")).open().unwrap();
+        let sync = src.open_tree(keys::SYNC).unwrap();
+        sync.insert(keys::META_EPOCH, &b"old-epoch"[..]).unwrap();
+        for i in 0u32..2500 {
+            sync.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
+        }
+        src.open_tree(keys::ACCOUNTS).unwrap().insert("u", "alice").unwrap();
+        let server = src.open_tree(crate::schedule::SERVER_TREE).unwrap();
+        server
+            .insert(crate::schedule::SCHEDULE_REPLICA_KEY, &[1u8; 16][..])
+            .unwrap();
+        server.insert(crate::sites::SITES_REPLICA_KEY, &[2u8; 16][..]).unwrap();
+        let blobs = root.path().join("data").join(BLOBS_DIR).join("ab");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join("abcd"), b"photo").unwrap();
+
+        let dir = root.path().join("backup");
+        let (trees, entries) = copy_db(&src, &dir).unwrap();
+        assert!(trees >= 4);
+        assert_eq!(entries, 2500 + 1 + 1 + 2);
+        let photos = copy_blobs(&root.path().join("data").join(BLOBS_DIR), &dir.join(BLOBS_DIR)).unwrap();
+        assert_eq!(photos, 1);
+        let info = BackupInfo {
+            dir: dir.display().to_string(),
+            epoch: "old-epoch".into(),
+            commit_seq: 42,
+            taken_ms: 1000,
+            trees,
+            entries,
+            photos,
+        };
+        // Not a backup until its manifest is written.
+        assert!(matches!(
+            restore(&dir, &root.path().join("x"), 2000),
+            Err(BackupError::NotABackup { .. })
+        ));
+        write_manifest(&dir, &info).unwrap();
+        assert!(matches!(check_empty(&dir), Err(BackupError::NotEmpty { .. })));
+        drop((sync, server, src));
+
+        let data = root.path().join("restored");
+        let restored = restore(&dir, &data, 2000).unwrap();
+        assert_eq!(restored.from_epoch, "old-epoch");
+        assert_ne!(restored.epoch, "old-epoch");
+        assert_eq!(
+            (restored.base_seq, restored.backup_taken_ms, restored.restored_ms),
+            (42, 1000, 2000)
+        );
+        let db = sled::Config::new().path(&data).open().unwrap();
+        let sync = db.open_tree(keys::SYNC).unwrap();
+        assert_eq!(sync.get(keys::META_EPOCH).unwrap().unwrap(), restored.epoch.as_bytes());
+        assert_eq!(restore_info(&sync).unwrap(), Some(restored));
+        assert_eq!(sync.get(2499u32.to_be_bytes()).unwrap().unwrap(), &b"v"[..]);
+        assert_eq!(
+            db.open_tree(keys::ACCOUNTS).unwrap().get("u").unwrap().unwrap(),
+            &b"alice"[..]
+        );
+        let server = db.open_tree(crate::schedule::SERVER_TREE).unwrap();
+        assert!(server.get(crate::schedule::SCHEDULE_REPLICA_KEY).unwrap().is_none());
+        assert!(server.get(crate::sites::SITES_REPLICA_KEY).unwrap().is_none());
+        assert_eq!(
+            std::fs::read(data.join(BLOBS_DIR).join("ab").join("abcd")).unwrap(),
+            b"photo"
+        );
+        // Into a folder in use: refused, nothing touched.
+        drop((sync, server, db));
+        assert!(matches!(restore(&dir, &data, 3000), Err(BackupError::NotEmpty { .. })));
+    }
+}
