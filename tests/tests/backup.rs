@@ -464,3 +464,89 @@ fn backup_and_recovery_requests_are_checked_before_anything_is_done() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
 }
+
+/// A real small filesystem (tmpfs, needs root): the server's store fills it.
+/// Where mounting is not allowed the test says so and stops; the injected
+/// full disk above covers the behaviour everywhere.
+#[test]
+fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let mnt = root.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt.to_str().unwrap()])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("tmpfs cannot be mounted here (not root?): real full disk not tested");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let server = ServerProcess::start_with_args(
+        &mnt.join("server"),
+        &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)],
+        &["--cache-mb", "4"],
+    )
+    .unwrap();
+    let url = server.url("");
+    let mut tablet = Tablet::enrol(&root.path().join("t"), http(&url), "admin", PASSWORD, None).unwrap();
+    let site = SiteId::generate();
+    tablet.replica.create(sample::pond(site).into()).unwrap();
+    tablet.sync().unwrap();
+    let api = Api::new(&url);
+    let token = tablet.transport.http.credentials().unwrap().access_token.clone();
+    let device = tablet.replica.identity().device;
+    let mut full = None;
+    for i in 0..400 {
+        let insp = InspectionId::generate();
+        let mut doc = sample::inspection(insp, site, device);
+        doc.conclusion = format!("{i}:{}", "渗".repeat(60_000));
+        tablet.replica.create(doc.into()).unwrap();
+        let pending = tablet.replica.outbox().unwrap();
+        let a = api
+            .post("/api/v1/sync/push", Some(&token), &json!({ "changes": pending }))
+            .unwrap();
+        if a.status == 507 {
+            assert_eq!(a.code(), "not_durable");
+            full = Some(i);
+            break;
+        }
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        // Settle the outbox through the replica (answers are replayed).
+        tablet.replica.push(&mut tablet.transport).unwrap();
+    }
+    let full = full.expect("the 6 MiB store never filled");
+    assert!(full > 0, "the first push already failed");
+    // Reads go on, for devices already logged in.
+    assert_eq!(api.get("/healthz", None).unwrap().status, 200);
+    let mut pulled = 0;
+    let mut since = "0".to_string();
+    loop {
+        let a = api
+            .get(&format!("/api/v1/sync/pull?since={since}&limit=5"), Some(&token))
+            .unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        pulled += a.body["records"].as_array().unwrap().len();
+        since = a.body["next"].as_str().unwrap().to_string();
+        if a.body["more"] == false {
+            break;
+        }
+    }
+    // The site and every acknowledged inspection, not the refused one.
+    assert_eq!(pulled, full + 1);
+    // The change stays on the tablet; pushing it again is refused the same way.
+    let pending = tablet.replica.outbox().unwrap();
+    assert_eq!(pending.len(), 1);
+    let a = api
+        .post("/api/v1/sync/push", Some(&token), &json!({ "changes": pending }))
+        .unwrap();
+    assert_eq!((a.status, a.code()), (507, "not_durable"), "{:?}", a.body);
+    assert_eq!(api.get("/healthz", None).unwrap().status, 200);
+}
