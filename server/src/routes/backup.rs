@@ -35,8 +35,13 @@ impl From<BackupError> for ApiError {
                 message: e.to_string(),
                 field: None,
             },
+            // No space for the copy (ENOSPC), or sled's own I/O failing.
             BackupError::Io { ref source, .. } if source.raw_os_error() == Some(28) => {
                 tracing::error!(error = %e, "backup: disk full");
+                ApiError::NotDurable
+            }
+            BackupError::Sled(sled::Error::Io(ref source)) => {
+                tracing::error!(error = %source, "backup: the store's I/O failed");
                 ApiError::NotDurable
             }
             other => ApiError::Internal(other.to_string()),
