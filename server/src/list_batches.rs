@@ -38,7 +38,8 @@ pub fn batches(text: &str, rows: usize) -> Result<Vec<Batch>, BatchError> {
         if record.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        // From the byte offset: csv's own line count drifts after blank lines.
+        let line = record.position().map_or(0, |p| line_at(text, p.byte() as usize));
         let (writer, lines) = match &mut current {
             Some(c) => c,
             None => {
@@ -63,6 +64,34 @@ pub fn batches(text: &str, rows: usize) -> Result<Vec<Batch>, BatchError> {
     Ok(out)
 }
 
+/// The line each data row of `text` starts on (the header is line 1), as the
+/// importers number them; rows whose start cannot be read are left out.
+pub fn row_lines(text: &str) -> Vec<usize> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    reader
+        .records()
+        .filter_map(Result::ok)
+        .filter_map(|r| r.position().map(|p| line_at(text, p.byte() as usize)))
+        .collect()
+}
+
+/// The 1-based line of the byte offset `at` in `text`.
+/// The offset csv gives may be that of blank lines before the record.
+fn line_at(text: &str, at: usize) -> usize {
+    let bytes = text.as_bytes();
+    let start = at
+        + bytes
+            .get(at..)
+            .map_or(0, |b| b.iter().take_while(|&&c| c == b'\n' || c == b'\r').count());
+    bytes
+        .get(..start)
+        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+        + 1
+}
+
 fn finish(w: csv::Writer<Vec<u8>>, lines: Vec<usize>) -> Result<Batch, BatchError> {
     let bytes = w.into_inner().map_err(|e| BatchError::Write(e.to_string()))?;
     let csv = String::from_utf8(bytes).map_err(|e| BatchError::Write(e.to_string()))?;
@@ -82,5 +111,7 @@ mod tests {
         assert_eq!(b[1].lines, vec![6]);
         assert!(b[1].csv.starts_with("a,b\n"));
         assert!(b[0].csv.contains("\"two\nlines\""));
+        // The server maps a batch's own lines back: row 2 of batch 0 starts on its line 3.
+        assert_eq!(row_lines(&b[0].csv), vec![2, 3]);
     }
 }

@@ -242,9 +242,15 @@ impl SiteService {
                 message: format!("at most {MAX_IMPORT_ROWS} lines"),
             });
         }
-        // The batch's line n (header = 1) is the file's lines[n - 2].
+        // The batch's row starting on line n is its i-th row, the file's lines[i].
+        let starts = crate::list_batches::row_lines(&request.csv);
         let file_line = |line: usize| match &request.lines {
-            Some(lines) => line.checked_sub(2).and_then(|i| lines.get(i)).copied().unwrap_or(line),
+            Some(lines) => starts
+                .iter()
+                .position(|&l| l == line)
+                .and_then(|i| lines.get(i))
+                .copied()
+                .unwrap_or(line),
             None => line,
         };
         let reader = request.csv.as_bytes();
