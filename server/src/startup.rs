@@ -181,7 +181,11 @@ impl Application {
         }
         let keys = TokenKeys::new(&accounts.jwt_secret()?, settings.access_token_ttl_s);
         let storage: Arc<dyn SyncStorage> = match settings.records {
-            RecordStore::Sled => Arc::new(SledStorage::open(db.clone(), EngineConfig::default())?),
+            RecordStore::Sled => Arc::new(SledStorage::open_in(
+                db.clone(),
+                EngineConfig::default(),
+                Some(settings.data_dir.clone()),
+            )?),
             RecordStore::Memory => {
                 tracing::warn!("records are kept in memory: nothing synced survives a restart");
                 Arc::new(MemoryStorage::new(EngineConfig::default()))

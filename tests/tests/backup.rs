@@ -465,7 +465,8 @@ fn backup_and_recovery_requests_are_checked_before_anything_is_done() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
 }
 
-/// A real small filesystem (tmpfs, needs root): the server's store fills it.
+/// A real small filesystem (tmpfs, needs root): the server's store fills it
+/// down to the writer's reserve.
 /// Where mounting is not allowed the test says so and stops; the injected
 /// full disk above covers the behaviour everywhere.
 #[test]
@@ -474,7 +475,7 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     let mnt = root.path().join("small");
     std::fs::create_dir_all(&mnt).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt.to_str().unwrap()])
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt.to_str().unwrap()])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
@@ -504,7 +505,7 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     let token = tablet.transport.http.credentials().unwrap().access_token.clone();
     let device = tablet.replica.identity().device;
     let mut full = None;
-    for i in 0..400 {
+    for i in 0..1000 {
         let insp = InspectionId::generate();
         let mut doc = sample::inspection(insp, site, device);
         doc.conclusion = format!("{i}:{}", "渗".repeat(60_000));
@@ -522,7 +523,7 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
         // Settle the outbox through the replica (answers are replayed).
         tablet.replica.push(&mut tablet.transport).unwrap();
     }
-    let full = full.expect("the 6 MiB store never filled");
+    let full = full.expect("the 32 MiB store never filled");
     assert!(full > 0, "the first push already failed");
     // Reads go on, for devices already logged in.
     assert_eq!(api.get("/healthz", None).unwrap().status, 200);
@@ -549,4 +550,14 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
         .unwrap();
     assert_eq!((a.status, a.code()), (507, "not_durable"), "{:?}", a.body);
     assert_eq!(api.get("/healthz", None).unwrap().status, 200);
+
+    // Space again (the filesystem grown): the retry lands, once.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m", mnt.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    tablet.replica.push(&mut tablet.transport).unwrap();
+    assert_eq!(tablet.replica.pending_count(), 0);
+    assert!(tablet.replica.refused().unwrap().is_empty());
 }

@@ -101,6 +101,13 @@ impl std::fmt::Debug for SledStorage {
 impl SledStorage {
     /// Opens the store in `db` and starts its writer.
     pub fn open(db: sled::Db, config: EngineConfig) -> Result<Self, StorageError> {
+        Self::open_in(db, config, None)
+    }
+
+    /// [`SledStorage::open`], with the folder the store lives in: the writer
+    /// refuses a group (507) rather than let sled meet a full disk, which it
+    /// does not survive cleanly (a flush can block for good).
+    pub fn open_in(db: sled::Db, config: EngineConfig, dir: Option<std::path::PathBuf>) -> Result<Self, StorageError> {
         let tree = db.open_tree(keys::SYNC)?;
         let commit_seq = read_u64(&tree, keys::META_COMMIT_SEQ)?;
         let epoch = match tree.get(keys::META_EPOCH)? {
@@ -131,6 +138,7 @@ impl SledStorage {
             last_seq: HashMap::new(),
             visible: visible.clone(),
             full_disk_marker: std::env::var_os(FULL_DISK_MARKER_ENV).map(std::path::PathBuf::from),
+            dir,
         };
         let handle = std::thread::Builder::new()
             .name("sync-writer".into())
@@ -369,6 +377,9 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StorageError> {
 /// the failure is the same.
 pub const FULL_DISK_MARKER_ENV: &str = "FIELDSYNC_FAULT_FULL_DISK";
 
+/// Free space kept under the store: below it, pushes are answered 507.
+pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
 /// The single writer: owns the engine, the commit counter and the per-replica
 /// last seqs, all of which advance only when a group is durable.
 struct Writer {
@@ -379,6 +390,8 @@ struct Writer {
     last_seq: HashMap<ReplicaId, u64>,
     visible: Arc<AtomicU64>,
     full_disk_marker: Option<std::path::PathBuf>,
+    /// The store's folder, whose free space is checked before each group.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Writer {
@@ -424,6 +437,21 @@ impl Writer {
         };
         tracing::info!(dir = %dir.display(), commit_seq = self.commit_seq, entries, "backup copied");
         Ok(info)
+    }
+
+    /// Room for a group of `bytes` and the reserve sled needs for its own
+    /// upkeep (segment rewrites, the snapshot).
+    fn check_space(&self, bytes: u64) -> Result<(), StorageError> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let free = fs2::available_space(dir).map_err(|e| StorageError::NotDurable(e.to_string()))?;
+        let needed = FREE_SPACE_RESERVE.saturating_add(bytes.saturating_mul(4));
+        if free < needed {
+            return Err(StorageError::NotDurable(format!(
+                "{free} bytes free under {}, {needed} needed: the disk is full",
+                dir.display()
+            )));
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StorageError> {
@@ -494,11 +522,10 @@ impl Writer {
         }
         let commit_seq = overlay.commit_seq;
         let last_seq = std::mem::take(&mut overlay.last_seq);
-        let batch = overlay.into_batch(commit_seq, self.engine.clock());
+        let (batch, bytes) = overlay.into_batch(commit_seq, self.engine.clock());
         let durable = self
-            .tree
-            .apply_batch(batch)
-            .map_err(StorageError::from)
+            .check_space(bytes)
+            .and_then(|()| self.tree.apply_batch(batch).map_err(StorageError::from))
             .and_then(|()| self.flush());
         match durable {
             Ok(()) => {
@@ -643,20 +670,25 @@ impl<'a> Overlay<'a> {
         self.current.insert(key.to_vec(), None);
     }
 
-    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> sled::Batch {
+    /// The group as one sled batch, and about how many bytes it writes.
+    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> (sled::Batch, u64) {
         let mut batch = sled::Batch::default();
+        let mut bytes = 0u64;
         for (k, v) in self.kept {
+            bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
         }
         for ((record, version), entry) in self.kept_history {
-            batch.insert(&keys::history(record, version)[..], encode(&entry));
+            let value = encode(&entry);
+            bytes += (41 + value.len()) as u64;
+            batch.insert(&keys::history(record, version)[..], value);
         }
         batch.insert(keys::META_COMMIT_SEQ, &commit_seq.to_be_bytes()[..]);
         batch.insert(keys::META_HLC, encode(&hlc));
-        batch
+        (batch, bytes)
     }
 }
 
