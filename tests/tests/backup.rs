@@ -551,6 +551,20 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     assert_eq!((a.status, a.code()), (507, "not_durable"), "{:?}", a.body);
     assert_eq!(api.get("/healthz", None).unwrap().status, 200);
 
+    // No room for a backup either: refused before the copy starts (which
+    // would hold every write), and the writer goes on.
+    // (A login still works: the reserve keeps sled away from ENOSPC.)
+    let admin = api.login("admin", PASSWORD).unwrap();
+    let a = api
+        .post(
+            "/api/v1/admin/backup",
+            Some(&admin.access),
+            &json!({"dir": mnt.join("b")}),
+        )
+        .unwrap();
+    assert_eq!((a.status, a.code()), (507, "not_durable"), "{:?}", a.body);
+    assert!(!mnt.join("b").join("backup.json").exists());
+
     // Space again (the filesystem grown): the retry lands, once.
     let grown = Command::new("mount")
         .args(["-o", "remount,size=64m", mnt.to_str().unwrap()])

@@ -35,6 +35,10 @@ impl From<BackupError> for ApiError {
                 message: e.to_string(),
                 field: None,
             },
+            BackupError::NoSpace { .. } => {
+                tracing::error!(error = %e, "backup refused: not enough space");
+                ApiError::NotDurable
+            }
             // No space for the copy (ENOSPC), or sled's own I/O failing.
             BackupError::Io { ref source, .. } if source.raw_os_error() == Some(28) => {
                 tracing::error!(error = %e, "backup: disk full");

@@ -52,6 +52,8 @@ pub enum BackupError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{free} bytes free for the backup in {dir}, {needed} needed")]
+    NoSpace { dir: String, free: u64, needed: u64 },
     #[error("this store cannot be backed up (records kept in memory)")]
     Unsupported,
     #[error("the store's writer has stopped")]
@@ -109,6 +111,29 @@ pub fn check_empty(dir: &Path) -> Result<(), BackupError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(BackupError::io(dir)(e)),
     }
+}
+
+/// Refuse a backup the disk under `dir` cannot hold (`bytes` of store, plus a
+/// reserve): sled does not survive running out of space mid-copy, and the
+/// copy holds every record write.
+pub fn check_space(dir: &Path, bytes: u64) -> Result<(), BackupError> {
+    let mut probe = dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => break,
+        }
+    }
+    let free = fs2::available_space(probe).map_err(BackupError::io(probe))?;
+    let needed = bytes.saturating_add(super::sled_store::FREE_SPACE_RESERVE);
+    if free < needed {
+        return Err(BackupError::NoSpace {
+            dir: dir.display().to_string(),
+            free,
+            needed,
+        });
+    }
+    Ok(())
 }
 
 /// Copy every tree of `src` into a new database at `dir/db` and flush it.

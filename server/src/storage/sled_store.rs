@@ -424,6 +424,7 @@ impl Writer {
     /// writer of records, and it is busy here.
     fn backup(&self, dir: &std::path::Path, now_ms: u64) -> Result<BackupInfo, BackupError> {
         backup::check_empty(dir)?;
+        backup::check_space(dir, self.db.size_on_disk()?)?;
         self.db.flush()?;
         let (trees, entries) = backup::copy_db(&self.db, dir)?;
         let info = BackupInfo {
