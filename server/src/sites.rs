@@ -23,6 +23,7 @@ use sync_protocol::value::UnitValue;
 use sync_protocol::{Actor, Hlc, RecordState, ReplicaId};
 
 use crate::auth::Authenticated;
+use crate::startup::AppState;
 use crate::storage::{StorageError, SyncStorage};
 
 use crate::schedule::SERVER_TREE;
@@ -180,16 +181,17 @@ impl SiteService {
     /// Create one site; 409 when its id exists.
     pub fn create(
         &self,
-        storage: &dyn SyncStorage,
+        state: &AppState,
         who: &Authenticated,
         site: Site,
         now_ms: u64,
     ) -> Result<SiteEntry, SiteError> {
+        let storage = state.storage.as_ref();
         may_write_sites(who)?;
         let id = RecordId::from(site.id);
         let op = create_op(&site)?;
         let _one = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
-        let outcome = self.commit(storage, who, vec![(id, op)], now_ms)?;
+        let outcome = self.commit(state, who, vec![(id, op)], now_ms)?;
         match outcome.into_iter().next() {
             Some(Outcome::Refused(r)) => Err(SiteError::Refused(r)),
             Some(_) => {
@@ -212,11 +214,12 @@ impl SiteService {
     /// Import one batch of a list.
     pub fn import(
         &self,
-        storage: &dyn SyncStorage,
+        state: &AppState,
         who: &Authenticated,
         request: &ImportRequest,
         now_ms: u64,
     ) -> Result<ImportResponse, SiteError> {
+        let storage = state.storage.as_ref();
         may_write_sites(who)?;
         let province: RegionCode = PROVINCE.parse().map_err(|_| SiteError::Invalid {
             field: "kind".into(),
@@ -348,7 +351,7 @@ impl SiteService {
             ops.push((id, op));
         }
         let ids: Vec<RecordId> = ops.iter().map(|(id, _)| *id).collect();
-        let outcomes = self.commit(storage, who, ops, now_ms)?;
+        let outcomes = self.commit(state, who, ops, now_ms)?;
         for (((id, name), outcome), was_new) in ids.into_iter().zip(names).zip(outcomes).zip(created) {
             match outcome {
                 Outcome::Refused(r) => response.refused.push(refused_site(id, &name, r)),
@@ -360,14 +363,17 @@ impl SiteService {
     }
 
     /// Apply `ops` as changes of the server's site replica, under the caller's
-    /// name and scope, in pushes of at most `CHUNK`. One outcome per op.
+    /// name and scope, in pushes of at most `CHUNK`, with what a tablet's push
+    /// of the same changes sets off: a site moving county takes its records
+    /// along, a pond's new level re-plans its tasks. One outcome per op.
     fn commit(
         &self,
-        storage: &dyn SyncStorage,
+        state: &AppState,
         who: &Authenticated,
         ops: Vec<(RecordId, Op)>,
         now_ms: u64,
     ) -> Result<Vec<Outcome>, SiteError> {
+        let storage = state.storage.as_ref();
         const CHUNK: usize = 500;
         let actor = Actor {
             replica: self.replica,
@@ -393,8 +399,24 @@ impl SiteService {
                     op,
                 });
             }
+            let intents = crate::site_moves::intend(storage, &state.db, &changes)?;
+            let relevelled = crate::schedule::level_changes(&changes);
             let answer = storage.apply_push(&actor, Some(&scope), changes, now_ms)?;
             out.extend(answer.outcomes.into_iter().map(|o| o.outcome));
+            // The sites stand whatever happens below, as after a push.
+            for site in relevelled {
+                if let Err(e) = state
+                    .schedule
+                    .replan_pond(storage, &state.accounts, who, site, state.today(), now_ms)
+                {
+                    tracing::warn!(%site, error = %e, "a pond's level changed by an import but its tasks were not re-planned");
+                }
+            }
+            if !intents.is_empty()
+                && let Err(e) = crate::site_moves::settle(storage, &state.db, intents)
+            {
+                tracing::error!(error = %e, "moving a site's records failed; retried at the next start");
+            }
         }
         Ok(out)
     }

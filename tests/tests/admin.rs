@@ -135,6 +135,41 @@ fn users_devices_and_sites_are_managed_with_the_cli_and_imports_are_idempotent()
     );
     assert!(err.contains("bad.csv:3:"), "{err}");
 
+    // Next year's list: the pond's new level is appended to its history, once.
+    let mut next: Vec<String> = good.split(',').map(str::to_string).collect();
+    next[10] = "2026".into();
+    next[11] = "二级".into();
+    next[12] = "2026-03-01".into();
+    next[13] = "广西壮族自治区2026年尾矿库环境监管分级清单（示例）".into();
+    let next_file = root.path().join("ponds_2026.csv");
+    std::fs::write(&next_file, format!("{header}\n{}\n", next.join(","))).unwrap();
+    let updated = cli.ok(&["site", "import", "ponds", next_file.to_str().unwrap()]);
+    assert_eq!(
+        (updated["created"].as_u64(), updated["updated"].as_u64()),
+        (Some(0), Some(1)),
+        "{updated}"
+    );
+    let again = cli.ok(&["site", "import", "ponds", next_file.to_str().unwrap()]);
+    assert_eq!(again["unchanged"], 1, "{again}");
+    let page = cli.ok(&["site", "list", "--all", "--region", "451221", "--kind", "tailings_pond"]);
+    let pond = page["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["site"]["details"]["kind"] == "tailings_pond" && s["site"]["name"] == good.split(',').nth(1).unwrap()
+        })
+        .unwrap()
+        .clone();
+    let levels: Vec<(i64, String)> = pond["site"]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["year"].as_i64().unwrap(), l["level"].to_string()))
+        .collect();
+    assert_eq!(levels.len(), 2, "{pond}");
+    assert_eq!(pond["conflicts"], Value::Null, "{pond}");
+
     // The other two lists.
     let units = cli.ok(&[
         "site",

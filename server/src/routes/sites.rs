@@ -108,7 +108,7 @@ pub async fn create(
     let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let site: Site = body::decode(&bytes)?;
     let st = state.clone();
-    let entry = web::block(move || st.sites.create(st.storage.as_ref(), &auth, site, st.clock.now_ms())).await??;
+    let entry = web::block(move || st.sites.create(&st, &auth, site, st.clock.now_ms())).await??;
     Ok(HttpResponse::Created().json(entry))
 }
 
@@ -124,7 +124,7 @@ pub async fn import(
     drop(bytes);
     let st = state.clone();
     let who = auth.user.username.clone();
-    let report = web::block(move || st.sites.import(st.storage.as_ref(), &auth, &request, st.clock.now_ms())).await??;
+    let report = web::block(move || st.sites.import(&st, &auth, &request, st.clock.now_ms())).await??;
     tracing::info!(
         by = %who,
         created = report.created,
