@@ -291,7 +291,8 @@ fn users_devices_and_sites_are_managed_with_the_cli_and_imports_are_idempotent()
         backoff_initial: Duration::from_millis(20),
         ..HttpConfig::new(&url)
     };
-    let mut tablet = Tablet::enrol(&root.path().join("tablet"), http, "wei", USER_PASSWORD, None).unwrap();
+    let mut tablet = Tablet::enrol(&root.path().join("tablet"), http.clone(), "wei", USER_PASSWORD, None).unwrap();
+    let mut other = Tablet::enrol(&root.path().join("other"), http, "mo", USER_PASSWORD, None).unwrap();
     tablet.sync().unwrap();
     let seen: BTreeSet<String> = tablet
         .replica
@@ -307,4 +308,67 @@ fn users_devices_and_sites_are_managed_with_the_cli_and_imports_are_idempotent()
         assert!(seen.contains(s["site"]["id"].as_str().unwrap()), "{s}");
     }
     assert!(seen.contains(&pond.to_string()));
+}
+
+#[test]
+fn a_list_that_moves_a_pond_to_another_county_moves_its_records_from_the_old_countys_tablets_to_the_new() {
+    let root = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with(&root.path().join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let url = server.url("");
+    let cli = Cli { url: url.clone() };
+    cli.ok(&["user", "add", "wei", "--role", "inspector", "--regions", "451221"]);
+    cli.ok(&["user", "add", "mo", "--role", "inspector", "--regions", "451226"]);
+
+    let text = std::fs::read_to_string(fixture("examples/tailings_ponds_2025.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    assert!(row.contains(",河池市,南丹县,"), "{row}");
+    let list = root.path().join("ponds.csv");
+    std::fs::write(&list, format!("{header}\n{row}\n")).unwrap();
+    assert_eq!(
+        cli.ok(&["site", "import", "ponds", list.to_str().unwrap()])["created"],
+        1
+    );
+
+    let http = HttpConfig {
+        attempts: 2,
+        backoff_initial: Duration::from_millis(20),
+        ..HttpConfig::new(&url)
+    };
+    let mut tablet = Tablet::enrol(&root.path().join("tablet"), http.clone(), "wei", USER_PASSWORD, None).unwrap();
+    let mut other = Tablet::enrol(&root.path().join("other"), http, "mo", USER_PASSWORD, None).unwrap();
+    tablet.sync().unwrap();
+    let sites = tablet.replica.list(RecordKind::Site).unwrap();
+    assert_eq!(sites.len(), 1);
+    let AnyRecord::Site(pond) = &sites[0].record else {
+        panic!("not a site")
+    };
+    let insp = mobile_schema::ids::InspectionId::generate();
+    let device = tablet.replica.identity().device;
+    tablet
+        .replica
+        .create(sample::inspection(insp, pond.id, device).into())
+        .unwrap();
+    tablet.sync().unwrap();
+    assert_eq!(tablet.replica.pending_count(), 0);
+    other.sync().unwrap();
+    assert!(other.replica.list(RecordKind::Site).unwrap().is_empty());
+
+    // The next list puts the pond in 环江 (451226): outside the inspector's county.
+    let moved = row.replacen(",河池市,南丹县,", ",河池市,环江毛南族自治县,", 1);
+    std::fs::write(&list, format!("{header}\n{moved}\n")).unwrap();
+    let report = cli.ok(&["site", "import", "ponds", list.to_str().unwrap()]);
+    assert_eq!(report["updated"], 1, "{report}");
+    let report = tablet.sync().unwrap();
+    assert!(report.purged >= 2, "{report:?}");
+    assert!(tablet.replica.list(RecordKind::Site).unwrap().is_empty());
+    assert!(tablet.replica.list(RecordKind::Inspection).unwrap().is_empty());
+    // And into the new county's: the pond with its inspection.
+    other.sync().unwrap();
+    assert_eq!(other.replica.list(RecordKind::Site).unwrap().len(), 1);
+    let theirs = other.replica.list(RecordKind::Inspection).unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].record.id(), insp.into());
 }
