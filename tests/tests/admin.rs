@@ -291,8 +291,7 @@ fn users_devices_and_sites_are_managed_with_the_cli_and_imports_are_idempotent()
         backoff_initial: Duration::from_millis(20),
         ..HttpConfig::new(&url)
     };
-    let mut tablet = Tablet::enrol(&root.path().join("tablet"), http.clone(), "wei", USER_PASSWORD, None).unwrap();
-    let mut other = Tablet::enrol(&root.path().join("other"), http, "mo", USER_PASSWORD, None).unwrap();
+    let mut tablet = Tablet::enrol(&root.path().join("tablet"), http, "wei", USER_PASSWORD, None).unwrap();
     tablet.sync().unwrap();
     let seen: BTreeSet<String> = tablet
         .replica
