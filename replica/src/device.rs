@@ -88,6 +88,14 @@ pub struct SyncSummary {
     pub pulled: usize,
     pub rekeyed: bool,
     pub cursor_restarted: bool,
+    /// The server had been restored from a backup: versions sent back, and
+    /// record states it refused to take back.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub epoch_recovered: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recovered: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recover_refused: usize,
     /// Changes still waiting for an answer.
     pub pending: usize,
     /// Server time minus this device's time, ms.
@@ -447,6 +455,9 @@ impl Device {
             pulled: report.pulled,
             rekeyed: report.rekeyed,
             cursor_restarted: report.cursor_restarted,
+            epoch_recovered: report.epoch_recovered,
+            recovered: report.recovered,
+            recover_refused: report.recover_refused,
             pending: self.replica.pending_count(),
             clock_offset_ms: self.replica.clock_offset_ms()?,
             wire: transport.stats(),
@@ -542,6 +553,10 @@ fn conflicts(view: &RecordView) -> Vec<ConflictShown> {
                 .collect(),
         })
         .collect()
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ pub const LOGIN_PATH: &str = "/api/v1/auth/login";
 pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
 pub const PUSH_PATH: &str = "/api/v1/sync/push";
 pub const PULL_PATH: &str = "/api/v1/sync/pull";
+pub const RECOVER_PATH: &str = "/api/v1/sync/recover";
 pub const HEALTH_PATH: &str = "/healthz";
 
 /// What this client accepts, in order of preference.
@@ -741,6 +742,15 @@ impl Transport for HttpTransport {
 
     fn report(&mut self, report: DeviceReport) {
         self.report = Some(report);
+    }
+
+    fn recover(
+        &mut self,
+        request: sync_protocol::recovery::RecoverRequest,
+    ) -> Result<sync_protocol::recovery::RecoverResponse, TransportError> {
+        let body = self.compress(&request)?;
+        let reply = self.authorized("POST", RECOVER_PATH, Some(&body))?;
+        decode_json(&reply.body)
     }
 }
 

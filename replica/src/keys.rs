@@ -45,6 +45,9 @@ pub mod meta {
     /// Local time (ms) at which the last sync completed its pull. Absent in
     /// stores that never synced; no schema change, as readers treat it as optional.
     pub const LAST_SYNC_MS: &[u8] = b"last_sync_ms";
+    /// The epoch under which this store last sent back what a restored server
+    /// lacked (optional, like `LAST_SYNC_MS`).
+    pub const RECOVERED_EPOCH: &[u8] = b"recovered_epoch";
 }
 
 /// The store layout this build writes.

@@ -27,6 +27,7 @@ pub mod keys;
 pub mod migrate;
 pub mod photo_upload;
 pub mod photos;
+pub mod recovery;
 pub mod store;
 pub mod stored;
 pub mod sync;

@@ -36,6 +36,12 @@ pub struct SyncReport {
     pub cursor_restarted: bool,
     /// Records removed because they left the user's scope.
     pub purged: usize,
+    /// The server was restored from a backup: this store sent back what it held.
+    pub epoch_recovered: bool,
+    /// Versions the restored server took back from this store.
+    pub recovered: usize,
+    /// Record states the restored server refused to take back.
+    pub recover_refused: usize,
 }
 
 /// How a push batch ended.
@@ -86,12 +92,23 @@ impl Replica {
             let sent_at = self.clock.now_ms();
             let response = transport.push(PushRequest { changes: batch.clone() })?;
             let end = self.settle(&batch, &response, sent_at, report)?;
+            if let Some(old) = self.epoch_changed(&response.epoch)? {
+                self.recover_epoch(transport, &old, &response.epoch, report)?;
+            }
             waiting = match end {
                 Batch::Progress => waiting.saturating_sub(batch.len()),
                 _ => self.t.outbox.len(),
             };
             match end {
                 Batch::Progress => {}
+                // After a restore the server lacks acknowledged seqs of this
+                // replica for good (their versions were sent back by recovery):
+                // continue under a new replica id, as after a fork.
+                Batch::Gap(_) if !report.rekeyed && self.recovered_this_epoch()? => {
+                    self.rekey()?;
+                    report.rekeyed = true;
+                    transport.identify(&self.actor())?;
+                }
                 Batch::Gap(expected) => {
                     // Only once per expected seq: a second gap there means the
                     // server and this store disagree in a way resending cannot fix.
@@ -138,7 +155,10 @@ impl Replica {
     ) -> Result<Batch, ReplicaError> {
         let mut w = Write::default();
         w.meta(meta::CLOCK_OFFSET_MS, &offset(response.server_time_ms, sent_at))?;
-        w.meta(meta::EPOCH, &response.epoch)?;
+        // A new epoch is adopted by recovery, once what it lacks was sent.
+        if self.epoch_changed(&response.epoch)?.is_none() {
+            w.meta(meta::EPOCH, &response.epoch)?;
+        }
         let mut end = Batch::Progress;
         let mut refused_records = BTreeSet::new();
         let mut gone = BTreeSet::new();
@@ -372,6 +392,11 @@ impl Replica {
                 }
                 Err(e) => return Err(e.into()),
             };
+            // A restored server: this page counts from a history it no longer has.
+            if let Some(old) = self.epoch_changed(&page.epoch)? {
+                self.recover_epoch(transport, &old, &page.epoch, report)?;
+                continue;
+            }
             let acked = self.acked_entries()?;
             let mut w = Write::default();
             let mut hlc = self.hlc;

@@ -52,6 +52,14 @@ pub trait Transport {
     /// (outbox length, clock, schema version: `docs/protocol.md` §7). A
     /// transport with nobody to tell, like the in-process one, drops it.
     fn report(&mut self, _report: DeviceReport) {}
+
+    /// Send back record states after the server was restored (`POST /api/v1/sync/recover`).
+    fn recover(
+        &mut self,
+        _request: sync_protocol::recovery::RecoverRequest,
+    ) -> Result<sync_protocol::recovery::RecoverResponse, TransportError> {
+        Err(TransportError::Request("this transport cannot send a recovery".into()))
+    }
 }
 
 /// Where an injected push failure strikes.

@@ -183,6 +183,30 @@ impl AdminClient {
         Ok(detail)
     }
 
+    /// `POST /api/v1/admin/backup`: `dir` is a folder on the server's machine.
+    pub fn backup(&self, dir: &str) -> Result<crate::storage::backup::BackupInfo, ClientError> {
+        let request = crate::routes::backup::BackupRequest { dir: dir.to_string() };
+        self.call("POST", "/api/v1/admin/backup", Some(&request))
+    }
+
+    /// `GET /api/v1/sites` with the query as given (`region=...&kind=...`).
+    pub fn sites(&self, query: &str) -> Result<crate::sites::SitePage, ClientError> {
+        self.call::<(), _>("GET", &format!("/api/v1/sites?{query}"), None)
+    }
+
+    /// `POST /api/v1/sites`.
+    pub fn create_site(&self, site: &serde_json::Value) -> Result<crate::sites::SiteEntry, ClientError> {
+        self.call("POST", "/api/v1/sites", Some(site))
+    }
+
+    /// `POST /api/v1/sites/import`: one batch of a list.
+    pub fn import_sites(
+        &self,
+        request: &crate::sites::ImportRequest,
+    ) -> Result<crate::sites::ImportResponse, ClientError> {
+        self.call("POST", "/api/v1/sites/import", Some(request))
+    }
+
     /// A GET whose answer is text (CSV) or JSON, returned as it came.
     pub fn get_text(&self, path_and_query: &str) -> Result<String, ClientError> {
         let bytes = self.send::<()>("GET", path_and_query, None)?;

@@ -180,6 +180,11 @@ impl From<AccountError> for ApiError {
                 field: None,
             },
             e @ AccountError::NotFound { .. } => ApiError::Missing(e.to_string()),
+            // A login or refresh whose session cannot be written (a full disk): retry later.
+            AccountError::Sled(sled::Error::Io(e)) => {
+                tracing::error!(error = %e, "accounts not durable");
+                ApiError::NotDurable
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

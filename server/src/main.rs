@@ -51,6 +51,28 @@ enum Command {
         #[command(subcommand)]
         command: RecordCommand,
     },
+    /// Sites of a running server: list, add one, import an official list
+    /// (logs in as an admin or a supervisor with --as; prints JSON).
+    Site {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+    /// Take a consistent copy of a running server's store into DIR, a new or
+    /// empty folder on the server's machine (admin; writes wait while it copies).
+    Backup {
+        #[command(flatten)]
+        admin: AdminArgs,
+        dir: PathBuf,
+    },
+    /// Bring a backup back into an empty data folder, under a new epoch (the
+    /// server stopped); tablets then send back what the backup lacks.
+    Restore {
+        backup: PathBuf,
+        #[arg(long, env = "FIELDSYNC_DATA")]
+        data: PathBuf,
+    },
     /// The yearly inspection schedule of a running server (logs in as a
     /// supervisor or an admin with --as).
     Schedule {
@@ -187,6 +209,38 @@ enum RecordCommand {
         /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SiteCommand {
+    /// Sites in commit order, filtered; follows pages with --all.
+    List {
+        /// A county, a city (its counties) or the province.
+        #[arg(long)]
+        region: Option<RegionCode>,
+        /// tailings_pond, key_supervision_unit or remediation_site.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// The `next` of a previous page.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Every page, as one list.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a site from a JSON document (- for stdin).
+    Add { file: PathBuf },
+    /// Import an official list: ponds, key_units or projects. Idempotent: ids
+    /// derive from each row's natural key, so a second run creates nothing.
+    Import {
+        kind: server::sites::ListKind,
+        file: PathBuf,
+        /// Rows per request.
+        #[arg(long, default_value_t = 200)]
+        batch: usize,
     },
 }
 
@@ -353,6 +407,18 @@ async fn main() -> anyhow::Result<()> {
             })
             .await??;
             print_raw(&text);
+        }
+        Command::Site { admin, command } => {
+            actix_web::rt::task::spawn_blocking(move || site_command(&admin, command)).await??;
+        }
+        Command::Backup { admin, dir } => {
+            actix_web::rt::task::spawn_blocking(move || backup_command(&admin, &dir)).await??;
+        }
+        Command::Restore { backup, data } => {
+            let now = sync_protocol::clock::Clock::now_ms(&sync_protocol::clock::SystemClock);
+            let info = server::storage::backup::restore(&backup, &data, now)
+                .with_context(|| format!("restoring {} into {}", backup.display(), data.display()))?;
+            print(&info)?;
         }
     }
     Ok(())
@@ -530,5 +596,96 @@ fn print_raw(text: &str) {
     let _ = out.write_all(text.as_bytes());
     if !text.ends_with('\n') {
         let _ = out.write_all(b"\n");
+    }
+}
+
+fn backup_command(admin: &AdminArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let client = connect(admin)?;
+    // The server writes the folder: a relative path is taken from here, which
+    // is right when the command runs on the server's machine.
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
+    print(&client.backup(&dir.display().to_string())?)
+}
+
+fn site_command(admin: &AdminArgs, command: SiteCommand) -> anyhow::Result<()> {
+    let client = connect(admin)?;
+    match command {
+        SiteCommand::List {
+            region,
+            kind,
+            limit,
+            after,
+            all,
+        } => {
+            let mut after = after.unwrap_or(0);
+            let mut sites = Vec::new();
+            loop {
+                let mut query = format!("limit={limit}&after={after}");
+                if let Some(r) = region {
+                    query.push_str(&format!("&region={r}"));
+                }
+                if let Some(k) = &kind {
+                    query.push_str(&format!("&kind={}", sync_protocol::wire::percent_encode(k)));
+                }
+                let page = client.sites(&query)?;
+                if !all {
+                    return print(&page);
+                }
+                sites.extend(page.sites);
+                match page.next {
+                    Some(n) => after = n,
+                    None => return print(&serde_json::json!({ "sites": sites })),
+                }
+            }
+        }
+        SiteCommand::Add { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let doc: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+            print(&client.create_site(&doc)?)
+        }
+        SiteCommand::Import { kind, file, batch } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let batches = server::list_batches::batches(&text, batch.clamp(1, server::sites::MAX_IMPORT_ROWS))?;
+            let rows: usize = batches.iter().map(|b| b.lines.len()).sum();
+            let bar = indicatif::ProgressBar::new(rows as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} rows ({eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(format!("importing {}", file.display()));
+            let mut total = server::sites::ImportResponse::default();
+            for b in batches {
+                let n = b.lines.len() as u64;
+                let answer = client.import_sites(&server::sites::ImportRequest {
+                    kind,
+                    csv: b.csv,
+                    lines: Some(b.lines),
+                })?;
+                total.created += answer.created;
+                total.updated += answer.updated;
+                total.unchanged += answer.unchanged;
+                total.rejected.extend(answer.rejected);
+                total.refused.extend(answer.refused);
+                bar.inc(n);
+            }
+            bar.finish_and_clear();
+            for r in &total.rejected {
+                eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
+            }
+            for r in &total.refused {
+                eprintln!("{} ({}): refused {}: {}", r.name, r.site, r.code, r.message);
+            }
+            print(&total)
+        }
     }
 }

@@ -44,6 +44,7 @@ pub struct AppState {
     pub schedule: Arc<ScheduleService>,
     /// Review decisions and hazard steps made through the API.
     pub office: Arc<crate::office::OfficeReplica>,
+    pub sites: Arc<crate::sites::SiteService>,
 }
 
 impl AppState {
@@ -87,6 +88,8 @@ pub enum StartupError {
     Signals(std::io::Error),
     #[error("cannot set up the metrics: {0}")]
     Metrics(String),
+    #[error("cannot open the site service: {0}")]
+    Sites(#[from] crate::sites::SiteError),
     #[error("cannot open the schedule service: {0}")]
     Schedule(#[from] ScheduleServiceError),
     #[error("cannot open the office replica: {0}")]
@@ -183,7 +186,11 @@ impl Application {
         }
         let keys = TokenKeys::new(&accounts.jwt_secret()?, settings.access_token_ttl_s);
         let storage: Arc<dyn SyncStorage> = match settings.records {
-            RecordStore::Sled => Arc::new(SledStorage::open(db.clone(), EngineConfig::default())?),
+            RecordStore::Sled => Arc::new(SledStorage::open_in(
+                db.clone(),
+                EngineConfig::default(),
+                Some(settings.data_dir.clone()),
+            )?),
             RecordStore::Memory => {
                 tracing::warn!("records are kept in memory: nothing synced survives a restart");
                 Arc::new(MemoryStorage::new(EngineConfig::default()))
@@ -192,6 +199,7 @@ impl Application {
         let scopes = Scopes::open(&db)?;
         let schedule = Arc::new(ScheduleService::open(&db)?);
         let office = Arc::new(crate::office::OfficeReplica::open(&db)?);
+        let sites = Arc::new(crate::sites::SiteService::open(&db)?);
         let state = AppState {
             db,
             storage,
@@ -205,6 +213,7 @@ impl Application {
             scopes,
             schedule,
             office,
+            sites,
         };
         // Windows that opened while the server was down reach tablets on the
         // first pull after start, not a minute later.
@@ -252,6 +261,11 @@ impl Application {
                 .service(routes::sync::push)
                 .service(routes::sync::pull)
                 .service(routes::records::show)
+                .service(routes::recovery::recover)
+                .service(routes::backup::backup)
+                .service(routes::sites::list)
+                .service(routes::sites::create)
+                .service(routes::sites::import)
                 .service(routes::schedule::generate)
                 .service(routes::schedule::compliance)
                 .service(routes::schedule::obligations)

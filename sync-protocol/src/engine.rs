@@ -82,6 +82,21 @@ pub trait Store {
     /// The highest seq of the replica with a recorded outcome (0 if none).
     fn last_seq(&mut self, replica: ReplicaId) -> Result<u64, Self::Error>;
     fn next_commit_seq(&mut self) -> Result<u64, Self::Error>;
+    /// Epoch recovery's mark on a record: the previous epoch's commit seq of the
+    /// state whose workflow it took, and the commit seq it gave the record.
+    fn recovery_mark(&mut self, _id: RecordId) -> Result<Option<RecoveryMark>, Self::Error> {
+        Ok(None)
+    }
+    fn put_recovery_mark(&mut self, _id: RecordId, _mark: RecoveryMark) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// See [`Store::recovery_mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryMark {
+    pub old_seq: u64,
+    pub new_seq: u64,
 }
 
 /// The rules, with the server's clock.
@@ -750,7 +765,7 @@ impl Engine {
         Ok(Ok(()))
     }
 
-    fn refresh_flags<S: Store>(&mut self, store: &mut S, state: &mut RecordState) -> Result<(), S::Error> {
+    pub(crate) fn refresh_flags<S: Store>(&mut self, store: &mut S, state: &mut RecordState) -> Result<(), S::Error> {
         if let Ok(record) = state.materialize() {
             let site = site_of(store, &record)?;
             let checked = rules::check(&record, site.as_ref());

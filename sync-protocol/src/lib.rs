@@ -26,6 +26,7 @@ pub mod hlc;
 pub mod ids;
 pub mod local;
 pub mod outcome;
+pub mod recovery;
 pub mod reference;
 pub mod rules;
 pub mod scope;

@@ -28,6 +28,7 @@ pub struct MemoryStore {
     /// Every answered change by record, for people (see [`crate::history`]).
     pub events: BTreeMap<(RecordId, VersionId), ChangeEvent>,
     pub commit_seq: u64,
+    pub recovery_marks: BTreeMap<RecordId, crate::engine::RecoveryMark>,
 }
 
 impl Store for MemoryStore {
@@ -90,6 +91,15 @@ impl Store for MemoryStore {
     fn next_commit_seq(&mut self) -> Result<u64, Infallible> {
         self.commit_seq += 1;
         Ok(self.commit_seq)
+    }
+
+    fn recovery_mark(&mut self, id: RecordId) -> Result<Option<crate::engine::RecoveryMark>, Infallible> {
+        Ok(self.recovery_marks.get(&id).copied())
+    }
+
+    fn put_recovery_mark(&mut self, id: RecordId, mark: crate::engine::RecoveryMark) -> Result<(), Infallible> {
+        self.recovery_marks.insert(id, mark);
+        Ok(())
     }
 }
 

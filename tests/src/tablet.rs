@@ -49,6 +49,13 @@ impl Transport for Tee {
     fn report(&mut self, report: sync_protocol::device_report::DeviceReport) {
         self.http.report(report);
     }
+
+    fn recover(
+        &mut self,
+        request: sync_protocol::recovery::RecoverRequest,
+    ) -> Result<sync_protocol::recovery::RecoverResponse, TransportError> {
+        self.http.recover(request)
+    }
 }
 
 /// A replica logged in to a server.

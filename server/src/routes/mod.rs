@@ -2,13 +2,16 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod hazards;
 pub mod health;
 pub mod metrics;
 pub mod photos;
 pub mod records;
+pub mod recovery;
 pub mod reviews;
 pub mod schedule;
+pub mod sites;
 pub mod sync;
 pub mod uploads;
 

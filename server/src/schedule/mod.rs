@@ -35,8 +35,8 @@ use crate::auth::Authenticated;
 use crate::storage::{StorageError, SyncStorage};
 
 /// Where the server's own replica id is kept: the author of the changes it makes.
-const SERVER_TREE: &str = "server";
-const SCHEDULE_REPLICA_KEY: &[u8] = b"schedule_replica";
+pub(crate) const SERVER_TREE: &str = "server";
+pub(crate) const SCHEDULE_REPLICA_KEY: &[u8] = b"schedule_replica";
 /// Bounds on what a request may ask for: each intensified period or periodic
 /// check multiplies the tasks of every pond.
 const MAX_PERIODS: usize = 12;

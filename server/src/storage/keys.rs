@@ -25,6 +25,8 @@ pub const HISTORY: u8 = b'h';
 /// history (`sync_protocol::history`): every answered change, refusals included,
 /// written in the batch that writes its outcome.
 pub const EVENT: u8 = b'e';
+/// `v` + record id → epoch recovery's mark on it (`RecoveryMark` JSON).
+pub const RECOVERY: u8 = b'v';
 /// `m` + name → a counter or setting.
 pub const META: u8 = b'm';
 
@@ -32,10 +34,19 @@ pub const META_COMMIT_SEQ: &[u8] = b"mcommit_seq";
 pub const META_HLC: &[u8] = b"mhlc";
 pub const META_EPOCH: &[u8] = b"mepoch";
 pub const META_JWT_SECRET: &[u8] = b"mjwt_secret";
+/// Set by a restore: where this store came from (`storage::backup::RestoreInfo` JSON).
+pub const META_RESTORE: &[u8] = b"mrestore";
 
 pub fn record(id: RecordId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = RECORD;
+    k[1..].copy_from_slice(id.as_uuid().as_bytes());
+    k
+}
+
+pub fn recovery(id: RecordId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = RECOVERY;
     k[1..].copy_from_slice(id.as_uuid().as_bytes());
     k
 }

@@ -3,6 +3,7 @@
 //! product; the protocol's in-memory reference server is the second implementation
 //! (story tests run against both).
 
+pub mod backup;
 pub mod keys;
 pub mod memory;
 pub mod sled_store;
@@ -106,6 +107,31 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
 
     /// Stop taking pushes; return once every accepted one is answered.
     fn close(&self) {}
+
+    /// Copy the store into the empty folder `dir` while it keeps serving reads;
+    /// record writes wait until the copy is made.
+    fn backup(&self, _dir: &std::path::Path, _now_ms: u64) -> Result<backup::BackupInfo, backup::BackupError> {
+        Err(backup::BackupError::Unsupported)
+    }
+
+    /// Where this store was restored from, if it was.
+    fn restored_from(&self) -> Option<backup::RestoreInfo> {
+        None
+    }
+
+    /// Re-establish what tablets hold from the previous epoch (see
+    /// `sync_protocol::recovery`); one answer per state, durable on return.
+    fn recover(
+        &self,
+        _scope: Option<&Scope>,
+        states: Vec<RecordState>,
+        _base: sync_protocol::recovery::RestoreBase,
+    ) -> Result<Vec<sync_protocol::recovery::Recovered>, StorageError> {
+        Ok(states
+            .iter()
+            .map(|_| sync_protocol::recovery::Recovered::Known)
+            .collect())
+    }
 }
 
 #[cfg(test)]

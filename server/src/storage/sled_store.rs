@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use mobile_schema::ids::RecordId;
 use serde::{Deserialize, Serialize};
-use sync_protocol::engine::{Engine, EngineConfig, Store, StoredOutcome};
+use sync_protocol::engine::{Engine, EngineConfig, RecoveryMark, Store, StoredOutcome};
 use sync_protocol::history::{ChangeEvent, Written};
 use sync_protocol::scope::Scope;
 use sync_protocol::state::VersionMeta;
@@ -21,7 +21,10 @@ use sync_protocol::unit::LiveVersion;
 use sync_protocol::wire::PushResponse;
 use sync_protocol::{Actor, Change, Hlc, RecordState, ReplicaId, VersionId};
 
+use super::backup::{self, BackupError, BackupInfo, RestoreInfo};
 use super::{Page, RecordHistory, StorageError, SyncStorage, keys};
+
+use sync_protocol::recovery::{Recovered, RestoreBase};
 
 /// Pushes committed together at most; bounds the latency one fsync adds.
 const MAX_GROUP: usize = 64;
@@ -34,8 +37,28 @@ pub struct HistoryEntry {
     pub units: BTreeMap<String, LiveVersion>,
 }
 
+/// What the writer's queue carries: work for a group, or a backup, which holds
+/// every write while it copies.
+enum Queued {
+    Job(Job),
+    Backup(BackupJob),
+}
+
+struct BackupJob {
+    dir: std::path::PathBuf,
+    now_ms: u64,
+    reply: mpsc::SyncSender<Result<BackupInfo, BackupError>>,
+}
+
 /// Work for the writer: it alone assigns commit sequences.
 enum Job {
+    /// Versions tablets send back after a restore.
+    Recover {
+        scope: Option<Scope>,
+        states: Vec<RecordState>,
+        base: RestoreBase,
+        reply: mpsc::SyncSender<Result<Vec<Recovered>, StorageError>>,
+    },
     Push(PushJob),
     /// Server-side upkeep of stored records; answered with how many it changed.
     Upkeep {
@@ -62,9 +85,10 @@ pub struct SledStorage {
     db: sled::Db,
     tree: sled::Tree,
     visible: Arc<AtomicU64>,
-    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    queue: Mutex<Option<mpsc::Sender<Queued>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     epoch: String,
+    restored: Option<RestoreInfo>,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -79,6 +103,13 @@ impl std::fmt::Debug for SledStorage {
 impl SledStorage {
     /// Opens the store in `db` and starts its writer.
     pub fn open(db: sled::Db, config: EngineConfig) -> Result<Self, StorageError> {
+        Self::open_in(db, config, None)
+    }
+
+    /// [`SledStorage::open`], with the folder the store lives in: the writer
+    /// refuses a group (507) rather than let sled meet a full disk, which it
+    /// does not survive cleanly (a flush can block for good).
+    pub fn open_in(db: sled::Db, config: EngineConfig, dir: Option<std::path::PathBuf>) -> Result<Self, StorageError> {
         let tree = db.open_tree(keys::SYNC)?;
         let commit_seq = read_u64(&tree, keys::META_COMMIT_SEQ)?;
         let epoch = match tree.get(keys::META_EPOCH)? {
@@ -98,6 +129,7 @@ impl SledStorage {
             })?;
             engine.resume_clock(hlc);
         }
+        let restored = backup::restore_info(&tree).map_err(|e| StorageError::NotDurable(e.to_string()))?;
         let visible = Arc::new(AtomicU64::new(commit_seq));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -107,6 +139,8 @@ impl SledStorage {
             commit_seq,
             last_seq: HashMap::new(),
             visible: visible.clone(),
+            full_disk_marker: std::env::var_os(FULL_DISK_MARKER_ENV).map(std::path::PathBuf::from),
+            dir,
         };
         let handle = std::thread::Builder::new()
             .name("sync-writer".into())
@@ -119,6 +153,7 @@ impl SledStorage {
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             epoch,
+            restored,
         })
     }
 
@@ -131,7 +166,7 @@ impl SledStorage {
     fn send(&self, job: Job) -> Result<(), StorageError> {
         let queue = self.queue.lock().map_err(|_| StorageError::WriterGone)?;
         let tx = queue.as_ref().ok_or(StorageError::WriterGone)?;
-        tx.send(job).map_err(|_| StorageError::WriterGone)
+        tx.send(Queued::Job(job)).map_err(|_| StorageError::WriterGone)
     }
 
     /// Stops taking pushes and waits until the writer has answered every queued one.
@@ -316,6 +351,44 @@ impl SyncStorage for SledStorage {
         self.epoch.clone()
     }
 
+    fn backup(&self, dir: &std::path::Path, now_ms: u64) -> Result<BackupInfo, BackupError> {
+        backup::check_empty(dir)?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let queue = self.queue.lock().map_err(|_| BackupError::WriterGone)?;
+            let tx = queue.as_ref().ok_or(BackupError::WriterGone)?;
+            tx.send(Queued::Backup(BackupJob {
+                dir: dir.to_path_buf(),
+                now_ms,
+                reply,
+            }))
+            .map_err(|_| BackupError::WriterGone)?;
+        }
+        let mut info = answer.recv().map_err(|_| BackupError::WriterGone)??;
+        info.epoch.clone_from(&self.epoch);
+        Ok(info)
+    }
+
+    fn restored_from(&self) -> Option<RestoreInfo> {
+        self.restored.clone()
+    }
+
+    fn recover(
+        &self,
+        scope: Option<&Scope>,
+        states: Vec<RecordState>,
+        base: RestoreBase,
+    ) -> Result<Vec<Recovered>, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Job::Recover {
+            scope: scope.cloned(),
+            states,
+            base,
+            reply,
+        })?;
+        answer.recv().map_err(|_| StorageError::WriterGone)?
+    }
+
     fn close(&self) {
         self.shutdown();
     }
@@ -338,6 +411,15 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StorageError> {
         .unwrap_or(0))
 }
 
+/// Fault injection for tests (hidden): while the file this variable names
+/// exists, the writer's flush fails as a full disk would. A real full disk
+/// cannot be made here without root and a loop device; the path taken after
+/// the failure is the same.
+pub const FULL_DISK_MARKER_ENV: &str = "FIELDSYNC_FAULT_FULL_DISK";
+
+/// Free space kept under the store: below it, pushes are answered 507.
+pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
 /// The single writer: owns the engine, the commit counter and the per-replica
 /// last seqs, all of which advance only when a group is durable.
 struct Writer {
@@ -347,20 +429,84 @@ struct Writer {
     commit_seq: u64,
     last_seq: HashMap<ReplicaId, u64>,
     visible: Arc<AtomicU64>,
+    full_disk_marker: Option<std::path::PathBuf>,
+    /// The store's folder, whose free space is checked before each group.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
+    fn run(mut self, rx: mpsc::Receiver<Queued>) {
         while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
+            let mut jobs = Vec::new();
+            let mut backup = None;
+            match first {
+                Queued::Job(j) => jobs.push(j),
+                Queued::Backup(b) => backup = Some(b),
+            }
+            while backup.is_none() && jobs.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
+                    Ok(Queued::Job(j)) => jobs.push(j),
+                    Ok(Queued::Backup(b)) => backup = Some(b),
                     Err(_) => break,
                 }
             }
-            self.commit_group(jobs);
+            if !jobs.is_empty() {
+                self.commit_group(jobs);
+            }
+            if let Some(b) = backup {
+                let result = self.backup(&b.dir, b.now_ms);
+                let _ = b.reply.send(result);
+            }
         }
+    }
+
+    /// Copy the store while no group can commit: this thread is the only
+    /// writer of records, and it is busy here.
+    fn backup(&self, dir: &std::path::Path, now_ms: u64) -> Result<BackupInfo, BackupError> {
+        backup::check_empty(dir)?;
+        backup::check_space(dir, self.db.size_on_disk()?)?;
+        self.db.flush()?;
+        let (trees, entries) = backup::copy_db(&self.db, dir)?;
+        let info = BackupInfo {
+            dir: dir.display().to_string(),
+            epoch: String::new(),
+            commit_seq: self.commit_seq,
+            taken_ms: now_ms,
+            trees,
+            entries,
+            photos: 0,
+        };
+        tracing::info!(dir = %dir.display(), commit_seq = self.commit_seq, entries, "backup copied");
+        Ok(info)
+    }
+
+    /// Room for a group of `bytes` and the reserve sled needs for its own
+    /// upkeep (segment rewrites, the snapshot).
+    fn check_space(&self, bytes: u64) -> Result<(), StorageError> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let free = fs2::available_space(dir).map_err(|e| StorageError::NotDurable(e.to_string()))?;
+        let needed = FREE_SPACE_RESERVE.saturating_add(bytes.saturating_mul(4));
+        if free < needed {
+            return Err(StorageError::NotDurable(format!(
+                "{free} bytes free under {}, {needed} needed: the disk is full",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        if let Some(marker) = &self.full_disk_marker
+            && marker.exists()
+        {
+            return Err(StorageError::NotDurable(
+                "No space left on device (os error 28) [injected]".into(),
+            ));
+        }
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| StorageError::NotDurable(e.to_string()))
     }
 
     fn commit_group(&mut self, jobs: Vec<Job>) {
@@ -396,6 +542,13 @@ impl Writer {
                     .engine
                     .annotate(&mut overlay, *id, flags)
                     .map(|changed| Answer::Upkept(usize::from(changed))),
+                Job::Recover {
+                    scope, states, base, ..
+                } => states
+                    .iter()
+                    .map(|state| self.engine.recover(&mut overlay, scope.as_ref(), state, *base))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Answer::Recovered),
             };
             match answer {
                 Ok(a) => {
@@ -410,13 +563,11 @@ impl Writer {
         }
         let commit_seq = overlay.commit_seq;
         let last_seq = std::mem::take(&mut overlay.last_seq);
-        let batch = overlay.into_batch(commit_seq, self.engine.clock());
-        let durable = self.tree.apply_batch(batch).map_err(StorageError::from).and_then(|()| {
-            self.db
-                .flush()
-                .map(|_| ())
-                .map_err(|e| StorageError::NotDurable(e.to_string()))
-        });
+        let (batch, bytes) = overlay.into_batch(commit_seq, self.engine.clock());
+        let durable = self
+            .check_space(bytes)
+            .and_then(|()| self.tree.apply_batch(batch).map_err(StorageError::from))
+            .and_then(|()| self.flush());
         match durable {
             Ok(()) => {
                 self.commit_seq = commit_seq;
@@ -443,6 +594,15 @@ impl Writer {
                         }
                         (Job::Upkeep { reply, .. }, Err(e)) => {
                             let _ = reply.send(Err(e));
+                        }
+                        (Job::Recover { reply, .. }, Ok(Answer::Recovered(r))) => {
+                            let _ = reply.send(Ok(r));
+                        }
+                        (Job::Recover { reply, .. }, Err(e)) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        (Job::Recover { reply, .. }, Ok(_)) => {
+                            let _ = reply.send(Err(StorageError::WriterGone));
                         }
                         // Each job's answer is made from its own kind above.
                         (Job::Push(job), Ok(_)) => {
@@ -473,6 +633,9 @@ impl Writer {
                         Job::Upkeep { reply, .. } => {
                             let _ = reply.send(Err(err));
                         }
+                        Job::Recover { reply, .. } => {
+                            let _ = reply.send(Err(err));
+                        }
                     }
                 }
             }
@@ -484,6 +647,7 @@ impl Writer {
 enum Answer {
     Push(PushResponse),
     Upkept(usize),
+    Recovered(Vec<Recovered>),
 }
 
 /// Pending writes of a group over the tree. Writes of the push being applied
@@ -547,20 +711,25 @@ impl<'a> Overlay<'a> {
         self.current.insert(key.to_vec(), None);
     }
 
-    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> sled::Batch {
+    /// The group as one sled batch, and about how many bytes it writes.
+    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> (sled::Batch, u64) {
         let mut batch = sled::Batch::default();
+        let mut bytes = 0u64;
         for (k, v) in self.kept {
+            bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
         }
         for ((record, version), entry) in self.kept_history {
-            batch.insert(&keys::history(record, version)[..], encode(&entry));
+            let value = encode(&entry);
+            bytes += (41 + value.len()) as u64;
+            batch.insert(&keys::history(record, version)[..], value);
         }
         batch.insert(keys::META_COMMIT_SEQ, &commit_seq.to_be_bytes()[..]);
         batch.insert(keys::META_HLC, encode(&hlc));
-        batch
+        (batch, bytes)
     }
 }
 
@@ -659,5 +828,17 @@ impl Store for Overlay<'_> {
     fn next_commit_seq(&mut self) -> Result<u64, StorageError> {
         self.commit_seq += 1;
         Ok(self.commit_seq)
+    }
+
+    fn recovery_mark(&mut self, id: RecordId) -> Result<Option<RecoveryMark>, StorageError> {
+        match self.get(&keys::recovery(id))? {
+            Some(v) => Ok(Some(decode(&v, "recovery mark")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_recovery_mark(&mut self, id: RecordId, mark: RecoveryMark) -> Result<(), StorageError> {
+        self.put(&keys::recovery(id), encode(&mark));
+        Ok(())
     }
 }
