@@ -563,11 +563,18 @@ impl Writer {
         }
         let commit_seq = overlay.commit_seq;
         let last_seq = std::mem::take(&mut overlay.last_seq);
+        // Replays only: nothing new to write, so no room is needed and a tablet
+        // settling its outbox is answered on a full disk. Still flushed: the
+        // outcome replayed may be one a failed flush left unflushed.
+        let wrote_nothing = overlay.kept.is_empty() && overlay.kept_history.is_empty();
         let (batch, bytes) = overlay.into_batch(commit_seq, self.engine.clock());
-        let durable = self
-            .check_space(bytes)
-            .and_then(|()| self.tree.apply_batch(batch).map_err(StorageError::from))
-            .and_then(|()| self.flush());
+        let durable = if wrote_nothing {
+            self.flush()
+        } else {
+            self.check_space(bytes)
+                .and_then(|()| self.tree.apply_batch(batch).map_err(StorageError::from))
+                .and_then(|()| self.flush())
+        };
         match durable {
             Ok(()) => {
                 self.commit_seq = commit_seq;
