@@ -24,6 +24,7 @@ pub mod review;
 pub mod review_cli;
 pub mod routes;
 pub mod schedule;
+pub mod server_replica;
 pub mod site_moves;
 pub mod sites;
 pub mod startup;

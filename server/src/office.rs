@@ -5,59 +5,31 @@
 //! answered, show in history under that user, and reach tablets by pull like
 //! any record.
 
-use std::sync::Mutex;
-
 use mobile_schema::ids::RecordId;
 use mobile_schema::record::{AnyRecord, RecordKind};
-use sync_protocol::change::{Change, Op};
+use sync_protocol::change::Op;
 use sync_protocol::outcome::ChangeOutcome;
 use sync_protocol::value::UnitValue;
-use sync_protocol::{Actor, Hlc, ReplicaId};
 
 use crate::auth::Authenticated;
+use crate::server_replica::{self, ServerReplica};
 use crate::storage::{StorageError, SyncStorage};
-
-/// Where the office replica's id is kept (the tree the schedule's is in).
-const SERVER_TREE: &str = "server";
-const OFFICE_REPLICA_KEY: &[u8] = b"office_replica";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfficeError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("the office replica id is unreadable")]
-    BadReplica,
     #[error("a record does not encode: {0}")]
     Encode(String),
 }
 
-/// The server's office replica: its id, and one commit at a time (its change
-/// seqs must be contiguous).
+/// The server's office replica.
 #[derive(Debug)]
-pub struct OfficeReplica {
-    replica: ReplicaId,
-    lock: Mutex<()>,
-}
+pub struct OfficeReplica(ServerReplica);
 
 impl OfficeReplica {
     pub fn open(db: &sled::Db) -> Result<Self, OfficeError> {
-        let tree = db.open_tree(SERVER_TREE).map_err(StorageError::from)?;
-        let replica = match tree.get(OFFICE_REPLICA_KEY).map_err(StorageError::from)? {
-            Some(bytes) => uuid::Uuid::from_slice(&bytes)
-                .map(ReplicaId)
-                .map_err(|_| OfficeError::BadReplica)?,
-            None => {
-                let r = ReplicaId::generate();
-                tree.insert(OFFICE_REPLICA_KEY, r.0.as_bytes().as_slice())
-                    .map_err(StorageError::from)?;
-                tree.flush().map_err(StorageError::from)?;
-                r
-            }
-        };
-        Ok(Self {
-            replica,
-            lock: Mutex::new(()),
-        })
+        Ok(Self(ServerReplica::open(db, server_replica::OFFICE)?))
     }
 
     /// Apply `ops` in order as one push by `who`; the outcomes, durable on return.
@@ -68,30 +40,14 @@ impl OfficeReplica {
         ops: Vec<(RecordKind, RecordId, Op)>,
         now_ms: u64,
     ) -> Result<Vec<ChangeOutcome>, OfficeError> {
-        let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
-        let actor = Actor {
-            replica: self.replica,
-            user: who.user.id,
-            device: who.device,
-            role: who.user.role,
-        };
+        let _one_at_a_time = self.0.hold()?;
+        let actor = self.0.actor(who);
         let scope = crate::access::scope_of(&who.user);
-        let mut seq = storage.last_seq(self.replica)?;
-        let changes = ops
-            .into_iter()
-            .zip(1u32..)
-            .map(|((kind, record, op), counter)| {
-                seq += 1;
-                Change {
-                    seq,
-                    hlc: Hlc::new(now_ms, counter),
-                    kind,
-                    record,
-                    op,
-                }
-            })
-            .collect();
-        Ok(storage.apply_push(&actor, Some(&scope), changes, now_ms)?.outcomes)
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for changes in self.0.changes(storage, ops, now_ms, usize::MAX)? {
+            outcomes.extend(storage.apply_push(&actor, Some(&scope), changes, now_ms)?.outcomes);
+        }
+        Ok(outcomes)
     }
 }
 

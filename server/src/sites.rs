@@ -8,8 +8,6 @@
 //! name; UUIDv5): a site already stored is compared unit by unit and only what
 //! differs is written, so the same file twice creates and changes nothing.
 
-use std::sync::Mutex;
-
 use mobile_schema::ids::RecordId;
 use mobile_schema::imports::{self, ImportError, RejectedRow};
 use mobile_schema::record::{AnyRecord, RecordKind};
@@ -17,17 +15,16 @@ use mobile_schema::region::RegionCode;
 use mobile_schema::site::{Site, SiteKind};
 use mobile_schema::workflow::Role;
 use serde::{Deserialize, Serialize};
-use sync_protocol::change::{Change, Op, UnitWrite};
+use sync_protocol::RecordState;
+use sync_protocol::change::{Op, UnitWrite};
 use sync_protocol::outcome::{Outcome, Refusal, RefusalCode};
 use sync_protocol::value::UnitValue;
-use sync_protocol::{Actor, Hlc, RecordState, ReplicaId};
 
 use crate::auth::Authenticated;
 use crate::startup::AppState;
 use crate::storage::{StorageError, SyncStorage};
 
-use crate::schedule::SERVER_TREE;
-pub(crate) const SITES_REPLICA_KEY: &[u8] = b"sites_replica";
+use crate::server_replica::{self, ServerReplica};
 
 /// Most sites in one listing page.
 pub const MAX_PAGE: usize = 500;
@@ -51,8 +48,6 @@ pub enum SiteError {
     /// The engine refused the site (structure, scope, already there).
     #[error("{}: {}", .0.code.as_str(), .0.message)]
     Refused(Refusal),
-    #[error("the server's replica id is unreadable")]
-    BadReplica,
 }
 
 /// Which official list a file is.
@@ -149,32 +144,16 @@ pub struct SitePage {
     pub next: Option<u64>,
 }
 
-/// Author identity of the sites the server writes, and one commit at a time
-/// (its change seqs must be contiguous).
+/// The server's site replica: the author of the sites written through the API.
 #[derive(Debug)]
 pub struct SiteService {
-    replica: ReplicaId,
-    lock: Mutex<()>,
+    replica: ServerReplica,
 }
 
 impl SiteService {
     pub fn open(db: &sled::Db) -> Result<Self, SiteError> {
-        let tree = db.open_tree(SERVER_TREE).map_err(StorageError::from)?;
-        let replica = match tree.get(SITES_REPLICA_KEY).map_err(StorageError::from)? {
-            Some(bytes) => uuid::Uuid::from_slice(&bytes)
-                .map(ReplicaId)
-                .map_err(|_| SiteError::BadReplica)?,
-            None => {
-                let r = ReplicaId::generate();
-                tree.insert(SITES_REPLICA_KEY, r.0.as_bytes().as_slice())
-                    .map_err(StorageError::from)?;
-                tree.flush().map_err(StorageError::from)?;
-                r
-            }
-        };
         Ok(Self {
-            replica,
-            lock: Mutex::new(()),
+            replica: ServerReplica::open(db, server_replica::SITES)?,
         })
     }
 
@@ -190,7 +169,7 @@ impl SiteService {
         may_write_sites(who)?;
         let id = RecordId::from(site.id);
         let op = create_op(&site)?;
-        let _one = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let _one = self.replica.hold()?;
         let outcome = self.commit(state, who, vec![(id, op)], now_ms)?;
         match outcome.into_iter().next() {
             Some(Outcome::Refused(r)) => Err(SiteError::Refused(r)),
@@ -290,7 +269,7 @@ impl SiteService {
                 .collect(),
             ..ImportResponse::default()
         };
-        let _one = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let _one = self.replica.hold()?;
         let mut ops = Vec::new();
         let mut names = Vec::new();
         let mut created = Vec::new();
@@ -375,30 +354,14 @@ impl SiteService {
     ) -> Result<Vec<Outcome>, SiteError> {
         let storage = state.storage.as_ref();
         const CHUNK: usize = 500;
-        let actor = Actor {
-            replica: self.replica,
-            user: who.user.id,
-            device: who.device,
-            role: who.user.role,
-        };
+        let actor = self.replica.actor(who);
         let scope = crate::access::scope_of(&who.user);
-        let mut seq = storage.last_seq(self.replica)?;
         let mut out = Vec::with_capacity(ops.len());
-        let mut ops = ops.into_iter().peekable();
-        let mut counter = 0u32;
-        while ops.peek().is_some() {
-            let mut changes = Vec::with_capacity(CHUNK);
-            for (record, op) in ops.by_ref().take(CHUNK) {
-                seq += 1;
-                counter += 1;
-                changes.push(Change {
-                    seq,
-                    hlc: Hlc::new(now_ms, counter),
-                    kind: RecordKind::Site,
-                    record,
-                    op,
-                });
-            }
+        let ops = ops
+            .into_iter()
+            .map(|(record, op)| (RecordKind::Site, record, op))
+            .collect();
+        for changes in self.replica.changes(storage, ops, now_ms, CHUNK)? {
             let intents = crate::site_moves::intend(storage, &state.db, &changes)?;
             let relevelled = crate::schedule::level_changes(&changes);
             let answer = storage.apply_push(&actor, Some(&scope), changes, now_ms)?;

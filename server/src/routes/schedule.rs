@@ -50,9 +50,7 @@ impl From<ScheduleServiceError> for ApiError {
                 message: format!("{e}; retry"),
                 field: None,
             },
-            e @ (ScheduleServiceError::BadReplica | ScheduleServiceError::Calendar(_)) => {
-                ApiError::Internal(e.to_string())
-            }
+            e @ ScheduleServiceError::Calendar(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

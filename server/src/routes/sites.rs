@@ -40,7 +40,6 @@ impl From<SiteError> for ApiError {
                     field: r.field,
                 },
             },
-            e @ SiteError::BadReplica => ApiError::Internal(e.to_string()),
         }
     }
 }

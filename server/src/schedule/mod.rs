@@ -10,7 +10,6 @@ pub mod export;
 pub mod windows;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 
 use chrono::NaiveDate;
 use mobile_schema::ids::{RecordId, SiteId, TaskId, UserId};
@@ -28,15 +27,15 @@ use sync_protocol::change::{Change, Op};
 use sync_protocol::outcome::Outcome;
 use sync_protocol::scope::Scope;
 use sync_protocol::value::UnitValue;
-use sync_protocol::{Actor, Hlc, RecordState, ReplicaId};
+use sync_protocol::{Actor, RecordState};
+
+use crate::server_replica::{self, ServerReplica};
 
 use crate::accounts::{AccountError, Accounts, User};
 use crate::auth::Authenticated;
 use crate::storage::{StorageError, SyncStorage};
 
 /// Where the server's own replica id is kept: the author of the changes it makes.
-pub(crate) const SERVER_TREE: &str = "server";
-pub(crate) const SCHEDULE_REPLICA_KEY: &[u8] = b"schedule_replica";
 /// Bounds on what a request may ask for: each intensified period or periodic
 /// check multiplies the tasks of every pond.
 const MAX_PERIODS: usize = 12;
@@ -68,8 +67,6 @@ pub enum ScheduleServiceError {
     },
     #[error("the store refused part of the schedule: {0}")]
     Refused(String),
-    #[error("the server's replica id is unreadable")]
-    BadReplica,
     #[error("{0}")]
     NotFound(String),
     #[error("the official calendar does not load: {0}")]
@@ -141,29 +138,15 @@ pub struct RegenerateResponse {
 /// and one generation at a time (their change seqs must be contiguous).
 #[derive(Debug)]
 pub struct ScheduleService {
-    replica: ReplicaId,
-    lock: Mutex<()>,
+    replica: ServerReplica,
     /// The official working-day calendar (调休 included), for filing deadlines.
     pub calendar: WorkingCalendar,
 }
 
 impl ScheduleService {
     pub fn open(db: &sled::Db) -> Result<Self, ScheduleServiceError> {
-        let tree = db.open_tree(SERVER_TREE).map_err(StorageError::from)?;
-        let replica = match tree.get(SCHEDULE_REPLICA_KEY).map_err(StorageError::from)? {
-            Some(bytes) => uuid::Uuid::from_slice(&bytes)
-                .map(ReplicaId)
-                .map_err(|_| ScheduleServiceError::BadReplica)?,
-            None => {
-                let r = ReplicaId::generate();
-                tree.insert(SCHEDULE_REPLICA_KEY, r.0.as_bytes().as_slice())
-                    .map_err(StorageError::from)?;
-                r
-            }
-        };
         Ok(Self {
-            replica,
-            lock: Mutex::new(()),
+            replica: ServerReplica::open(db, server_replica::SCHEDULE)?,
             calendar: WorkingCalendar::official()?,
         })
     }
@@ -196,7 +179,7 @@ impl ScheduleService {
             });
         }
         let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
-        let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let _one_at_a_time = self.replica.hold()?;
         let records = Records::load(storage)?;
         let inspectors = inspectors(accounts, &req.recusals)?;
         let drawn_at = mobile_schema::time::shanghai_at_ms(now_ms);
@@ -245,7 +228,7 @@ impl ScheduleService {
         }
         if !req.dry_run {
             let actor = Actor {
-                replica: self.replica,
+                replica: self.replica.id(),
                 user: user.id,
                 device: who.device,
                 role: user.role,
@@ -280,7 +263,7 @@ impl ScheduleService {
     ) -> Result<RegenerateResponse, ScheduleServiceError> {
         check_year(req.year)?;
         check_periods(&req.intensified)?;
-        let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let _one_at_a_time = self.replica.hold()?;
         let records = Records::load(storage)?;
         let mut req = req.clone();
         req.change_day.get_or_insert(today);
@@ -341,7 +324,7 @@ impl ScheduleService {
             ops.push(create_op(AnyRecord::Task(t.clone()))?);
         }
         let actor = Actor {
-            replica: self.replica,
+            replica: self.replica.id(),
             user: user.id,
             device: who.device,
             role: user.role,
@@ -372,7 +355,7 @@ impl ScheduleService {
             // Inspectors do not plan: no need to read the store to be refused.
             return Ok(None);
         }
-        let _one_at_a_time = self.lock.lock().map_err(|_| StorageError::WriterGone)?;
+        let _one_at_a_time = self.replica.hold()?;
         let records = Records::load(storage)?;
         let Some(pond) = records.sites.iter().find(|s| RecordId::from(s.id) == site) else {
             return Ok(None);
@@ -409,22 +392,7 @@ impl ScheduleService {
         now_ms: u64,
     ) -> Result<(), ScheduleServiceError> {
         const CHUNK: usize = 500;
-        let mut seq = storage.last_seq(self.replica)?;
-        let mut counter = 0u32;
-        let mut ops = ops.into_iter().peekable();
-        while ops.peek().is_some() {
-            let mut changes = Vec::with_capacity(CHUNK);
-            for (kind, record, op) in ops.by_ref().take(CHUNK) {
-                seq += 1;
-                counter += 1;
-                changes.push(Change {
-                    seq,
-                    hlc: Hlc::new(now_ms, counter),
-                    kind,
-                    record,
-                    op,
-                });
-            }
+        for changes in self.replica.changes(storage, ops, now_ms, CHUNK)? {
             let answer = storage.apply_push(actor, Some(scope), changes, now_ms)?;
             let refused: Vec<String> = answer
                 .outcomes

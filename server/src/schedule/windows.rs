@@ -11,7 +11,6 @@ use sync_protocol::RecordState;
 
 use crate::storage::{StorageError, SyncStorage};
 
-const SERVER_TREE: &str = "server";
 /// The last day whose opening windows were re-sequenced, as `YYYY-MM-DD`.
 const OPENED_THROUGH_KEY: &[u8] = b"windows_opened_through";
 const SCAN_PAGE: usize = 1000;
@@ -34,7 +33,7 @@ pub fn open_due(
     today: NaiveDate,
     remember: bool,
 ) -> Result<usize, StorageError> {
-    let tree = db.open_tree(SERVER_TREE)?;
+    let tree = db.open_tree(crate::server_replica::TREE)?;
     let through = tree
         .get(OPENED_THROUGH_KEY)?
         .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<NaiveDate>().ok());

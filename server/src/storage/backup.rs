@@ -250,12 +250,13 @@ pub fn restore(backup: &Path, data: &Path, now_ms: u64) -> Result<RestoreInfo, B
     })?;
     sync.insert(keys::META_EPOCH, info.epoch.as_bytes())?;
     sync.insert(keys::META_RESTORE, json)?;
-    // The server's own replicas (schedule, sites) start anew, as a restored
-    // tablet would: their seqs after the backup were spent on changes tablets
-    // may still send back, and a version id must never name two changes.
-    let server = dst.open_tree(crate::schedule::SERVER_TREE)?;
-    server.remove(crate::schedule::SCHEDULE_REPLICA_KEY)?;
-    server.remove(crate::sites::SITES_REPLICA_KEY)?;
+    // The server's own replicas start anew, as a restored tablet would: their
+    // seqs after the backup were spent on changes tablets may still send back,
+    // and a version id must never name two changes.
+    let server = dst.open_tree(crate::server_replica::TREE)?;
+    for key in crate::server_replica::ALL {
+        server.remove(key)?;
+    }
     dst.flush()?;
     copy_blobs(&backup.join(BLOBS_DIR), &data.join(BLOBS_DIR))?;
     Ok(info)
@@ -289,11 +290,10 @@ mod tests {
             sync.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
         }
         src.open_tree(keys::ACCOUNTS).unwrap().insert("u", "alice").unwrap();
-        let server = src.open_tree(crate::schedule::SERVER_TREE).unwrap();
-        server
-            .insert(crate::schedule::SCHEDULE_REPLICA_KEY, &[1u8; 16][..])
-            .unwrap();
-        server.insert(crate::sites::SITES_REPLICA_KEY, &[2u8; 16][..]).unwrap();
+        let server = src.open_tree(crate::server_replica::TREE).unwrap();
+        for (i, key) in crate::server_replica::ALL.into_iter().enumerate() {
+            server.insert(key, &[i as u8 + 1; 16][..]).unwrap();
+        }
         let blobs = root.path().join("data").join(BLOBS_DIR).join("ab");
         std::fs::create_dir_all(&blobs).unwrap();
         std::fs::write(blobs.join("abcd"), b"photo").unwrap();
@@ -301,7 +301,7 @@ mod tests {
         let dir = root.path().join("backup");
         let (trees, entries) = copy_db(&src, &dir).unwrap();
         assert!(trees >= 4);
-        assert_eq!(entries, 2500 + 1 + 1 + 2);
+        assert_eq!(entries, 2500 + 1 + 1 + crate::server_replica::ALL.len() as u64);
         let photos = copy_blobs(&root.path().join("data").join(BLOBS_DIR), &dir.join(BLOBS_DIR)).unwrap();
         assert_eq!(photos, 1);
         let info = BackupInfo {
@@ -339,9 +339,10 @@ mod tests {
             db.open_tree(keys::ACCOUNTS).unwrap().get("u").unwrap().unwrap(),
             &b"alice"[..]
         );
-        let server = db.open_tree(crate::schedule::SERVER_TREE).unwrap();
-        assert!(server.get(crate::schedule::SCHEDULE_REPLICA_KEY).unwrap().is_none());
-        assert!(server.get(crate::sites::SITES_REPLICA_KEY).unwrap().is_none());
+        let server = db.open_tree(crate::server_replica::TREE).unwrap();
+        for key in crate::server_replica::ALL {
+            assert!(server.get(key).unwrap().is_none(), "{}", String::from_utf8_lossy(key));
+        }
         assert_eq!(
             std::fs::read(data.join(BLOBS_DIR).join("ab").join("abcd")).unwrap(),
             b"photo"
