@@ -349,9 +349,12 @@ impl ServeArgs {
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // stderr: stdout carries the one line scripts read (where the server listens).
+    // Colours only for a person at a terminal, not in a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if json {
         logs.json().flatten_event(true).with_current_span(false).init();
     } else {
