@@ -103,6 +103,17 @@ impl Replica {
                 w.del(T::Acked, key);
             }
         }
+        // Photos sent after the backup were lost with it; the files are still
+        // here. Queued again, the upload asks first and skips what the server has.
+        for item in self.t.photos.iter() {
+            let (k, v) = item?;
+            let mut e: crate::photos::PhotoEntry = decode(keys::PHOTOS, &k, &v)?;
+            if e.uploaded && self.photo_path(&e.sha256).exists() {
+                e.uploaded = false;
+                e.upload_url = None;
+                w.put(T::Photos, k.to_vec(), crate::error::encode(keys::PHOTOS, &e)?);
+            }
+        }
         w.meta(meta::EPOCH, &new_epoch)?;
         w.meta(meta::RECOVERED_EPOCH, &new_epoch)?;
         w.meta(meta::CURSOR, &"0")?;

@@ -189,6 +189,9 @@ pub fn show(
     id: InspectionId,
     today: NaiveDate,
 ) -> Result<ReviewDetail, ReviewError> {
+    // Decisions and their comments are for reviewers: inspectors read the
+    // reviews of their own inspections by pull.
+    may_review(who)?;
     let snapshot = Snapshot::load(storage)?;
     let record = RecordId::from(id);
     let state = snapshot
@@ -198,7 +201,8 @@ pub fn show(
         .ok_or(ReviewError::NotFound(record))?;
     let scope = crate::access::scope_of(&who.user);
     if !snapshot.visible(&scope, state, today) {
-        return Err(outside(snapshot.region_of(state)));
+        // As if it did not exist, like a record outside one's scope elsewhere.
+        return Err(ReviewError::NotFound(record));
     }
     let summary = inspection_rows(&snapshot, who, today)
         .into_iter()

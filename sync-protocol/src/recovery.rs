@@ -15,6 +15,7 @@
 //! the previous epoch; a record that moved on in the new epoch keeps its own.
 
 use mobile_schema::ids::RecordId;
+use mobile_schema::record::RecordKind;
 use mobile_schema::workflow::Role;
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +124,18 @@ impl Engine {
                 )));
             }
         }
+        // A decision or a draw is a supervisor's act: from an inspector's
+        // tablet it would come back as a record without its effect (the
+        // workflow it set is not theirs to carry back).
+        if before.is_none()
+            && matches!(incoming.kind, RecordKind::Review | RecordKind::RandomDraw)
+            && scope.is_some_and(|s| s.role == Role::Inspector)
+        {
+            return Ok(Recovered::Refused(Refusal::new(
+                RefusalCode::RoleNotAllowed,
+                "reviews and draws come back only from a supervisor's or an admin's device",
+            )));
+        }
         let layout = incoming.kind.layout();
         let mut state = before
             .clone()
@@ -155,6 +168,18 @@ impl Engine {
                             v.id
                         ),
                     )));
+                }
+                // The server ordered every version of that epoch at or before
+                // its own clock: a later one is a forged clock that would win
+                // every merge and drag every tablet's clock along.
+                if v.hlc.ms > base.restored_ms.saturating_add(self.config.skew_bound_ms) {
+                    return Ok(Recovered::Refused(
+                        Refusal::new(
+                            RefusalCode::InvalidStructure,
+                            format!("version {} is ordered after the restore", v.id),
+                        )
+                        .at(format!("units.{key}")),
+                    ));
                 }
                 if v.value.get().len() > self.config.max_value_bytes {
                     return Ok(Recovered::Refused(
@@ -417,6 +442,33 @@ mod tests {
         );
         assert_eq!(restored.records[&id].workflow.as_deref(), Some("draft"));
         assert_eq!(restored.records[&id].units["conclusion"], held.units["conclusion"]);
+    }
+
+    #[test]
+    fn a_clock_after_the_restore_and_an_inspectors_review_are_refused() {
+        let (mut restored, full, id, base) = backup_and_full();
+        let mut engine = Engine::new(EngineConfig::default());
+        let mut forged = full.records[&id].clone();
+        let unit = forged.units.get_mut("conclusion").unwrap();
+        unit.live[0].hlc = Hlc::new(base.restored_ms + EngineConfig::default().skew_bound_ms + 1, 0);
+        let r = engine
+            .recover(&mut restored, Some(&scope(Role::Supervisor)), &forged, base)
+            .unwrap_or(Recovered::Known);
+        assert!(
+            matches!(&r, Recovered::Refused(x) if x.code == RefusalCode::InvalidStructure),
+            "{r:?}"
+        );
+        assert_ne!(restored.records[&id].units["conclusion"], forged.units["conclusion"]);
+
+        let mut review = RecordState::new(RecordKind::Review, RecordId::generate());
+        review.commit_seq = base.base_seq + 1;
+        let r = engine
+            .recover(&mut restored, Some(&scope(Role::Inspector)), &review, base)
+            .unwrap_or(Recovered::Known);
+        assert!(
+            matches!(&r, Recovered::Refused(x) if x.code == RefusalCode::RoleNotAllowed),
+            "{r:?}"
+        );
     }
 
     #[test]

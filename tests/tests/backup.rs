@@ -214,6 +214,35 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
         t.sync().unwrap();
         assert_eq!(t.replica.pending_count(), 0);
     }
+    // A photo sent after the backup: lost with the server, still on the tablet.
+    let shot = tests::photos::jpeg(&tests::photos::PhotoSpec {
+        width: 32,
+        height: 24,
+        seed: 7,
+        taken: Some("2025:05:06 09:30:00".into()),
+        ..tests::photos::PhotoSpec::default()
+    })
+    .unwrap();
+    let shot_file = root.path().join("shot.jpg");
+    std::fs::write(&shot_file, &shot).unwrap();
+    let sha = tablets[1].replica.attach_photo_to(submitted, &shot_file).unwrap();
+    let upload = |t: &mut Tablet| {
+        let config = replica::UploadConfig::default();
+        t.replica
+            .upload_photos(&mut t.transport.http, &config, &mut |_| {
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap()
+    };
+    assert_eq!(upload(&mut tablets[1]).uploaded, 1);
+    let has_photo = |token: &str| {
+        Api::new(&url)
+            .get(&format!("/api/v1/photos/{sha}"), Some(token))
+            .unwrap()
+            .status
+    };
+    let token = |t: &Tablet| t.transport.http.credentials().unwrap().access_token.clone();
+    assert_eq!(has_photo(&token(&tablets[1])), 200);
     let mut check = checker(&url);
     let before = server_records(&mut check);
     assert_eq!(before[&submitted].workflow.as_deref(), Some("submitted"));
@@ -259,6 +288,10 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
     for t in &mut tablets {
         t.sync().unwrap();
     }
+    // The photo is queued again, and sent again.
+    tablets[1].sync().unwrap();
+    assert_eq!(upload(&mut tablets[1]).uploaded, 1);
+    assert_eq!(has_photo(&token(&tablets[1])), 200);
     let after = server_records(&mut check);
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
@@ -403,9 +436,17 @@ fn backup_and_recovery_requests_are_checked_before_anything_is_done() {
     assert_eq!((a.status, a.code()), (403, "forbidden"));
     let a = api.post("/api/v1/admin/backup", None, &json!({"dir": target})).unwrap();
     assert_eq!(a.status, 401);
+    // A way into the data folder by a link, or by `..`, is still inside it.
+    let link = root.path().join("link-to-data");
+    std::os::unix::fs::symlink(&data, &link).unwrap();
     for (body, field) in [
         (json!({"dir": "relative/dir"}), Some("dir")),
         (json!({"dir": data.join("inside")}), Some("dir")),
+        (json!({"dir": link.join("photos").join("new")}), Some("dir")),
+        (
+            json!({"dir": root.path().join("x").join("..").join("server").join("y")}),
+            Some("dir"),
+        ),
         (json!({"dir": "/x", "extra": 1}), None),
         (json!({}), None),
     ] {

@@ -149,7 +149,13 @@ fn a_returned_inspection_reaches_the_tablet_with_comments_and_comes_back_to_revi
     let r = api.post(&path, Some(&zhao), &json!({"comments": "越权"})).unwrap();
     assert_eq!((r.status, r.code()), (403, "forbidden_scope"), "{:?}", r.body);
     let r = api.get(&format!("/api/v1/reviews/{id}"), Some(&zhao)).unwrap();
-    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(
+        r.status, 404,
+        "another region's supervisor does not learn it exists: {:?}",
+        r.body
+    );
+    let r = api.get(&format!("/api/v1/reviews/{id}"), Some(&wei_api)).unwrap();
+    assert_eq!((r.status, r.code()), (403, "role_not_allowed"), "{:?}", r.body);
     let r = api
         .post(&format!("/api/v1/reviews/{id}/approve"), Some(&wei_api), &json!({}))
         .unwrap();

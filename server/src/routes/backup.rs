@@ -79,23 +79,25 @@ pub async fn backup(
         ));
     }
     let dir = PathBuf::from(&request.dir);
-    if !dir.is_absolute() {
+    if !dir.is_absolute() || dir.components().any(|c| c == std::path::Component::ParentDir) {
         return Err(ApiError::bad(
             "invalid_field",
-            "dir is an absolute path on the server's machine",
+            "dir is an absolute path on the server's machine, without `..`",
             Some("dir".into()),
         ));
     }
     let data = state.settings.data_dir.clone();
-    if dir.starts_with(&data) {
-        return Err(ApiError::bad(
-            "invalid_field",
-            "dir must be outside the server's data folder",
-            Some("dir".into()),
-        ));
-    }
     let st = state.clone();
     let info = web::block(move || -> Result<_, ApiError> {
+        // Compared as real paths: the data folder may be given relative, and a
+        // backup inside it would copy the blobs into themselves.
+        if resolved(&dir).starts_with(resolved(&data)) {
+            return Err(ApiError::bad(
+                "invalid_field",
+                "dir must be outside the server's data folder",
+                Some("dir".into()),
+            ));
+        }
         let mut info = st.storage.backup(&dir, st.clock.now_ms())?;
         // Blobs after the database: every blob its metadata names is on disk by then.
         info.photos =
@@ -106,4 +108,23 @@ pub async fn backup(
     .await??;
     tracing::info!(by = %auth.user.username, dir = %info.dir, commit_seq = info.commit_seq, "backup taken");
     Ok(HttpResponse::Created().json(info))
+}
+
+/// `path` with its longest existing ancestor resolved (symbolic links, a
+/// relative start) and the rest, not yet made, appended.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
