@@ -18,6 +18,21 @@ pub fn device_bin() -> anyhow::Result<PathBuf> {
     bin("fieldsync-device")
 }
 
+/// Runs `fieldsync ARGS` with `envs` to its end: whether it succeeded, its
+/// stdout and its stderr.
+pub fn run_fieldsync(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<(bool, String, String)> {
+    let out = Command::new(fieldsync_bin()?)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .context("running fieldsync")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8(out.stdout).context("fieldsync's stdout")?,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
     static BINS: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
     let bins = BINS

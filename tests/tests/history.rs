@@ -8,7 +8,6 @@
 //! each tablet reported: its outbox, its clock offset (one tablet runs two
 //! hours fast), its app and schema versions.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use mobile_schema::ids::{DeviceId, InspectionId, RecordId, ReviewId, SiteId};
@@ -19,7 +18,7 @@ use mobile_schema::sample;
 use replica::{HttpConfig, ReplicaConfig};
 use serde_json::{Value, json};
 use sync_protocol::clock::Clock;
-use tests::harness::{ServerProcess, fieldsync_bin};
+use tests::harness::{ServerProcess, run_fieldsync};
 use tests::http::Request;
 use tests::tablet::Tablet;
 
@@ -67,18 +66,10 @@ fn get(port: u16, token: &str, path: &str) -> (u16, Value) {
 
 fn fieldsync(server: &ServerProcess, who: &str, password: &str, args: &[&str]) -> String {
     let url = server.url("");
-    let out = Command::new(fieldsync_bin().unwrap())
-        .args(args)
-        .args(["--server", url.as_str(), "--as", who])
-        .env("FIELDSYNC_PASSWORD", password)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fieldsync {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let args = [args, &["--server", url.as_str(), "--as", who]].concat();
+    let (ok, stdout, stderr) = run_fieldsync(&args, &[("FIELDSYNC_PASSWORD", password)]).unwrap();
+    assert!(ok, "fieldsync {args:?}: {stderr}");
+    stdout
 }
 
 fn changes(detail: &Value) -> Vec<Value> {

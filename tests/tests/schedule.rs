@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 
 use chrono::NaiveDate;
 use mobile_schema::ids::{DeviceId, InspectionId, ItemId, RecordId, SiteId};
@@ -21,7 +20,7 @@ use mobile_schema::site::{
 use mobile_schema::workflow::TaskState;
 use replica::HttpConfig;
 use serde_json::{Value, json};
-use tests::harness::{ServerProcess, fieldsync_bin};
+use tests::harness::{ServerProcess, run_fieldsync};
 use tests::http::Request;
 use tests::tablet::Tablet;
 
@@ -86,17 +85,9 @@ fn has(t: &Tablet, id: impl Into<RecordId>) -> bool {
 }
 
 fn fieldsync(server: &ServerProcess, user: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(fieldsync_bin().unwrap())
-        .args(["schedule", "--server", &server.url(""), "--as", user])
-        .args(args)
-        .env("FIELDSYNC_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let url = server.url("");
+    let args = [&["schedule", "--server", url.as_str(), "--as", user], args].concat();
+    run_fieldsync(&args, &[("FIELDSYNC_PASSWORD", PASSWORD)]).unwrap()
 }
 
 #[test]
