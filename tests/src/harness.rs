@@ -134,6 +134,14 @@ impl ServerProcess {
         Self::start_with_args(data_dir, envs, &["--config", config.as_ref()])
     }
 
+    /// [`ServerProcess::start_with_config`] with the TOML `settings` written to
+    /// `dir/fieldsync.toml` and the store in `dir/store`.
+    pub fn start_with_settings(dir: &Path, settings: &str, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let config = dir.join("fieldsync.toml");
+        std::fs::write(&config, settings).with_context(|| format!("writing {}", config.display()))?;
+        Self::start_with_config(&dir.join("store"), &config, envs)
+    }
+
     /// With extra `serve` arguments, e.g. `["--config", "short-ttl.toml"]`.
     pub fn start_with_args(data_dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> anyhow::Result<Self> {
         let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
