@@ -121,8 +121,7 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
-    let site: Site = body::decode(&bytes)?;
+    let site: Site = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let st = state.clone();
     let entry = web::block(move || st.sites.create(&st, &auth, site, st.clock.now_ms())).await??;
     Ok(HttpResponse::Created().json(entry))
@@ -143,9 +142,7 @@ pub async fn import(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, MAX_IMPORT_BYTES).await?;
-    let request: ImportRequest = body::decode(&bytes)?;
-    drop(bytes);
+    let request: ImportRequest = body::json(&req, payload, MAX_IMPORT_BYTES).await?;
     let st = state.clone();
     let who = auth.user.username.clone();
     let report = web::block(move || st.sites.import(&st, &auth, &request, st.clock.now_ms())).await??;

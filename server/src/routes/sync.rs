@@ -45,9 +45,7 @@ pub async fn push(
         )
     })?;
     let limits = &state.settings.limits;
-    let bytes = body::read(&req, payload, limits.max_push_bytes).await?;
-    let request: PushRequest = body::decode(&bytes)?;
-    drop(bytes);
+    let request: PushRequest = body::json(&req, payload, limits.max_push_bytes).await?;
     if request.changes.len() > limits.max_changes_per_push {
         return Err(ApiError::TooLarge {
             limit: limits.max_changes_per_push,
