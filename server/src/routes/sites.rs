@@ -63,9 +63,7 @@ struct ListQuery {
 )]
 #[get("/api/v1/sites")]
 pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let q = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
-        .into_inner();
+    let q: ListQuery = super::query_params(&req)?;
     let bad = |field: &str, message: &str| ApiError::bad("invalid_field", message.to_string(), Some(field.into()));
     let filter = SiteFilter {
         region: q

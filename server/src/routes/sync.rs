@@ -121,9 +121,7 @@ pub async fn pull(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let query = web::Query::<PullQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
-        .into_inner();
+    let query: PullQuery = super::query_params(&req)?;
     let cursor = match query.since.as_deref() {
         None | Some("") => Cursor { seq: 0, tag: None },
         Some(s) => Cursor::parse(s).ok_or_else(|| {
