@@ -3,6 +3,7 @@
 //! what they saw acknowledged against.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -27,6 +28,27 @@ pub fn http(url: &str) -> HttpConfig {
         request_timeout: Duration::from_secs(10),
         ..HttpConfig::new(url)
     }
+}
+
+/// `count` tablets logged in as the admin (folders `t0`, `t1`… under `root`),
+/// each holding one pond: the site their inspections name.
+pub fn tablets_with_a_pond(
+    root: &Path,
+    url: &str,
+    password: &str,
+    count: usize,
+) -> anyhow::Result<(Vec<Tablet>, SiteId)> {
+    let mut tablets = (0..count)
+        .map(|i| Tablet::enrol(&root.join(format!("t{i}")), http(url), "admin", password, None))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let site = SiteId::generate();
+    if let Some(first) = tablets.first_mut() {
+        first.replica.create(sample::pond(site).into())?;
+    }
+    for t in &mut tablets {
+        t.sync()?;
+    }
+    Ok((tablets, site))
 }
 
 /// The admin logged in from a device with no replica, to read the server.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mobile_schema::ids::{InspectionId, RecordId, SiteId};
+use mobile_schema::ids::{InspectionId, RecordId};
 use mobile_schema::record::RecordKind;
 use mobile_schema::sample;
 use replica::{HttpTransport, Transport};
@@ -74,14 +74,7 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
     let mut server = ServerProcess::start_with(&data, &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
     let url = server.url("");
 
-    let mut tablets: Vec<Tablet> = (0..TABLETS)
-        .map(|i| Tablet::enrol(&root.path().join(format!("t{i}")), http(&url), "admin", PASSWORD, None).unwrap())
-        .collect();
-    let site = SiteId::generate();
-    tablets[0].replica.create(sample::pond(site).into()).unwrap();
-    for t in &mut tablets {
-        t.sync().unwrap();
-    }
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, TABLETS).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let syncs = Arc::new(AtomicUsize::new(0));
@@ -261,10 +254,8 @@ fn a_push_that_cannot_be_made_durable_is_answered_507_and_reads_go_on() {
     )
     .unwrap();
     let url = server.url("");
-    let mut tablet = Tablet::enrol(&root.path().join("t"), http(&url), "admin", PASSWORD, None).unwrap();
-    let site = SiteId::generate();
-    tablet.replica.create(sample::pond(site).into()).unwrap();
-    tablet.sync().unwrap();
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, 1).unwrap();
+    let mut tablet = tablets.into_iter().next().unwrap();
 
     std::fs::write(&marker, b"").unwrap();
     let insp = InspectionId::generate();
@@ -420,10 +411,8 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     )
     .unwrap();
     let url = server.url("");
-    let mut tablet = Tablet::enrol(&root.path().join("t"), http(&url), "admin", PASSWORD, None).unwrap();
-    let site = SiteId::generate();
-    tablet.replica.create(sample::pond(site).into()).unwrap();
-    tablet.sync().unwrap();
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, 1).unwrap();
+    let mut tablet = tablets.into_iter().next().unwrap();
     let api = Api::new(&url);
     let token = tablet.transport.http.credentials().unwrap().access_token.clone();
     let device = tablet.replica.identity().device;

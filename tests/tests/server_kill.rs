@@ -11,13 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mobile_schema::ids::{RecordId, SiteId};
+use mobile_schema::ids::RecordId;
 use mobile_schema::record::RecordKind;
-use mobile_schema::sample;
 use replica::HttpTransport;
 use sync_protocol::RecordState;
 use tests::harness::ServerProcess;
-use tests::storm::{self, Pace, http};
+use tests::storm::{self, Pace};
 use tests::tablet::Tablet;
 
 const PASSWORD: &str = "kill-storm-Wq84-password";
@@ -64,14 +63,7 @@ fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_re
     let url = server.url("");
 
     // A site every inspection refers to, known to all tablets before the storm.
-    let mut tablets: Vec<Tablet> = (0..TABLETS)
-        .map(|i| Tablet::enrol(&root.path().join(format!("t{i}")), http(&url), "admin", PASSWORD, None).unwrap())
-        .collect();
-    let site = SiteId::generate();
-    tablets[0].replica.create(sample::pond(site).into()).unwrap();
-    for t in &mut tablets {
-        t.sync().unwrap();
-    }
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, TABLETS).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Vec<Arc<Mutex<Acked>>> = (0..TABLETS).map(|_| Arc::default()).collect();
