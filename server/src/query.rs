@@ -242,6 +242,7 @@ impl Snapshot {
         let mut records = HashMap::new();
         storage::each_record(storage, |state| {
             records.insert(state.id, state);
+            Ok(())
         })?;
         Ok(Self { records })
     }

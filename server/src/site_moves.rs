@@ -161,15 +161,18 @@ fn dependents(storage: &dyn SyncStorage, site: RecordId) -> Result<Vec<RecordId>
     let mut direct = Vec::new();
     let mut inspections = HashSet::new();
     let mut via_inspection: Vec<(RecordId, RecordId)> = Vec::new();
-    storage::each_record(storage, |state| match scope::link_of_state(&state) {
-        Link::Site(s) if s == site => {
-            if state.kind == RecordKind::Inspection {
-                inspections.insert(state.id);
+    storage::each_record(storage, |state| {
+        match scope::link_of_state(&state) {
+            Link::Site(s) if s == site => {
+                if state.kind == RecordKind::Inspection {
+                    inspections.insert(state.id);
+                }
+                direct.push(state.id);
             }
-            direct.push(state.id);
+            Link::Inspection(i) => via_inspection.push((state.id, i)),
+            _ => {}
         }
-        Link::Inspection(i) => via_inspection.push((state.id, i)),
-        _ => {}
+        Ok(())
     })?;
     direct.extend(
         via_inspection

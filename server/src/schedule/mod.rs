@@ -518,7 +518,10 @@ pub struct Records {
 impl Records {
     pub fn load(storage: &dyn SyncStorage) -> Result<Self, StorageError> {
         let mut out = Self::default();
-        storage::each_record(storage, |state| out.add(state))?;
+        storage::each_record(storage, |state| {
+            out.add(state);
+            Ok(())
+        })?;
         Ok(out)
     }
 
