@@ -19,7 +19,7 @@ use replica::{HttpConfig, ReplicaConfig};
 use serde_json::{Value, json};
 use sync_protocol::clock::Clock;
 use tests::harness::{ServerProcess, run_fieldsync};
-use tests::http::Request;
+use tests::http::{Request, login};
 use tests::tablet::Tablet;
 
 const ADMIN_PASSWORD: &str = "history-admin-Kp42-password";
@@ -47,16 +47,6 @@ impl Clock for FastClock {
 
 fn now_ms() -> u64 {
     sync_protocol::clock::SystemClock.now_ms()
-}
-
-fn login(port: u16, username: &str, password: &str) -> String {
-    let r = Request::post("/api/v1/auth/login")
-        .json(&json!({"username": username, "password": password,
-                      "device": {"id": DeviceId::generate(), "name": "console"}}))
-        .send(port)
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json().unwrap()["access_token"].as_str().unwrap().to_string()
 }
 
 fn get(port: u16, token: &str, path: &str) -> (u16, Value) {
@@ -97,7 +87,7 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
     let root = tempfile::tempdir().unwrap();
     let server = started(envs, root.path());
     let port = server.port;
-    let admin = login(port, "admin", ADMIN_PASSWORD);
+    let admin = login(port, "admin", ADMIN_PASSWORD).unwrap();
     for (name, role, region) in [
         ("li", "inspector", GONGCHENG),
         ("wu", "inspector", GONGCHENG),
@@ -169,7 +159,7 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
     let after = now_ms();
 
     // The supervisor reads the record.
-    let wang = login(port, "wang", PASSWORD);
+    let wang = login(port, "wang", PASSWORD).unwrap();
     let (status, detail) = get(port, &wang, &format!("/api/v1/records/{id}"));
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["kind"], "inspection");
@@ -277,9 +267,13 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
 
     // Scope: the author sees it, another region's inspector is told nothing
     // exists, as for a record that does not.
-    let (status, _) = get(port, &login(port, "li", PASSWORD), &format!("/api/v1/records/{id}"));
+    let (status, _) = get(
+        port,
+        &login(port, "li", PASSWORD).unwrap(),
+        &format!("/api/v1/records/{id}"),
+    );
     assert_eq!(status, 200);
-    let zhao = login(port, "zhao", PASSWORD);
+    let zhao = login(port, "zhao", PASSWORD).unwrap();
     let (status, body) = get(port, &zhao, &format!("/api/v1/records/{id}"));
     assert_eq!((status, body["code"].clone()), (404, json!("not_found")), "{body}");
     let (status, _) = get(
@@ -390,7 +384,7 @@ fn device_status_shows_what_each_tablet_reported_at_its_last_sync() {
     let root = tempfile::tempdir().unwrap();
     let server = started(&[], root.path());
     let port = server.port;
-    let admin = login(port, "admin", ADMIN_PASSWORD);
+    let admin = login(port, "admin", ADMIN_PASSWORD).unwrap();
     for name in ["li", "wu"] {
         let r = Request::post("/api/v1/admin/users")
             .bearer(&admin)
@@ -493,7 +487,7 @@ fn device_status_shows_what_each_tablet_reported_at_its_last_sync() {
     assert!(s["app_version"].as_str().unwrap().starts_with("fieldsync-device/"));
 
     // The status is for operators: an inspector is refused the list.
-    let (status, _) = get(port, &login(port, "wu", PASSWORD), "/api/v1/admin/devices");
+    let (status, _) = get(port, &login(port, "wu", PASSWORD).unwrap(), "/api/v1/admin/devices");
     assert_eq!(status, 403);
 
     // `fieldsync device list` shows the same.
