@@ -15,12 +15,9 @@ use sync_protocol::RecordState;
 use sync_protocol::scope::{self, Scope};
 
 use crate::accounts::User;
-use crate::storage::{StorageError, SyncStorage};
+use crate::storage::{self, StorageError, SyncStorage};
 
 const SCOPES_TREE: &str = "scopes";
-
-/// Records decoded per step of the scan that computes a purge.
-const PURGE_SCAN_PAGE: usize = 1000;
 
 /// The scope a user's record gives them now.
 pub fn scope_of(user: &User) -> Scope {
@@ -146,21 +143,13 @@ impl<'a> Visibility<'a> {
     /// user's devices. One scan of the store, on the rare pull after a scope change.
     pub fn purge(&mut self, old: &Scope, new: &Scope) -> Result<Vec<RecordId>, StorageError> {
         let mut out = Vec::new();
-        let mut since = 0;
-        loop {
-            let page = self.storage.records_since(since, PURGE_SCAN_PAGE, usize::MAX)?;
-            for bytes in &page.records {
-                let state: RecordState =
-                    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
-                if self.visible(old, &state)? && !self.visible(new, &state)? {
-                    out.push(state.id);
-                }
+        storage::each_record(self.storage, |state| {
+            if self.visible(old, &state)? && !self.visible(new, &state)? {
+                out.push(state.id);
             }
-            since = page.next;
-            if !page.more {
-                return Ok(out);
-            }
-        }
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 

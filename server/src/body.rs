@@ -162,6 +162,25 @@ fn named_field(message: &str) -> Option<&str> {
         .map(|(name, _)| name)
 }
 
+/// A JSON body of at most `limit` bytes: [`read`], then [`decode`].
+pub async fn json<T: DeserializeOwned>(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<T, ApiError> {
+    decode(&read(req, payload, limit).await?)
+}
+
+/// [`json`], where an empty body (white space at most) means `T::default()`.
+pub async fn json_or_default<T: DeserializeOwned + Default>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = read(req, payload, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        decode(&bytes)
+    }
+}
+
 /// JSON into `T`, or a 400 naming the field (`changes[3].kind`).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if depth(bytes) > MAX_DEPTH {

@@ -20,10 +20,8 @@ use serde::{Deserialize, Serialize};
 use sync_protocol::RecordState;
 use sync_protocol::scope::{self, Scope};
 
-use crate::storage::{StorageError, SyncStorage};
+use crate::storage::{self, StorageError, SyncStorage};
 
-/// Records decoded per step of the scan.
-const SCAN_PAGE: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 500;
 /// Longest value of any one parameter: ids, codes and dates are far shorter.
@@ -242,19 +240,11 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn load(storage: &dyn SyncStorage) -> Result<Self, StorageError> {
         let mut records = HashMap::new();
-        let mut since = 0;
-        loop {
-            let page = storage.records_since(since, SCAN_PAGE, usize::MAX)?;
-            for bytes in &page.records {
-                let state: RecordState =
-                    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
-                records.insert(state.id, state);
-            }
-            since = page.next;
-            if !page.more {
-                return Ok(Self { records });
-            }
-        }
+        storage::each_record(storage, |state| {
+            records.insert(state.id, state);
+            Ok(())
+        })?;
+        Ok(Self { records })
     }
 
     pub fn of_kind(&self, kind: RecordKind) -> impl Iterator<Item = &RecordState> {

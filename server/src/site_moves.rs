@@ -17,13 +17,12 @@ use mobile_schema::record::RecordKind;
 use mobile_schema::region::RegionCode;
 use serde::{Deserialize, Serialize};
 use sync_protocol::scope::{self, Link, Scope};
-use sync_protocol::{Change, Op, RecordState};
+use sync_protocol::{Change, Op};
 
 use crate::access::Visibility;
-use crate::storage::{StorageError, SyncStorage};
+use crate::storage::{self, StorageError, SyncStorage};
 
 const MOVES_TREE: &str = "site_moves";
-const SCAN_PAGE: usize = 1000;
 
 /// One move, as logged. The entry is written before the push that may move
 /// the site (an intent), completed after it, and finished at the next start if
@@ -162,28 +161,19 @@ fn dependents(storage: &dyn SyncStorage, site: RecordId) -> Result<Vec<RecordId>
     let mut direct = Vec::new();
     let mut inspections = HashSet::new();
     let mut via_inspection: Vec<(RecordId, RecordId)> = Vec::new();
-    let mut since = 0;
-    loop {
-        let page = storage.records_since(since, SCAN_PAGE, usize::MAX)?;
-        for bytes in &page.records {
-            let state: RecordState =
-                serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
-            match scope::link_of_state(&state) {
-                Link::Site(s) if s == site => {
-                    if state.kind == RecordKind::Inspection {
-                        inspections.insert(state.id);
-                    }
-                    direct.push(state.id);
+    storage::each_record(storage, |state| {
+        match scope::link_of_state(&state) {
+            Link::Site(s) if s == site => {
+                if state.kind == RecordKind::Inspection {
+                    inspections.insert(state.id);
                 }
-                Link::Inspection(i) => via_inspection.push((state.id, i)),
-                _ => {}
+                direct.push(state.id);
             }
+            Link::Inspection(i) => via_inspection.push((state.id, i)),
+            _ => {}
         }
-        since = page.next;
-        if !page.more {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     direct.extend(
         via_inspection
             .into_iter()

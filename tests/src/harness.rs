@@ -18,6 +18,21 @@ pub fn device_bin() -> anyhow::Result<PathBuf> {
     bin("fieldsync-device")
 }
 
+/// Runs `fieldsync ARGS` with `envs` to its end: whether it succeeded, its
+/// stdout and its stderr.
+pub fn run_fieldsync(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<(bool, String, String)> {
+    let out = Command::new(fieldsync_bin()?)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .context("running fieldsync")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8(out.stdout).context("fieldsync's stdout")?,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
     static BINS: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
     let bins = BINS
@@ -117,6 +132,14 @@ impl ServerProcess {
     pub fn start_with_config(data_dir: &Path, config: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
         let config = config.to_string_lossy();
         Self::start_with_args(data_dir, envs, &["--config", config.as_ref()])
+    }
+
+    /// [`ServerProcess::start_with_config`] with the TOML `settings` written to
+    /// `dir/fieldsync.toml` and the store in `dir/store`.
+    pub fn start_with_settings(dir: &Path, settings: &str, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let config = dir.join("fieldsync.toml");
+        std::fs::write(&config, settings).with_context(|| format!("writing {}", config.display()))?;
+        Self::start_with_config(&dir.join("store"), &config, envs)
     }
 
     /// With extra `serve` arguments, e.g. `["--config", "short-ttl.toml"]`.

@@ -177,6 +177,19 @@ impl Response {
     }
 }
 
+/// A login from a new device named "console": its access token.
+pub fn login(port: u16, username: &str, password: &str) -> anyhow::Result<String> {
+    let r = Request::post("/api/v1/auth/login")
+        .json(&serde_json::json!({"username": username, "password": password,
+                      "device": {"id": mobile_schema::ids::DeviceId::generate(), "name": "console"}}))
+        .send(port)?;
+    if r.status != 200 {
+        bail!("login {username}: HTTP {}: {}", r.status, r.text());
+    }
+    let body = r.json()?;
+    Ok(body["access_token"].as_str().context("no access_token")?.to_string())
+}
+
 fn read_response(stream: &mut TcpStream) -> anyhow::Result<Response> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();

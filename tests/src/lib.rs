@@ -11,4 +11,5 @@ pub mod harness;
 pub mod http;
 pub mod photos;
 pub mod proxy;
+pub mod storm;
 pub mod tablet;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use mobile_schema::ids::SiteId;
@@ -14,7 +13,7 @@ use mobile_schema::sample;
 use replica::HttpConfig;
 use serde_json::{Value, json};
 use tests::api::Api;
-use tests::harness::{ServerProcess, fieldsync_bin};
+use tests::harness::{ServerProcess, run_fieldsync};
 use tests::tablet::Tablet;
 
 const PASSWORD: &str = "admin-cli-Hq52-password";
@@ -34,19 +33,16 @@ struct Cli {
 impl Cli {
     /// Runs `fieldsync ARGS` as `who`; (success, stdout JSON, stderr).
     fn run(&self, who: &str, password: &str, args: &[&str]) -> (bool, Value, String) {
-        let out = Command::new(fieldsync_bin().unwrap())
-            .args(args)
-            .args(["--server", &self.url, "--as", who])
-            .env("FIELDSYNC_PASSWORD", password)
-            .env("FIELDSYNC_USER_PASSWORD", USER_PASSWORD)
-            .output()
-            .unwrap();
-        let stdout = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (
-            out.status.success(),
-            stdout,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        let args = [args, &["--server", self.url.as_str(), "--as", who]].concat();
+        let (ok, stdout, stderr) = run_fieldsync(
+            &args,
+            &[
+                ("FIELDSYNC_PASSWORD", password),
+                ("FIELDSYNC_USER_PASSWORD", USER_PASSWORD),
+            ],
         )
+        .unwrap();
+        (ok, serde_json::from_str(&stdout).unwrap_or(Value::Null), stderr)
     }
 
     fn ok(&self, args: &[&str]) -> Value {

@@ -11,68 +11,30 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mobile_schema::ids::{InspectionId, RecordId, SiteId};
-use mobile_schema::record::{AnyRecord, RecordKind};
+use mobile_schema::ids::{InspectionId, RecordId};
+use mobile_schema::record::RecordKind;
 use mobile_schema::sample;
-use replica::{HttpConfig, HttpTransport, Transport};
+use replica::{HttpTransport, Transport};
 use serde_json::json;
 use sync_protocol::RecordState;
-use sync_protocol::wire::DeviceRegistration;
 use tests::api::Api;
 use tests::harness::{ServerProcess, fieldsync_bin};
+use tests::storm::{self, Pace, http};
 use tests::tablet::{Tablet, comparable};
 
 const PASSWORD: &str = "backup-storm-Zk27-password";
 const TABLETS: usize = 3;
 
-fn http(url: &str) -> HttpConfig {
-    HttpConfig {
-        attempts: 2,
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(50),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-        ..HttpConfig::new(url)
-    }
-}
-
 fn checker(url: &str) -> HttpTransport {
-    let mut t = HttpTransport::new(http(url));
-    t.login(
-        "admin",
-        PASSWORD,
-        DeviceRegistration {
-            id: mobile_schema::ids::DeviceId::generate(),
-            replica: None,
-            name: Some("checker".into()),
-            app_version: None,
-        },
-    )
-    .unwrap();
-    t
+    storm::checker(url, PASSWORD).unwrap()
 }
 
-/// Every record state on the server, pulled from 0.
 fn server_records(t: &mut HttpTransport) -> BTreeMap<RecordId, RecordState> {
-    let mut out = BTreeMap::new();
-    let mut since = "0".to_string();
-    loop {
-        let page = t.pull(&since, 1000).unwrap();
-        for r in page.records {
-            out.insert(r.id, r);
-        }
-        since = page.next;
-        if !page.more {
-            return out;
-        }
-    }
+    storm::server_records(t).unwrap()
 }
 
 fn conclusion_of(state: &RecordState) -> String {
-    match state.materialize().unwrap() {
-        AnyRecord::Inspection(i) => i.conclusion,
-        other => panic!("not an inspection: {other:?}"),
-    }
+    storm::conclusion_of(state).unwrap()
 }
 
 /// A record as every party must agree on it, without the server's bookkeeping
@@ -85,58 +47,14 @@ fn content(state: &RecordState) -> serde_json::Value {
     v
 }
 
-/// One tablet's storm: new inspections and edits of their conclusions
-/// ("tablet:record:edit"), a sync every few steps; `acked` holds what a sync
-/// that ended with an empty outbox had delivered.
-fn storm(
-    index: usize,
-    mut tablet: Tablet,
-    site: SiteId,
-    acked: Arc<Mutex<BTreeMap<RecordId, u64>>>,
-    syncs: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-) -> Tablet {
-    let mut made: BTreeMap<RecordId, u64> = BTreeMap::new();
-    let mut ids: Vec<RecordId> = Vec::new();
-    let mut step = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        step += 1;
-        if ids.len() < 6 && step % 4 == 1 {
-            let insp = InspectionId::generate();
-            let device = tablet.replica.identity().device;
-            tablet
-                .replica
-                .create(sample::inspection(insp, site, device).into())
-                .unwrap();
-            ids.push(insp.into());
-            made.insert(insp.into(), 0);
-        }
-        for (i, id) in ids.iter().enumerate() {
-            if (step + i as u64).is_multiple_of(2) {
-                let n = made[id] + 1;
-                tablet
-                    .edit(
-                        RecordKind::Inspection,
-                        *id,
-                        "conclusion",
-                        json!(format!("{index}:{i}:{n}")),
-                    )
-                    .unwrap();
-                made.insert(*id, n);
-            }
-        }
-        if step.is_multiple_of(2) {
-            let before = made.clone();
-            tablet.sync().unwrap();
-            if tablet.replica.pending_count() == 0 {
-                acked.lock().unwrap().extend(before);
-                syncs.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(3));
-    }
-    tablet
-}
+/// What a tablet does while the backup is taken: the server stays up.
+const PACE: Pace = Pace {
+    records: 6,
+    new_every: 4,
+    sync_every: 2,
+    pause: Duration::from_millis(3),
+    retry_failed_syncs: false,
+};
 
 fn wait_for(syncs: &AtomicUsize, more: usize) {
     let target = syncs.load(Ordering::Relaxed) + more;
@@ -156,14 +74,7 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
     let mut server = ServerProcess::start_with(&data, &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
     let url = server.url("");
 
-    let mut tablets: Vec<Tablet> = (0..TABLETS)
-        .map(|i| Tablet::enrol(&root.path().join(format!("t{i}")), http(&url), "admin", PASSWORD, None).unwrap())
-        .collect();
-    let site = SiteId::generate();
-    tablets[0].replica.create(sample::pond(site).into()).unwrap();
-    for t in &mut tablets {
-        t.sync().unwrap();
-    }
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, TABLETS).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let syncs = Arc::new(AtomicUsize::new(0));
@@ -173,7 +84,12 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
         .enumerate()
         .map(|(i, t)| {
             let (acked, syncs, stop) = (acked[i].clone(), syncs.clone(), stop.clone());
-            std::thread::spawn(move || storm(i, t, site, acked, syncs, stop))
+            std::thread::spawn(move || {
+                storm::storm(i, t, site, PACE, &stop, |made| {
+                    acked.lock().unwrap().extend(made.clone());
+                    syncs.fetch_add(1, Ordering::Relaxed);
+                })
+            })
         })
         .collect();
 
@@ -203,7 +119,7 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
     // More acknowledged pushes after the backup.
     wait_for(&syncs, 9);
     stop.store(true, Ordering::Relaxed);
-    let mut tablets: Vec<Tablet> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let mut tablets: Vec<Tablet> = workers.into_iter().map(|w| w.join().unwrap().unwrap()).collect();
     // One workflow step after the backup, on a record no one touches again.
     let submitted = tablets[1].replica.list(RecordKind::Inspection).unwrap()[0].record.id();
     tablets[1]
@@ -305,7 +221,7 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
     for (i, a) in acked.iter().enumerate() {
         for (id, n) in a.lock().unwrap().iter() {
             let text = conclusion_of(&after[id]);
-            let got: u64 = text.rsplit(':').next().unwrap().parse().unwrap_or(0);
+            let got = storm::edit_number(&text);
             assert!(
                 got >= *n,
                 "tablet {i}: {id} acknowledged at edit {n}, server has {text:?}"
@@ -371,10 +287,8 @@ fn a_push_that_cannot_be_made_durable_is_answered_507_and_reads_go_on() {
     )
     .unwrap();
     let url = server.url("");
-    let mut tablet = Tablet::enrol(&root.path().join("t"), http(&url), "admin", PASSWORD, None).unwrap();
-    let site = SiteId::generate();
-    tablet.replica.create(sample::pond(site).into()).unwrap();
-    tablet.sync().unwrap();
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, 1).unwrap();
+    let mut tablet = tablets.into_iter().next().unwrap();
 
     std::fs::write(&marker, b"").unwrap();
     let insp = InspectionId::generate();
@@ -538,10 +452,8 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     )
     .unwrap();
     let url = server.url("");
-    let mut tablet = Tablet::enrol(&root.path().join("t"), http(&url), "admin", PASSWORD, None).unwrap();
-    let site = SiteId::generate();
-    tablet.replica.create(sample::pond(site).into()).unwrap();
-    tablet.sync().unwrap();
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, 1).unwrap();
+    let mut tablet = tablets.into_iter().next().unwrap();
     let api = Api::new(&url);
     let token = tablet.transport.http.credentials().unwrap().access_token.clone();
     let device = tablet.replica.identity().device;

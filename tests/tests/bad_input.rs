@@ -273,11 +273,9 @@ fn refusal(o: &Value, seq: u64, code: &str, field: Option<&str>) {
 #[test]
 fn every_bad_request_is_a_json_4xx_and_nothing_is_partially_applied() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("limits.toml");
-    std::fs::write(&config, limits_toml()).unwrap();
-    let server = ServerProcess::start_with_config(
-        &dir.path().join("store"),
-        &config,
+    let server = ServerProcess::start_with_settings(
+        dir.path(),
+        &limits_toml(),
         &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     )
     .unwrap();
@@ -1061,11 +1059,9 @@ fn logins(tablet: &Tablet, device: DeviceId) {
 #[test]
 fn an_expired_token_is_refused_before_the_body_and_a_refresh_renews_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("short.toml");
-    std::fs::write(&config, "access_token_ttl_s = 1\n").unwrap();
-    let server = ServerProcess::start_with_config(
-        &dir.path().join("store"),
-        &config,
+    let server = ServerProcess::start_with_settings(
+        dir.path(),
+        "access_token_ttl_s = 1\n",
         &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     )
     .unwrap();

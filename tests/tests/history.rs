@@ -8,7 +8,6 @@
 //! each tablet reported: its outbox, its clock offset (one tablet runs two
 //! hours fast), its app and schema versions.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use mobile_schema::ids::{DeviceId, InspectionId, RecordId, ReviewId, SiteId};
@@ -19,8 +18,8 @@ use mobile_schema::sample;
 use replica::{HttpConfig, ReplicaConfig};
 use serde_json::{Value, json};
 use sync_protocol::clock::Clock;
-use tests::harness::{ServerProcess, fieldsync_bin};
-use tests::http::Request;
+use tests::harness::{ServerProcess, run_fieldsync};
+use tests::http::{Request, login};
 use tests::tablet::Tablet;
 
 const ADMIN_PASSWORD: &str = "history-admin-Kp42-password";
@@ -50,16 +49,6 @@ fn now_ms() -> u64 {
     sync_protocol::clock::SystemClock.now_ms()
 }
 
-fn login(port: u16, username: &str, password: &str) -> String {
-    let r = Request::post("/api/v1/auth/login")
-        .json(&json!({"username": username, "password": password,
-                      "device": {"id": DeviceId::generate(), "name": "console"}}))
-        .send(port)
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json().unwrap()["access_token"].as_str().unwrap().to_string()
-}
-
 fn get(port: u16, token: &str, path: &str) -> (u16, Value) {
     let r = Request::get(path).bearer(token).send(port).unwrap();
     (r.status, r.json().unwrap_or(Value::Null))
@@ -67,18 +56,10 @@ fn get(port: u16, token: &str, path: &str) -> (u16, Value) {
 
 fn fieldsync(server: &ServerProcess, who: &str, password: &str, args: &[&str]) -> String {
     let url = server.url("");
-    let out = Command::new(fieldsync_bin().unwrap())
-        .args(args)
-        .args(["--server", url.as_str(), "--as", who])
-        .env("FIELDSYNC_PASSWORD", password)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fieldsync {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let args = [args, &["--server", url.as_str(), "--as", who]].concat();
+    let (ok, stdout, stderr) = run_fieldsync(&args, &[("FIELDSYNC_PASSWORD", password)]).unwrap();
+    assert!(ok, "fieldsync {args:?}: {stderr}");
+    stdout
 }
 
 fn changes(detail: &Value) -> Vec<Value> {
@@ -106,7 +87,7 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
     let root = tempfile::tempdir().unwrap();
     let server = started(envs, root.path());
     let port = server.port;
-    let admin = login(port, "admin", ADMIN_PASSWORD);
+    let admin = login(port, "admin", ADMIN_PASSWORD).unwrap();
     for (name, role, region) in [
         ("li", "inspector", GONGCHENG),
         ("wu", "inspector", GONGCHENG),
@@ -178,7 +159,7 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
     let after = now_ms();
 
     // The supervisor reads the record.
-    let wang = login(port, "wang", PASSWORD);
+    let wang = login(port, "wang", PASSWORD).unwrap();
     let (status, detail) = get(port, &wang, &format!("/api/v1/records/{id}"));
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["kind"], "inspection");
@@ -286,9 +267,13 @@ fn record_detail_shows_conflicts_history_and_refusals(envs: &[(&str, &str)]) {
 
     // Scope: the author sees it, another region's inspector is told nothing
     // exists, as for a record that does not.
-    let (status, _) = get(port, &login(port, "li", PASSWORD), &format!("/api/v1/records/{id}"));
+    let (status, _) = get(
+        port,
+        &login(port, "li", PASSWORD).unwrap(),
+        &format!("/api/v1/records/{id}"),
+    );
     assert_eq!(status, 200);
-    let zhao = login(port, "zhao", PASSWORD);
+    let zhao = login(port, "zhao", PASSWORD).unwrap();
     let (status, body) = get(port, &zhao, &format!("/api/v1/records/{id}"));
     assert_eq!((status, body["code"].clone()), (404, json!("not_found")), "{body}");
     let (status, _) = get(
@@ -399,7 +384,7 @@ fn device_status_shows_what_each_tablet_reported_at_its_last_sync() {
     let root = tempfile::tempdir().unwrap();
     let server = started(&[], root.path());
     let port = server.port;
-    let admin = login(port, "admin", ADMIN_PASSWORD);
+    let admin = login(port, "admin", ADMIN_PASSWORD).unwrap();
     for name in ["li", "wu"] {
         let r = Request::post("/api/v1/admin/users")
             .bearer(&admin)
@@ -502,7 +487,7 @@ fn device_status_shows_what_each_tablet_reported_at_its_last_sync() {
     assert!(s["app_version"].as_str().unwrap().starts_with("fieldsync-device/"));
 
     // The status is for operators: an inspector is refused the list.
-    let (status, _) = get(port, &login(port, "wu", PASSWORD), "/api/v1/admin/devices");
+    let (status, _) = get(port, &login(port, "wu", PASSWORD).unwrap(), "/api/v1/admin/devices");
     assert_eq!(status, 403);
 
     // `fieldsync device list` shows the same.

@@ -47,11 +47,9 @@ fn sample_value(text: &str, prefix: &str) -> Option<f64> {
 #[test]
 fn metrics_count_requests_pushes_pulls_outcomes_and_refusals_for_an_admin_or_the_scraper() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("metrics.toml");
-    std::fs::write(&config, format!("[metrics]\ntoken = \"{SCRAPER_TOKEN}\"\n")).unwrap();
-    let server = ServerProcess::start_with_config(
-        &dir.path().join("store"),
-        &config,
+    let server = ServerProcess::start_with_settings(
+        dir.path(),
+        &format!("[metrics]\ntoken = \"{SCRAPER_TOKEN}\"\n"),
         &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     )
     .unwrap();

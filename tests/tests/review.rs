@@ -8,7 +8,6 @@
 //! the overdue listing follows the server's today; listings filter and page.
 
 use std::path::Path;
-use std::process::Command;
 
 use mobile_schema::hazard::Hazard;
 use mobile_schema::ids::{DeviceId, HazardId, InspectionId, ItemId, RecordId, Sha256Hex, SiteId};
@@ -22,7 +21,7 @@ use serde_json::{Value, json};
 use sync_protocol::RefusalCode;
 use tests::api::Api;
 use tests::device::DeviceCli;
-use tests::harness::{ServerProcess, fieldsync_bin};
+use tests::harness::{ServerProcess, run_fieldsync};
 use tests::tablet::Tablet;
 
 const ADMIN_PASSWORD: &str = "review-admin-Rq58-password";
@@ -60,19 +59,23 @@ fn pond(region: &str) -> (SiteId, AnyRecord) {
     (id, site.into())
 }
 
+/// The office's tablet, logged in as the admin.
+fn office(root: &Path, server: &ServerProcess) -> Tablet {
+    Tablet::enrol(
+        &root.join("office"),
+        HttpConfig::new(server.url("")),
+        "admin",
+        ADMIN_PASSWORD,
+        None,
+    )
+    .unwrap()
+}
+
 /// `fieldsync review|hazards --as USER ARGS...`: success, stdout, stderr.
 fn fieldsync(server: &ServerProcess, command: &str, user: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(fieldsync_bin().unwrap())
-        .args([command, "--server", &server.url(""), "--as", user])
-        .args(args)
-        .env("FIELDSYNC_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let url = server.url("");
+    let args = [&[command, "--server", url.as_str(), "--as", user], args].concat();
+    run_fieldsync(&args, &[("FIELDSYNC_PASSWORD", PASSWORD)]).unwrap()
 }
 
 fn ids(page: &Value) -> Vec<String> {
@@ -94,14 +97,7 @@ fn a_returned_inspection_reaches_the_tablet_with_comments_and_comes_back_to_revi
 
     // The office records the pond; wei's tablet (the device binary) pulls it,
     // writes an inspection and submits it.
-    let mut office = Tablet::enrol(
-        &root.path().join("office"),
-        HttpConfig::new(server.url("")),
-        "admin",
-        ADMIN_PASSWORD,
-        None,
-    )
-    .unwrap();
+    let mut office = office(root.path(), &server);
     let (site, record) = pond(GONGCHENG);
     office.replica.create(record).unwrap();
     assert_eq!(office.sync().unwrap().refused, 0);
@@ -327,7 +323,7 @@ fn a_hazard_goes_to_closure_with_each_forbidden_step_refused_and_overdue_follows
     let zhao = api.login("zhao", PASSWORD).unwrap().access;
     let wei_api = api.login("wei", PASSWORD).unwrap().access;
     let http = || HttpConfig::new(server.url(""));
-    let mut office = Tablet::enrol(&root.path().join("office"), http(), "admin", ADMIN_PASSWORD, None).unwrap();
+    let mut office = office(root.path(), &server);
     let (site, record) = pond(GONGCHENG);
     let (other_site, other) = pond(YANGSHUO);
     office.replica.create(record).unwrap();
@@ -553,14 +549,7 @@ fn listings_filter_by_each_parameter_page_everything_once_and_refuse_bad_paramet
     let (server, api, admin) = server(root.path(), None);
     let li = api.login("li", PASSWORD).unwrap().access;
     let zhao = api.login("zhao", PASSWORD).unwrap().access;
-    let mut office = Tablet::enrol(
-        &root.path().join("office"),
-        HttpConfig::new(server.url("")),
-        "admin",
-        ADMIN_PASSWORD,
-        None,
-    )
-    .unwrap();
+    let mut office = office(root.path(), &server);
     let (g, pond_g) = pond(GONGCHENG);
     let (y, pond_y) = pond(YANGSHUO);
     office.replica.create(pond_g).unwrap();

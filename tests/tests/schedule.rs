@@ -8,10 +8,9 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 
 use chrono::NaiveDate;
-use mobile_schema::ids::{DeviceId, InspectionId, ItemId, RecordId, SiteId};
+use mobile_schema::ids::{InspectionId, ItemId, RecordId, SiteId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::region::RegionCode;
 use mobile_schema::sample;
@@ -21,8 +20,8 @@ use mobile_schema::site::{
 use mobile_schema::workflow::TaskState;
 use replica::HttpConfig;
 use serde_json::{Value, json};
-use tests::harness::{ServerProcess, fieldsync_bin};
-use tests::http::Request;
+use tests::harness::{ServerProcess, run_fieldsync};
+use tests::http::{Request, login};
 use tests::tablet::Tablet;
 
 const ADMIN_PASSWORD: &str = "schedule-admin-Vb38-password";
@@ -32,16 +31,6 @@ const GONGCHENG: u32 = 450_332;
 const YANGSHUO: u32 = 450_321;
 const GUILIN: u32 = 450_300;
 const NANNING: u32 = 450_100;
-
-fn login(port: u16, user: &str, password: &str) -> String {
-    let r = Request::post("/api/v1/auth/login")
-        .json(&json!({"username": user, "password": password,
-                      "device": {"id": DeviceId::generate(), "name": "console"}}))
-        .send(port)
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json().unwrap()["access_token"].as_str().unwrap().to_string()
-}
 
 fn call(port: u16, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value, String) {
     let mut req = Request::new(method, path).bearer(token);
@@ -86,17 +75,9 @@ fn has(t: &Tablet, id: impl Into<RecordId>) -> bool {
 }
 
 fn fieldsync(server: &ServerProcess, user: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(fieldsync_bin().unwrap())
-        .args(["schedule", "--server", &server.url(""), "--as", user])
-        .args(args)
-        .env("FIELDSYNC_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let url = server.url("");
+    let args = [&["schedule", "--server", url.as_str(), "--as", user], args].concat();
+    run_fieldsync(&args, &[("FIELDSYNC_PASSWORD", PASSWORD)]).unwrap()
 }
 
 #[test]
@@ -112,7 +93,7 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     )
     .unwrap();
     let port = server.port;
-    let admin = login(port, "admin", ADMIN_PASSWORD);
+    let admin = login(port, "admin", ADMIN_PASSWORD).unwrap();
     for (name, role, region) in [
         ("wang", "supervisor", GUILIN),
         ("li", "inspector", GONGCHENG),
@@ -201,10 +182,10 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
 
     // Only supervisors and admins plan, and only within their regions.
     let body = json!({"year": 2027, "region": GUILIN.to_string(), "seed": "20261220"});
-    let li_token = login(port, "li", PASSWORD);
+    let li_token = login(port, "li", PASSWORD).unwrap();
     let (status, err, _) = call(port, &li_token, "POST", "/api/v1/schedule/generate", Some(body.clone()));
     assert_eq!((status, err["code"].as_str()), (403, Some("role_not_allowed")));
-    let wang_token = login(port, "wang", PASSWORD);
+    let wang_token = login(port, "wang", PASSWORD).unwrap();
     let nanning = json!({"year": 2027, "region": NANNING.to_string()});
     let (status, err, _) = call(port, &wang_token, "POST", "/api/v1/schedule/generate", Some(nanning));
     assert_eq!((status, err["code"].as_str()), (403, Some("forbidden_scope")));

@@ -11,14 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mobile_schema::ids::{InspectionId, RecordId, SiteId};
-use mobile_schema::record::{AnyRecord, RecordKind};
-use mobile_schema::sample;
-use replica::{HttpConfig, HttpTransport, Transport};
-use serde_json::json;
+use mobile_schema::ids::RecordId;
+use mobile_schema::record::RecordKind;
+use replica::HttpTransport;
 use sync_protocol::RecordState;
-use sync_protocol::wire::DeviceRegistration;
 use tests::harness::ServerProcess;
+use tests::storm::{self, Pace};
 use tests::tablet::Tablet;
 
 const PASSWORD: &str = "kill-storm-Wq84-password";
@@ -38,101 +36,23 @@ fn iterations() -> usize {
         .unwrap_or(10)
 }
 
-/// Few quick tries: a sync against a dead server fails fast and the tablet
-/// tries again on its next round, as a real one would.
-fn http(url: &str) -> HttpConfig {
-    HttpConfig {
-        attempts: 2,
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(50),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-        ..HttpConfig::new(url)
-    }
-}
+/// What a tablet does between kills.
+const PACE: Pace = Pace {
+    records: 4,
+    new_every: 5,
+    sync_every: 3,
+    pause: Duration::from_millis(5),
+    retry_failed_syncs: true,
+};
 
 fn conclusion_of(state: &RecordState) -> String {
-    match state.materialize().unwrap() {
-        AnyRecord::Inspection(i) => i.conclusion,
-        other => panic!("not an inspection: {other:?}"),
-    }
+    storm::conclusion_of(state).unwrap()
 }
 
 /// Every record state on the server, pulled from 0 by a device with no replica.
 fn server_records(url: &str, checker: &mut Option<HttpTransport>) -> BTreeMap<RecordId, RecordState> {
-    let t = checker.get_or_insert_with(|| {
-        let mut t = HttpTransport::new(http(url));
-        t.login(
-            "admin",
-            PASSWORD,
-            DeviceRegistration {
-                id: mobile_schema::ids::DeviceId::generate(),
-                replica: None,
-                name: Some("checker".into()),
-                app_version: None,
-            },
-        )
-        .unwrap();
-        t
-    });
-    let mut out = BTreeMap::new();
-    let mut since = "0".to_string();
-    loop {
-        let page = t.pull(&since, 1000).unwrap();
-        for r in page.records {
-            out.insert(r.id, r);
-        }
-        since = page.next;
-        if !page.more {
-            return out;
-        }
-    }
-}
-
-/// One tablet's storm: new inspections and edits of its own inspections'
-/// conclusions ("tablet:record-index:edit-number"), a sync every few edits.
-fn storm(index: usize, mut tablet: Tablet, site: SiteId, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicBool>) -> Tablet {
-    let mut made: BTreeMap<RecordId, u64> = BTreeMap::new();
-    let mut ids: Vec<RecordId> = Vec::new();
-    let mut step = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        step += 1;
-        if ids.len() < 4 && step % 5 == 1 {
-            let insp = InspectionId::generate();
-            let device = tablet.replica.identity().device;
-            tablet
-                .replica
-                .create(sample::inspection(insp, site, device).into())
-                .unwrap();
-            ids.push(insp.into());
-            made.insert(insp.into(), 0);
-        }
-        for (i, id) in ids.iter().enumerate() {
-            if (step + i as u64).is_multiple_of(2) {
-                let n = made[id] + 1;
-                tablet
-                    .edit(
-                        RecordKind::Inspection,
-                        *id,
-                        "conclusion",
-                        json!(format!("{index}:{i}:{n}")),
-                    )
-                    .unwrap();
-                made.insert(*id, n);
-            }
-        }
-        if step.is_multiple_of(3) {
-            let before = made.clone();
-            if tablet.sync().is_ok() && tablet.replica.pending_count() == 0 {
-                let mut a = acked.lock().unwrap();
-                for (id, n) in before {
-                    a.edits.insert(id, n);
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    tablet
+    let t = checker.get_or_insert_with(|| storm::checker(url, PASSWORD).unwrap());
+    storm::server_records(t).unwrap()
 }
 
 #[test]
@@ -143,14 +63,7 @@ fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_re
     let url = server.url("");
 
     // A site every inspection refers to, known to all tablets before the storm.
-    let mut tablets: Vec<Tablet> = (0..TABLETS)
-        .map(|i| Tablet::enrol(&root.path().join(format!("t{i}")), http(&url), "admin", PASSWORD, None).unwrap())
-        .collect();
-    let site = SiteId::generate();
-    tablets[0].replica.create(sample::pond(site).into()).unwrap();
-    for t in &mut tablets {
-        t.sync().unwrap();
-    }
+    let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, TABLETS).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Vec<Arc<Mutex<Acked>>> = (0..TABLETS).map(|_| Arc::default()).collect();
@@ -159,7 +72,11 @@ fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_re
         .enumerate()
         .map(|(i, t)| {
             let (acked, stop) = (acked[i].clone(), stop.clone());
-            std::thread::spawn(move || storm(i, t, site, acked, stop))
+            std::thread::spawn(move || {
+                storm::storm(i, t, site, PACE, &stop, |made| {
+                    acked.lock().unwrap().edits.extend(made.clone());
+                })
+            })
         })
         .collect();
 
@@ -182,7 +99,7 @@ fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_re
                     .get(id)
                     .unwrap_or_else(|| panic!("tablet {i}: acknowledged record {id} lost"));
                 let text = conclusion_of(state);
-                let got: u64 = text.rsplit(':').next().unwrap().parse().unwrap_or(0);
+                let got = storm::edit_number(&text);
                 assert!(
                     got >= *n,
                     "tablet {i}: record {id} acknowledged at edit {n}, server has {text:?}"
@@ -192,7 +109,7 @@ fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_re
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let mut tablets: Vec<Tablet> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let mut tablets: Vec<Tablet> = workers.into_iter().map(|w| w.join().unwrap().unwrap()).collect();
     assert!(checked > 0, "the storm acknowledged nothing: the test proved nothing");
 
     // The server stays up now: every tablet's retries finish.
@@ -216,7 +133,7 @@ fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_re
             // would leave two live versions naming the same base.
             let unit = &theirs.units["conclusion"];
             assert_eq!(unit.live.len(), 1, "tablet {i} record {id}: {unit:?}");
-            let edits: u64 = conclusion_of(theirs).rsplit(':').next().unwrap().parse().unwrap_or(0);
+            let edits = storm::edit_number(&conclusion_of(theirs));
             assert_eq!(unit.superseded.len() as u64, edits, "tablet {i} record {id}");
         }
     }

@@ -6,7 +6,6 @@
 //! rate limits, and the admin API and CLI.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,7 +16,7 @@ use replica::{HttpConfig, ReplicaError, TransportError};
 use serde_json::{Value, json};
 use tests::api::{Api, Tokens};
 use tests::device::DeviceCli;
-use tests::harness::{ServerProcess, fieldsync_bin};
+use tests::harness::{ServerProcess, run_fieldsync};
 use tests::proxy::LossyProxy;
 use tests::tablet::Tablet;
 
@@ -405,19 +404,17 @@ fn fieldsync_device_tells_a_revoked_tablet_to_enrol_again_and_pushes_its_edits_a
     let server = server(root.path(), "");
     let url = server.url("");
     let admin_cli = |args: &[&str]| -> Value {
-        let out = Command::new(fieldsync_bin().unwrap())
-            .args(args)
-            .args(["--server", url.as_str()])
-            .env("FIELDSYNC_PASSWORD", ADMIN_PASSWORD)
-            .env("FIELDSYNC_USER_PASSWORD", WEI_PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "fieldsync {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let args = [args, &["--server", url.as_str()]].concat();
+        let (ok, stdout, stderr) = run_fieldsync(
+            &args,
+            &[
+                ("FIELDSYNC_PASSWORD", ADMIN_PASSWORD),
+                ("FIELDSYNC_USER_PASSWORD", WEI_PASSWORD),
+            ],
+        )
+        .unwrap();
+        assert!(ok, "fieldsync {args:?}: {stderr}");
+        serde_json::from_str(&stdout).unwrap()
     };
     let wei = admin_cli(&["user", "add", "wei", "--role", "inspector", "--regions", "450000"]);
     assert_eq!(wei["role"], "inspector");

@@ -145,8 +145,7 @@ pub async fn create_user(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
-    let new: NewUser = body::decode(&bytes)?;
+    let new: NewUser = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     accounts::check_username(&new.username)?;
     accounts::check_password_rules(&new.password)?;
     let regions = check_regions(new.regions)?;
@@ -197,8 +196,7 @@ pub async fn update_user(
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
     let username = path.into_inner();
-    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
-    let change: UserChange = body::decode(&bytes)?;
+    let change: UserChange = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     if let Some(p) = &change.password {
         accounts::check_password_rules(p)?;
     }

@@ -28,8 +28,7 @@ pub async fn login(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
-    let request: LoginRequest = body::decode(&bytes)?;
+    let request: LoginRequest = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     check_text("device.name", request.device.name.as_deref())?;
     check_text("device.app_version", request.device.app_version.as_deref())?;
     let address = req.peer_addr().map(|a| a.ip());
@@ -103,8 +102,7 @@ pub async fn refresh(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
-    let request: RefreshRequest = body::decode(&bytes)?;
+    let request: RefreshRequest = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let st = state.clone();
     let response = web::block(move || -> Result<TokenResponse, ApiError> {
         let now = st.clock.now_ms();

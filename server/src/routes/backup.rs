@@ -69,8 +69,7 @@ pub async fn backup(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     auth.require_admin()?;
-    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
-    let request: BackupRequest = body::decode(&bytes)?;
+    let request: BackupRequest = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     if request.dir.len() > MAX_DIR_BYTES || request.dir.contains('\0') {
         return Err(ApiError::bad(
             "invalid_field",

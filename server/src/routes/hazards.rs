@@ -76,12 +76,7 @@ pub async fn step(
     let id: HazardId = id
         .parse()
         .map_err(|_| ApiError::bad("invalid_field", "the hazard id is a UUID", Some("id".into())))?;
-    let bytes = body::read(&req, payload, MAX_STEP_BYTES).await?;
-    let request: StepRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        StepRequest::default()
-    } else {
-        body::decode(&bytes)?
-    };
+    let request: StepRequest = body::json_or_default(&req, payload, MAX_STEP_BYTES).await?;
     let st = state.clone();
     let answer = web::block(move || {
         hazards::step(

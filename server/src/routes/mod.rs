@@ -15,6 +15,13 @@ pub mod sites;
 pub mod sync;
 pub mod uploads;
 
+/// The query string as `T`; one that does not fit is a 400 `invalid_query`.
+fn query_params<T: serde::de::DeserializeOwned>(req: &actix_web::HttpRequest) -> Result<T, crate::error::ApiError> {
+    actix_web::web::Query::<T>::from_query(req.query_string())
+        .map(actix_web::web::Query::into_inner)
+        .map_err(|e| crate::error::ApiError::bad("invalid_query", e.to_string(), None))
+}
+
 /// No route matched: a documented path with another method is 405 with
 /// `Allow`, anything else 404. The app's default service, and each resource's
 /// (actix would answer an unmatched method there with an empty 405).

@@ -50,9 +50,7 @@ pub async fn show(
         .trim()
         .parse()
         .map_err(|_| ApiError::bad("invalid_field", "not a record id", Some("id".into())))?;
-    let query = web::Query::<DetailQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
-        .into_inner();
+    let query: DetailQuery = super::query_params(&req)?;
     let window = Window {
         offset: number(query.offset.as_deref(), 0, 0, record_detail::MAX_HISTORY_READ, "offset")?,
         limit: number(

@@ -27,9 +27,7 @@ pub async fn recover(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, state.settings.limits.max_push_bytes).await?;
-    let request: RecoverRequest = body::decode(&bytes)?;
-    drop(bytes);
+    let request: RecoverRequest = body::json(&req, payload, state.settings.limits.max_push_bytes).await?;
     if request.records.len() > MAX_RECOVER_RECORDS {
         return Err(ApiError::TooLarge {
             limit: MAX_RECOVER_RECORDS,

@@ -156,12 +156,7 @@ async fn decide(
     decision: Decision,
 ) -> Result<HttpResponse, ApiError> {
     let id = inspection_id(path)?;
-    let bytes = body::read(&req, payload, MAX_DECISION_BYTES).await?;
-    let request: DecisionRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        DecisionRequest::default()
-    } else {
-        body::decode(&bytes)?
-    };
+    let request: DecisionRequest = body::json_or_default(&req, payload, MAX_DECISION_BYTES).await?;
     let st = state.clone();
     let answer = web::block(move || {
         review::decide(

@@ -70,8 +70,7 @@ pub async fn generate(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, MAX_GENERATE_BYTES).await?;
-    let request: GenerateRequest = body::decode(&bytes)?;
+    let request: GenerateRequest = body::json(&req, payload, MAX_GENERATE_BYTES).await?;
     let st = state.clone();
     let answer = web::block(move || {
         st.schedule.generate(
@@ -108,8 +107,7 @@ pub async fn regenerate(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, MAX_GENERATE_BYTES).await?;
-    let request: RegenerateRequest = body::decode(&bytes)?;
+    let request: RegenerateRequest = body::json(&req, payload, MAX_GENERATE_BYTES).await?;
     let st = state.clone();
     let answer = web::block(move || {
         st.schedule.regenerate(

@@ -63,9 +63,7 @@ struct ListQuery {
 )]
 #[get("/api/v1/sites")]
 pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let q = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
-        .into_inner();
+    let q: ListQuery = super::query_params(&req)?;
     let bad = |field: &str, message: &str| ApiError::bad("invalid_field", message.to_string(), Some(field.into()));
     let filter = SiteFilter {
         region: q
@@ -121,8 +119,7 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, state.settings.limits.max_small_body_bytes).await?;
-    let site: Site = body::decode(&bytes)?;
+    let site: Site = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let st = state.clone();
     let entry = web::block(move || st.sites.create(&st, &auth, site, st.clock.now_ms())).await??;
     Ok(HttpResponse::Created().json(entry))
@@ -143,9 +140,7 @@ pub async fn import(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(&req, payload, MAX_IMPORT_BYTES).await?;
-    let request: ImportRequest = body::decode(&bytes)?;
-    drop(bytes);
+    let request: ImportRequest = body::json(&req, payload, MAX_IMPORT_BYTES).await?;
     let st = state.clone();
     let who = auth.user.username.clone();
     let report = web::block(move || st.sites.import(&st, &auth, &request, st.clock.now_ms())).await??;

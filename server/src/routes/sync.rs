@@ -45,9 +45,7 @@ pub async fn push(
         )
     })?;
     let limits = &state.settings.limits;
-    let bytes = body::read(&req, payload, limits.max_push_bytes).await?;
-    let request: PushRequest = body::decode(&bytes)?;
-    drop(bytes);
+    let request: PushRequest = body::json(&req, payload, limits.max_push_bytes).await?;
     if request.changes.len() > limits.max_changes_per_push {
         return Err(ApiError::TooLarge {
             limit: limits.max_changes_per_push,
@@ -123,9 +121,7 @@ pub async fn pull(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let query = web::Query::<PullQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad("invalid_query", e.to_string(), None))?
-        .into_inner();
+    let query: PullQuery = super::query_params(&req)?;
     let cursor = match query.since.as_deref() {
         None | Some("") => Cursor { seq: 0, tag: None },
         Some(s) => Cursor::parse(s).ok_or_else(|| {

@@ -33,7 +33,7 @@ use crate::server_replica::{self, ServerReplica};
 
 use crate::accounts::{AccountError, Accounts, User};
 use crate::auth::Authenticated;
-use crate::storage::{StorageError, SyncStorage};
+use crate::storage::{self, StorageError, SyncStorage};
 
 /// Where the server's own replica id is kept: the author of the changes it makes.
 /// Bounds on what a request may ask for: each intensified period or periodic
@@ -42,8 +42,6 @@ const MAX_PERIODS: usize = 12;
 const MAX_EXTRA_PER_LEVEL: u32 = 12;
 const MAX_PERIODIC: usize = 6;
 
-/// Records decoded per step of a full scan.
-const SCAN_PAGE: usize = 1000;
 /// The flag the evidence rules raise when the fix is away from the site.
 const OFF_SITE_FLAG: &str = "outside_site";
 
@@ -520,19 +518,11 @@ pub struct Records {
 impl Records {
     pub fn load(storage: &dyn SyncStorage) -> Result<Self, StorageError> {
         let mut out = Self::default();
-        let mut since = 0;
-        loop {
-            let page = storage.records_since(since, SCAN_PAGE, usize::MAX)?;
-            for bytes in &page.records {
-                let state: RecordState =
-                    serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
-                out.add(state);
-            }
-            since = page.next;
-            if !page.more {
-                return Ok(out);
-            }
-        }
+        storage::each_record(storage, |state| {
+            out.add(state);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn add(&mut self, state: RecordState) {

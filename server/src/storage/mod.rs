@@ -134,6 +134,30 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Records a whole-store scan reads per page.
+const SCAN_PAGE: usize = 1000;
+
+/// Every record of the store, in commit order, a page at a time: for the
+/// listings and checks that look at them all. An error from `f` ends the scan.
+pub fn each_record(
+    storage: &dyn SyncStorage,
+    mut f: impl FnMut(RecordState) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let mut since = 0;
+    loop {
+        let page = storage.records_since(since, SCAN_PAGE, usize::MAX)?;
+        for bytes in &page.records {
+            let state: RecordState =
+                serde_json::from_slice(bytes).map_err(|source| StorageError::Corrupt { what: "record", source })?;
+            f(state)?;
+        }
+        since = page.next;
+        if !page.more {
+            return Ok(());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
