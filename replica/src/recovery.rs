@@ -111,7 +111,7 @@ impl Replica {
             if e.uploaded && self.photo_path(&e.sha256).exists() {
                 e.uploaded = false;
                 e.upload_url = None;
-                w.put(T::Photos, k.to_vec(), crate::error::encode(keys::PHOTOS, &e)?);
+                w.put(T::Photos, &k, crate::error::encode(keys::PHOTOS, &e)?);
             }
         }
         w.meta(meta::EPOCH, &new_epoch)?;
