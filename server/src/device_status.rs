@@ -156,7 +156,20 @@ pub fn report_of(req: &actix_web::HttpRequest) -> DeviceReport {
 }
 
 /// Note a sync; a failure is logged, never the sync's.
-pub fn note(db: &sled::Db, device: DeviceId, kind: SyncKind, report: &DeviceReport, now_ms: u64) {
+pub fn note(
+    db: &sled::Db,
+    data_dir: &std::path::Path,
+    device: DeviceId,
+    kind: SyncKind,
+    report: &DeviceReport,
+    now_ms: u64,
+) {
+    // Pulls go on when the disk is full; a report must not eat the reserve
+    // the writer keeps so that sled never meets a full disk mid-flush.
+    let reserve = crate::storage::sled_store::FREE_SPACE_RESERVE;
+    if fs2::available_space(data_dir).is_ok_and(|free| free < reserve) {
+        return;
+    }
     if let Err(e) = DeviceStatuses::open(db).and_then(|s| s.note(device, kind, report, now_ms)) {
         tracing::warn!(%device, error = %e, "the device status was not noted");
     }

@@ -66,7 +66,7 @@ pub async fn push(
         let intents = site_moves::intend(st.storage.as_ref(), &st.db, &request.changes)?;
         let relevelled = crate::schedule::level_changes(&request.changes);
         let response = st.storage.apply_push(&actor, Some(&scope), request.changes, now)?;
-        device_status::note(&st.db, auth.device, SyncKind::Push, &report, now);
+        device_status::note(&st.db, &st.settings.data_dir, auth.device, SyncKind::Push, &report, now);
         // A pond's level changed: its remaining tasks of the year follow. The
         // push stands whatever happens here; a supervisor can re-plan by hand.
         for site in relevelled {
@@ -184,7 +184,14 @@ pub async fn pull(
                 page.next,
             )?);
         }
-        device_status::note(&st.db, device, SyncKind::Pull, &report, st.clock.now_ms());
+        device_status::note(
+            &st.db,
+            &st.settings.data_dir,
+            device,
+            SyncKind::Pull,
+            &report,
+            st.clock.now_ms(),
+        );
         Ok((page, records, purge, st.storage.epoch()))
     })
     .await??;
