@@ -164,10 +164,8 @@ pub fn note(
     report: &DeviceReport,
     now_ms: u64,
 ) {
-    // Pulls go on when the disk is full; a report must not eat the reserve
-    // the writer keeps so that sled never meets a full disk mid-flush.
-    let reserve = crate::storage::sled_store::FREE_SPACE_RESERVE;
-    if fs2::available_space(data_dir).is_ok_and(|free| free < reserve) {
+    // Pulls go on when the disk is full; a report must not eat the reserve.
+    if crate::storage::below_reserve(data_dir) {
         return;
     }
     if let Err(e) = DeviceStatuses::open(db).and_then(|s| s.note(device, kind, report, now_ms)) {

@@ -518,6 +518,21 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     assert_eq!((a.status, a.code()), (507, "not_durable"), "{:?}", a.body);
     assert!(!mnt.join("b").join("backup.json").exists());
 
+    // Down to the reserve itself (another program filled the disk): logins and
+    // token refreshes, which write outside the writer, wait too; reads go on.
+    let free = fs2::available_space(&mnt).unwrap();
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; (free.saturating_sub(8 * 1024 * 1024)) as usize]).unwrap();
+    let a = api
+        .login_as("admin", PASSWORD, mobile_schema::ids::DeviceId::generate())
+        .unwrap();
+    assert_eq!((a.status, a.code()), (507, "not_durable"), "{:?}", a.body);
+    let a = api.refresh(&admin.refresh).unwrap();
+    assert_eq!((a.status, a.code()), (507, "not_durable"), "{:?}", a.body);
+    let a = api.get("/api/v1/sync/pull?since=0&limit=5", Some(&token)).unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    std::fs::remove_file(&filler).unwrap();
+
     // Space again (the filesystem grown): the retry lands, once.
     let grown = Command::new("mount")
         .args(["-o", "remount,size=64m", mnt.to_str().unwrap()])

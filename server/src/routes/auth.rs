@@ -60,6 +60,9 @@ pub async fn login(
     };
     let st = state.clone();
     let response = web::block(move || -> Result<TokenResponse, ApiError> {
+        if crate::storage::below_reserve(&st.settings.data_dir) {
+            return Err(ApiError::NotDurable);
+        }
         let now = st.clock.now_ms();
         let device = st.accounts.enrol_device(&user, &registration, now)?;
         let session = Session {
@@ -105,6 +108,10 @@ pub async fn refresh(
     let request: RefreshRequest = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let st = state.clone();
     let response = web::block(move || -> Result<TokenResponse, ApiError> {
+        // A rotation that cannot be kept must not be handed out.
+        if crate::storage::below_reserve(&st.settings.data_dir) {
+            return Err(ApiError::NotDurable);
+        }
         let now = st.clock.now_ms();
         if st.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             let pruned = st.accounts.prune_sessions(now)?;

@@ -45,6 +45,14 @@ impl StorageError {
     }
 }
 
+/// Whether the disk under `data_dir` is down to the space the sync writer keeps
+/// free (`sled_store::FREE_SPACE_RESERVE`). Writes outside the writer (logins,
+/// token refreshes, device reports) stop there, so the reserve stays for sled's
+/// own upkeep and a flush never meets a full disk.
+pub fn below_reserve(data_dir: &std::path::Path) -> bool {
+    fs2::available_space(data_dir).is_ok_and(|free| free < sled_store::FREE_SPACE_RESERVE)
+}
+
 /// One page of `records_since`: each record's current state as JSON, in commit
 /// order, so a pull answer is assembled without decoding and re-encoding.
 #[derive(Debug, Clone, Default)]
