@@ -90,6 +90,38 @@ pub trait Store {
     fn put_recovery_mark(&mut self, _id: RecordId, _mark: RecoveryMark) -> Result<(), Self::Error> {
         Ok(())
     }
+    /// The backup's commit seq when this store was restored from one.
+    fn restored_from(&mut self) -> Result<Option<u64>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// A new commit seq for a record whose content and workflow the server did not
+/// change (re-sequenced for a pull, new evidence flags). After a restore, epoch
+/// recovery must still see the workflow as the previous epoch left it, so a
+/// mark saying so moves along with the record.
+fn resequence<S: Store>(store: &mut S, r: &mut RecordState) -> Result<(), S::Error> {
+    let old = r.commit_seq;
+    r.commit_seq = store.next_commit_seq()?;
+    let held = match store.recovery_mark(r.id)? {
+        Some(m) if m.new_seq == old => Some(m.old_seq),
+        Some(_) => None,
+        // Untouched since the restore: its seq is still the previous epoch's.
+        None => store
+            .restored_from()?
+            .filter(|base| old > 0 && old <= *base)
+            .map(|_| old),
+    };
+    if let Some(old_seq) = held {
+        store.put_recovery_mark(
+            r.id,
+            RecoveryMark {
+                old_seq,
+                new_seq: r.commit_seq,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// See [`Store::recovery_mark`].
@@ -294,7 +326,7 @@ impl Engine {
         let mut found = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(mut r) = store.record(id)? {
-                r.commit_seq = store.next_commit_seq()?;
+                resequence(store, &mut r)?;
                 store.put_record(r)?;
                 found.push(id);
             }
@@ -312,7 +344,7 @@ impl Engine {
             return Ok(false);
         }
         r.evidence = evidence.to_vec();
-        r.commit_seq = store.next_commit_seq()?;
+        resequence(store, &mut r)?;
         store.put_record(r)?;
         Ok(true)
     }

@@ -445,6 +445,38 @@ mod tests {
     }
 
     #[test]
+    fn new_evidence_after_the_restore_does_not_block_the_workflow_coming_back() {
+        let (mut restored, full, id, base) = backup_and_full();
+        restored.restored_from = Some(base.base_seq);
+        let mut engine = Engine::new(EngineConfig::default());
+        // The photo checks run on the restored store before any tablet is back.
+        let flag = crate::outcome::Flag {
+            code: "photo_not_uploaded".into(),
+            field: "evidence".into(),
+            message: "photo 1 is not on the server".into(),
+        };
+        assert!(
+            engine
+                .annotate(&mut restored, id, std::slice::from_ref(&flag))
+                .unwrap_or(false)
+        );
+        assert!(restored.records[&id].commit_seq > base.base_seq);
+        let held = full.records[&id].clone();
+        let r = engine
+            .recover(&mut restored, Some(&scope(Role::Supervisor)), &held, base)
+            .unwrap_or(Recovered::Known);
+        assert_eq!(
+            r,
+            Recovered::Taken {
+                added: 1,
+                workflow: true
+            }
+        );
+        assert_eq!(restored.records[&id].workflow.as_deref(), Some("submitted"));
+        assert_eq!(restored.records[&id].evidence, vec![flag]);
+    }
+
+    #[test]
     fn a_clock_after_the_restore_and_an_inspectors_review_are_refused() {
         let (mut restored, full, id, base) = backup_and_full();
         let mut engine = Engine::new(EngineConfig::default());

@@ -29,6 +29,8 @@ pub struct MemoryStore {
     pub events: BTreeMap<(RecordId, VersionId), ChangeEvent>,
     pub commit_seq: u64,
     pub recovery_marks: BTreeMap<RecordId, crate::engine::RecoveryMark>,
+    /// The backup's commit seq, when this store stands for a restored one.
+    pub restored_from: Option<u64>,
 }
 
 impl Store for MemoryStore {
@@ -100,6 +102,10 @@ impl Store for MemoryStore {
     fn put_recovery_mark(&mut self, id: RecordId, mark: crate::engine::RecoveryMark) -> Result<(), Infallible> {
         self.recovery_marks.insert(id, mark);
         Ok(())
+    }
+
+    fn restored_from(&mut self) -> Result<Option<u64>, Infallible> {
+        Ok(self.restored_from)
     }
 }
 

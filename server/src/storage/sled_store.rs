@@ -848,4 +848,11 @@ impl Store for Overlay<'_> {
         self.put(&keys::recovery(id), encode(&mark));
         Ok(())
     }
+
+    fn restored_from(&mut self) -> Result<Option<u64>, StorageError> {
+        match self.get(keys::META_RESTORE)? {
+            Some(v) => Ok(Some(decode::<backup::RestoreInfo>(&v, "restore info")?.base_seq)),
+            None => Ok(None),
+        }
+    }
 }
