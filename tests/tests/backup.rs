@@ -457,6 +457,9 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     let api = Api::new(&url);
     let token = tablet.transport.http.credentials().unwrap().access_token.clone();
     let device = tablet.replica.identity().device;
+    // The admin logs in while there is room: a login writes, and stops at the
+    // reserve like any other write.
+    let admin = api.login("admin", PASSWORD).unwrap();
     let mut full = None;
     for i in 0..1000 {
         let insp = InspectionId::generate();
@@ -506,8 +509,6 @@ fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
 
     // No room for a backup either: refused before the copy starts (which
     // would hold every write), and the writer goes on.
-    // (A login still works: the reserve keeps sled away from ENOSPC.)
-    let admin = api.login("admin", PASSWORD).unwrap();
     let a = api
         .post(
             "/api/v1/admin/backup",
