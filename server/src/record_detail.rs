@@ -385,6 +385,7 @@ pub fn render(d: &RecordDetail) -> String {
             (Some(ChangeOp::Transition), Some(a)) => format!("transition {a}"),
             (Some(ChangeOp::Create), _) => "create".to_string(),
             (Some(ChangeOp::Edit), _) => format!("edit {}", c.units.join(", ")),
+            (Some(ChangeOp::Recovered), _) => format!("brought back after a restore: {}", c.units.join(", ")),
             _ => format!("write {}", c.units.join(", ")),
         };
         let outcome = match (c.outcome.as_deref(), &c.refusal) {

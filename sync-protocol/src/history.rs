@@ -27,6 +27,9 @@ pub enum ChangeOp {
     Create,
     Edit,
     Transition,
+    /// A version a tablet brought back after the server was restored from a
+    /// backup (its original op is not known then: `units` are what it wrote).
+    Recovered,
 }
 
 /// One answered change to one record, as stored for its history.

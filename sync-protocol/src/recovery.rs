@@ -19,11 +19,16 @@ use mobile_schema::record::RecordKind;
 use mobile_schema::workflow::Role;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::engine::{Engine, RecoveryMark, Store};
+use crate::history::{ChangeEvent, ChangeOp};
+use crate::hlc::Hlc;
 use crate::ids::VersionId;
 use crate::outcome::{Refusal, RefusalCode};
 use crate::scope::{self, Scope};
 use crate::state::RecordState;
+use crate::state::VersionMeta;
 
 /// Record states sent in one recovery request at most.
 pub const MAX_RECOVER_RECORDS: usize = 256;
@@ -142,6 +147,8 @@ impl Engine {
             .unwrap_or_else(|| RecordState::new(incoming.kind, incoming.id));
         let mut added = 0usize;
         let mut superseded_added = false;
+        // Per version brought back: its author, its order and the units it wrote.
+        let mut brought: BTreeMap<VersionId, (VersionMeta, Hlc, Vec<String>)> = BTreeMap::new();
         for (key, unit) in &incoming.units {
             if layout.field_of(key).is_none() {
                 return Ok(Recovered::Refused(
@@ -196,6 +203,8 @@ impl Engine {
                 }
             }
             for (v, meta) in fresh {
+                let entry = brought.entry(v.id).or_insert((meta, v.hlc, Vec::new()));
+                entry.2.push(key.clone());
                 store.remember(incoming.id, key, &v, &meta)?;
                 state.apply(key, v, &[], meta);
                 added += 1;
@@ -265,7 +274,22 @@ impl Engine {
                 },
             )?;
         }
+        // In the record's history, each version brought back, with where it now stands.
+        let commit_seq = state.commit_seq;
         store.put_record(state)?;
+        for (version, (meta, effective, units)) in brought {
+            let event = ChangeEvent {
+                op: ChangeOp::Recovered,
+                action: None,
+                units,
+                meta,
+                effective,
+                outcome: crate::outcome::Outcome::Applied { commit_seq },
+                flags: Vec::new(),
+                via: None,
+            };
+            store.put_event(incoming.id, version, event)?;
+        }
         Ok(Recovered::Taken { added, workflow })
     }
 }
@@ -397,6 +421,21 @@ mod tests {
         );
         let got = restored.records[&id].clone();
         assert_eq!(got.units["conclusion"], held.units["conclusion"]);
+        // The record's history names the version brought back.
+        let events: Vec<_> = restored
+            .events
+            .iter()
+            .filter(|((r, _), e)| *r == id && e.op == crate::history::ChangeOp::Recovered)
+            .collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let (_, event) = events[0];
+        assert_eq!(event.units, vec!["conclusion".to_string()]);
+        assert_eq!(
+            event.outcome,
+            crate::outcome::Outcome::Applied {
+                commit_seq: got.commit_seq
+            }
+        );
         assert_eq!(got.workflow.as_deref(), Some("submitted"));
         assert!(got.commit_seq > base.base_seq);
         // From another tablet, or again after a cut: nothing doubled.
