@@ -328,11 +328,20 @@ pub fn step(
             versions: None,
         },
     ));
+    let edited = ops.len() > 1;
     let outcomes = office.commit(storage, who, ops, now_ms)?;
-    if let Some(refusal) = outcomes.into_iter().find_map(|o| match o.outcome {
+    let saved = edited && outcomes.first().is_some_and(|o| o.outcome.commit_seq().is_some());
+    if let Some(mut refusal) = outcomes.into_iter().find_map(|o| match o.outcome {
         Outcome::Refused(r) => Some(r),
         _ => None,
     }) {
+        // Checked above, yet a tablet's step got in between: the fields stand
+        // (they are content), the step does not. Say so rather than imply nothing changed.
+        if saved {
+            refusal
+                .message
+                .push_str(" (the fields sent were saved; the step was not taken)");
+        }
         return Err(ReviewError::Refused(refusal));
     }
     let after = storage.record(record)?.ok_or(ReviewError::NotFound(record))?;

@@ -126,6 +126,33 @@ impl HistoryItem {
     }
 }
 
+/// Refused changes of one replica kept in view in a record's history: past
+/// this, that replica's further refusals are left out (the history says it is
+/// truncated), so nobody can bury a record's history under refused pushes.
+pub const MAX_REFUSALS_PER_REPLICA: usize = 100;
+
+/// Counts refusals per replica as a history is read, in version order.
+#[derive(Debug, Default)]
+pub struct RefusalLimit {
+    seen: std::collections::HashMap<crate::ids::ReplicaId, usize>,
+    /// Some refusal was left out.
+    pub cut: bool,
+}
+
+impl RefusalLimit {
+    /// Whether to keep a change with this outcome of `version`.
+    pub fn admit(&mut self, version: VersionId, outcome: &Outcome) -> bool {
+        if !matches!(outcome, Outcome::Refused(_)) {
+            return true;
+        }
+        let n = self.seen.entry(version.replica).or_default();
+        *n += 1;
+        let keep = *n <= MAX_REFUSALS_PER_REPLICA;
+        self.cut |= !keep;
+        keep
+    }
+}
+
 /// Joins a record's events and written versions by change, in history order.
 /// `outcome_of` answers for changes stored before events were kept.
 pub fn assemble<E>(

@@ -280,4 +280,62 @@ mod tests {
         }
         assert_eq!(seen[0], seen[1]);
     }
+
+    /// One replica's flood of refused changes cannot push a record's real
+    /// history out of view: past its share, its refusals are left out.
+    #[test]
+    fn a_flood_of_refusals_does_not_bury_a_records_history() {
+        let author = Actor {
+            replica: ReplicaId::generate(),
+            user: UserId::generate(),
+            device: DeviceId::generate(),
+            role: Role::Inspector,
+        };
+        // The flooder's replica id sorts first, as a chosen one could.
+        let flooder = Actor {
+            replica: ReplicaId(uuid::Uuid::from_u128(1)),
+            ..author
+        };
+        let site = SiteId::generate();
+        let insp = InspectionId::generate();
+        let id: RecordId = insp.into();
+        let made = vec![
+            create(1, mobile_schema::sample::pond(site).into()),
+            create(2, mobile_schema::sample::inspection(insp, site, author.device).into()),
+        ];
+        let flood: Vec<Change> = (1..=300)
+            .map(|seq| Change {
+                seq,
+                hlc: Hlc::new(2_000 + seq, 0),
+                kind: RecordKind::Inspection,
+                record: id,
+                op: Op::Transition {
+                    action: "close".into(),
+                    versions: None,
+                },
+            })
+            .collect();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let sled = SledStorage::open(db, EngineConfig::default()).unwrap();
+        let memory = MemoryStorage::new(EngineConfig::default());
+        for store in [&sled as &dyn SyncStorage, &memory] {
+            store.apply_push(&author, None, made.clone(), 5_000).unwrap();
+            store.apply_push(&flooder, None, flood.clone(), 6_000).unwrap();
+            // A window smaller than the flood still shows the record's creation.
+            let history = store.record_history(id, 150).unwrap();
+            assert!(history.truncated);
+            let refused = history
+                .items
+                .iter()
+                .filter(|i| i.version.replica == flooder.replica)
+                .count();
+            assert_eq!(refused, sync_protocol::history::MAX_REFUSALS_PER_REPLICA);
+            assert!(
+                history
+                    .items
+                    .iter()
+                    .any(|i| i.version == sync_protocol::VersionId::new(author.replica, 2))
+            );
+        }
+    }
 }

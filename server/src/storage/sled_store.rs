@@ -312,16 +312,23 @@ impl SyncStorage for SledStorage {
     fn record_history(&self, id: RecordId, max: usize) -> Result<RecordHistory, StorageError> {
         let mut truncated = false;
         let mut events = Vec::new();
-        for item in self.tree.scan_prefix(keys::event_prefix(id)) {
+        let mut limit = sync_protocol::history::RefusalLimit::default();
+        // Keys are in version order; a flood of one replica's refusals is
+        // skipped, but the scan itself stays bounded.
+        for (scanned, item) in self.tree.scan_prefix(keys::event_prefix(id)).enumerate() {
             let (k, v) = item?;
-            if events.len() >= max {
+            if events.len() >= max || scanned >= max.saturating_mul(4) {
                 truncated = true;
                 break;
             }
             if let Some(version) = keys::version_of(&k) {
-                events.push((version, decode::<ChangeEvent>(&v, "history event")?));
+                let event = decode::<ChangeEvent>(&v, "history event")?;
+                if limit.admit(version, &event.outcome) {
+                    events.push((version, event));
+                }
             }
         }
+        truncated |= limit.cut;
         let mut written = Vec::new();
         for item in self.tree.scan_prefix(keys::history_prefix(id)) {
             let (k, v) = item?;
