@@ -52,6 +52,7 @@ use crate::routes;
         routes::schedule::compliance,
         routes::schedule::obligations,
         routes::uploads::options,
+        routes::uploads::upload_options,
         routes::uploads::create,
         routes::uploads::head,
         routes::uploads::patch,

@@ -42,7 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/api/v1/uploads/{id}")
-            .route(web::method(Method::OPTIONS).to(options))
+            .route(web::method(Method::OPTIONS).to(upload_options))
             .route(web::head().to(head))
             .route(web::patch().to(patch))
             .route(web::delete().to(terminate))
@@ -101,6 +101,19 @@ pub async fn options(photos: web::Data<Photos>) -> HttpResponse {
         .insert_header(("Tus-Max-Size", photos.settings().max_upload_bytes.to_string()))
         .insert_header(("Tus-Checksum-Algorithm", CHECKSUM_ALGORITHMS))
         .finish()
+}
+
+/// The same capabilities, asked of an upload (tus clients may ask either).
+#[utoipa::path(
+    options,
+    path = "/api/v1/uploads/{id}",
+    tag = "uploads",
+    summary = "tus: the server's capabilities, asked of an upload (no auth)",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")),
+)]
+pub async fn upload_options(photos: web::Data<Photos>) -> HttpResponse {
+    options(photos).await
 }
 
 #[utoipa::path(
