@@ -362,6 +362,11 @@ fn init_logs(json: bool) {
     }
 }
 
+/// jemalloc: glibc's per-thread arenas keep freed memory of a push storm (the
+/// actix workers, the blocking pool, sled's threads) resident long after it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
