@@ -194,12 +194,17 @@ impl ReferenceServer {
     }
 
     /// Every change answered for the record, in history order.
-    pub fn history(&self, id: RecordId) -> Vec<HistoryItem> {
-        let events = self
+    /// A record's history, and whether some refusals were left out
+    /// ([`crate::history::RefusalLimit`], counted in version order as a store reads them).
+    pub fn history(&self, id: RecordId) -> (Vec<HistoryItem>, bool) {
+        let mut limit = crate::history::RefusalLimit::default();
+        let events: Vec<_> = self
             .store
             .events
             .range((id, VersionId::MIN)..=(id, VersionId::MAX))
-            .map(|((_, v), e)| (*v, e.clone()));
+            .filter(|((_, v), e)| limit.admit(*v, &e.outcome))
+            .map(|((_, v), e)| (*v, e.clone()))
+            .collect();
         let mut written: BTreeMap<VersionId, Written> = BTreeMap::new();
         for ((_, key, v), (version, meta)) in self
             .store
@@ -212,11 +217,12 @@ impl ReferenceServer {
             w.units.insert(key.clone(), version.hlc);
         }
         let outcomes = &self.store.outcomes;
-        match crate::history::assemble::<Infallible>(events, written, |v| {
+        let items = match crate::history::assemble::<Infallible>(events, written, |v| {
             Ok(outcomes.get(&(v.replica, v.seq)).map(|o| o.outcome.clone()))
         }) {
             Ok(items) => items,
             Err(never) => match never {},
-        }
+        };
+        (items, limit.cut)
     }
 }

@@ -88,20 +88,8 @@ impl SyncStorage for MemoryStorage {
     }
 
     fn record_history(&self, id: RecordId, max: usize) -> Result<RecordHistory, StorageError> {
-        let mut items = self.lock()?.history(id);
-        // The same refusal limit as the sled store, counted in version order.
-        let mut by_version: Vec<usize> = (0..items.len()).collect();
-        by_version.sort_by_key(|&i| items[i].version);
-        let mut limit = sync_protocol::history::RefusalLimit::default();
-        let mut keep = vec![true; items.len()];
-        for i in by_version {
-            if let Some(outcome) = &items[i].outcome {
-                keep[i] = limit.admit(items[i].version, outcome);
-            }
-        }
-        let mut kept = keep.into_iter();
-        items.retain(|_| kept.next().unwrap_or(true));
-        let truncated = items.len() > max || limit.cut;
+        let (mut items, cut) = self.lock()?.history(id);
+        let truncated = items.len() > max || cut;
         items.truncate(max);
         Ok(RecordHistory { items, truncated })
     }
