@@ -58,6 +58,12 @@ pub trait Store {
     type Error: std::error::Error;
 
     fn record(&mut self, id: RecordId) -> Result<Option<RecordState>, Self::Error>;
+    /// A site as the domain type, for the rules; `None` if there is no such
+    /// site. Every inspection, hazard and task change reads its site, so a
+    /// store may keep them decoded.
+    fn site(&mut self, id: RecordId) -> Result<Option<mobile_schema::site::Site>, Self::Error> {
+        Ok(self.record(id)?.and_then(|s| site_from(&s)))
+    }
     /// Store a record whose `commit_seq` the engine has just assigned.
     fn put_record(&mut self, state: RecordState) -> Result<(), Self::Error>;
     /// Keep a version in the history, so a signature can restore what it locked.
@@ -888,10 +894,15 @@ fn site_of<S: Store>(store: &mut S, record: &AnyRecord) -> Result<Option<mobile_
         AnyRecord::Task(t) => t.site_id,
         _ => return Ok(None),
     };
-    Ok(store.record(site_id.into())?.and_then(|s| match s.materialize() {
+    store.site(site_id.into())
+}
+
+/// The site a stored record holds, if it is one that decodes.
+pub fn site_from(state: &RecordState) -> Option<mobile_schema::site::Site> {
+    match state.materialize() {
         Ok(AnyRecord::Site(site)) => Some(site),
         _ => None,
-    }))
+    }
 }
 
 /// A content version that arrived for a signed record, kept as a pending
