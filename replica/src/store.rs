@@ -39,10 +39,14 @@ pub struct ReplicaConfig {
     /// Required for a new store; replaces the stored one when given (a new login).
     pub identity: Option<Identity>,
     pub clock: Arc<dyn Clock>,
-    /// Changes per push request.
+    /// Changes in a sync's first push request; later ones grow while the
+    /// server answers quickly (see `pacing`), up to `push_batch_max`.
     pub push_batch: usize,
-    /// Records per pull page.
+    pub push_batch_max: usize,
+    /// Records asked for in a sync's first pull page; later pages grow the same
+    /// way up to `pull_limit_max`.
     pub pull_limit: usize,
+    pub pull_limit_max: usize,
 }
 
 impl Default for ReplicaConfig {
@@ -52,7 +56,12 @@ impl Default for ReplicaConfig {
             identity: None,
             clock: Arc::new(SystemClock),
             push_batch: 64,
+            // Half the server's default cap: a smaller server limit answers 413
+            // and the batch shrinks.
+            push_batch_max: 500,
             pull_limit: 100,
+            // The server's default page cap.
+            pull_limit_max: 1_000,
         }
     }
 }

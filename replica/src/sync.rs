@@ -6,6 +6,7 @@
 //! longer keeps restarts the pull from `0`; the outbox is untouched by that.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use mobile_schema::ids::RecordId;
 use sync_protocol::device_report::DeviceReport;
@@ -14,6 +15,7 @@ use sync_protocol::{Change, Hlc, Op, Outcome, RecordState, RefusalCode, ReplicaI
 
 use crate::error::{ReplicaError, decode, encode};
 use crate::keys::{self, meta};
+use crate::pacing::Pacing;
 use crate::store::{AckedEntry, RefusedEntry, Replica, T, Write, read_meta};
 use crate::transport::{Transport, TransportError};
 
@@ -82,15 +84,26 @@ impl Replica {
         let mut gaps_repaired = BTreeSet::new();
         // Counted once, then followed batch by batch: a count is a scan.
         let mut waiting = self.t.outbox.len();
+        let mut pacing = Pacing::new(self.config.push_batch, self.config.push_batch_max);
         loop {
-            let batch = self.outbox_batch()?;
+            let batch = self.outbox_batch(pacing.size())?;
             let Some(first) = batch.first().map(|c| c.seq) else {
                 return Ok(());
             };
             report.pushed += batch.len();
             self.report_to(transport, waiting);
             let sent_at = self.clock.now_ms();
-            let response = transport.push(PushRequest { changes: batch.clone() })?;
+            let started = Instant::now();
+            let response = match transport.push(PushRequest { changes: batch.clone() }) {
+                Ok(r) => r,
+                // A server with lower limits than this batch grew to: smaller.
+                Err(TransportError::Rejected { status: 413, .. }) if pacing.too_large() => {
+                    report.pushed -= batch.len();
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            pacing.answered(started.elapsed());
             let end = self.settle(&batch, &response, sent_at, report)?;
             if let Some(old) = self.epoch_changed(&response.epoch)? {
                 self.recover_epoch(transport, &old, &response.epoch, report)?;
@@ -132,11 +145,11 @@ impl Replica {
         }
     }
 
-    fn outbox_batch(&self) -> Result<Vec<Change>, ReplicaError> {
+    fn outbox_batch(&self, size: usize) -> Result<Vec<Change>, ReplicaError> {
         self.t
             .outbox
             .iter()
-            .take(self.config.push_batch.max(1))
+            .take(size.max(1))
             .map(|item| {
                 let (k, v) = item?;
                 decode::<crate::stored::Stored>(keys::OUTBOX, &k, &v).map(|s| s.0)
@@ -374,12 +387,17 @@ impl Replica {
 
     fn pull_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {
         let waiting = self.t.outbox.len();
+        let mut pacing = Pacing::new(self.config.pull_limit, self.config.pull_limit_max);
         loop {
             self.report_to(transport, waiting);
             let cursor: String = read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string());
             let asked_at = self.clock.now_ms();
-            let page = match transport.pull(&cursor, self.config.pull_limit) {
-                Ok(page) => page,
+            let started = Instant::now();
+            let page = match transport.pull(&cursor, pacing.size()) {
+                Ok(page) => {
+                    pacing.answered(started.elapsed());
+                    page
+                }
                 // Once per sync: an expired `0` is a server fault a restart cannot fix.
                 Err(TransportError::CursorExpired) if cursor != "0" && !report.cursor_restarted => {
                     // Only the cursor moves: pulled states are overwritten page by

@@ -398,6 +398,7 @@ fn device_status_shows_what_each_tablet_reported_at_its_last_sync() {
     let fast = ReplicaConfig {
         clock: Arc::new(FastClock { ahead_ms: SKEW_MS }),
         push_batch: 3,
+        push_batch_max: 3,
         ..ReplicaConfig::default()
     };
     let mut li = Tablet::enrol_with(&root.path().join("li"), http(), "li", PASSWORD, None, fast).unwrap();

@@ -47,8 +47,12 @@ impl BenchDevice {
                 device,
                 role: user.role,
             }),
+            // A size given on the command line is fixed; otherwise requests
+            // grow as the replica's pacing lets them.
             push_batch: options.push_batch.unwrap_or(defaults.push_batch),
+            push_batch_max: options.push_batch.unwrap_or(defaults.push_batch_max),
             pull_limit: options.pull_limit.unwrap_or(defaults.pull_limit),
+            pull_limit_max: options.pull_limit.unwrap_or(defaults.pull_limit_max),
             ..defaults
         };
         let replica = Replica::open_with(dir, config).with_context(|| format!("opening {}", dir.display()))?;

@@ -96,9 +96,9 @@ pub struct Options {
     pub devices: Option<usize>,
     /// Tablets syncing at the same time in `push_full` (and in set-up).
     pub concurrency: usize,
-    /// Changes per push request; `None` keeps the replica's default.
+    /// Changes per push request, fixed; `None` keeps the replica's pacing.
     pub push_batch: Option<usize>,
-    /// Records per pull page; `None` keeps the replica's default.
+    /// Records per pull page, fixed; `None` keeps the replica's pacing.
     pub pull_limit: Option<usize>,
     /// Where the server and tablets keep their stores (a fresh temporary folder if `None`).
     pub dir: Option<PathBuf>,

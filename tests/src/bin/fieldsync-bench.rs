@@ -32,10 +32,10 @@ struct Cli {
     /// Tablets syncing at the same time in push_full and set-up.
     #[arg(long, default_value_t = Options::standard().concurrency)]
     concurrency: usize,
-    /// Changes per push request [default: the replica's].
+    /// Changes per push request, fixed [default: the replica's pacing, 64 growing to 500].
     #[arg(long)]
     push_batch: Option<usize>,
-    /// Records per pull page [default: the replica's].
+    /// Records per pull page, fixed [default: the replica's pacing, 100 growing to 1000].
     #[arg(long)]
     pull_limit: Option<usize>,
     /// Keep the server's and tablets' stores here instead of a temporary folder.
