@@ -19,6 +19,7 @@
 
 pub mod change;
 pub mod clock;
+mod compact;
 pub mod device_report;
 pub mod engine;
 pub mod history;

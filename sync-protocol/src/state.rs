@@ -45,30 +45,24 @@ pub struct ReviewMark {
 }
 
 /// One record as the server holds and sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Stored and sent in the compact form of `compact`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordState {
     pub kind: RecordKind,
     pub id: RecordId,
     pub units: BTreeMap<String, UnitState>,
     /// Metadata of the live versions.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<VersionId, VersionMeta>,
     /// The workflow state's wire name, for kinds with a workflow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<Lock>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewMark>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
     /// Flags from the server's checks of the photos (EXIF position and time,
     /// photos declared but not uploaded). The engine never sets them: they
     /// come from files, not from the record.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Flag>,
     /// The server commit sequence of the record's last change; 0 if never committed.
-    #[serde(default)]
     pub commit_seq: u64,
 }
 

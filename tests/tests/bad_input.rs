@@ -441,8 +441,14 @@ fn each_change_of_a_push_gets_its_own_outcome(tablet: &mut Tablet, made: &mut BT
     let (records, _) = tablet.pull_all(1000);
     let live = |id: String, unit: &str| -> Vec<Value> {
         let record = records.iter().find(|r| r["id"] == id).expect("the record");
-        let live = record["units"][unit]["live"].as_array().cloned().unwrap_or_default();
-        live.iter().map(|v| v["value"].clone()).collect()
+        // The compact form: `[index, value, …]`, or `{"l": [index, value, …], "s": […]}`.
+        let unit = &record["units"][unit];
+        let live = unit
+            .as_array()
+            .or_else(|| unit["l"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        live.iter().skip(1).step_by(2).cloned().collect()
     };
     let name = mobile_schema::sample::pond(site).name;
     check(

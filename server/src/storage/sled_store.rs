@@ -537,7 +537,13 @@ impl Writer {
     }
 
     fn commit_group(&mut self, jobs: Vec<Job>) {
-        let mut overlay = Overlay::new(&self.tree, &mut self.cache, &mut self.sites, self.commit_seq, &self.last_seq);
+        let mut overlay = Overlay::new(
+            &self.tree,
+            &mut self.cache,
+            &mut self.sites,
+            self.commit_seq,
+            &self.last_seq,
+        );
         let mut answers = Vec::with_capacity(jobs.len());
         for job in &jobs {
             let answer = match job {
