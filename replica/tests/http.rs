@@ -319,8 +319,11 @@ fn device(dir: &std::path::Path, url: &str, username: &str, clock: &ManualClock)
             role: who.role,
         }),
         clock: Arc::new(clock.clone()),
+        // Fixed small sizes, so that every third request meets a 503.
         push_batch: 2,
+        push_batch_max: 2,
         pull_limit: 2,
+        pull_limit_max: 2,
         ..ReplicaConfig::default()
     };
     (Replica::open_with(dir, config).unwrap(), t)

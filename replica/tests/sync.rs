@@ -34,8 +34,11 @@ impl World {
                 role,
             }),
             clock: Arc::new(self.clock.clone()),
+            // Fixed small sizes: the tests count requests and cut syncs between them.
             push_batch: 3,
+            push_batch_max: 3,
             pull_limit: 2,
+            pull_limit_max: 2,
             ..ReplicaConfig::default()
         };
         Replica::open_with(dir, config).unwrap()
