@@ -393,7 +393,7 @@ impl Replica {
             let cursor: String = read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string());
             let asked_at = self.clock.now_ms();
             let started = Instant::now();
-            let page = match transport.pull(&cursor, pacing.size()) {
+            let mut page = match transport.pull(&cursor, pacing.size()) {
                 Ok(page) => {
                     pacing.answered(started.elapsed());
                     page
@@ -415,11 +415,28 @@ impl Replica {
                 self.recover_epoch(transport, &old, &page.epoch, report)?;
                 continue;
             }
+            // A partial state brings only what changed since the cursor: merged
+            // into the state this store holds.
+            let Some(states) = self.whole_states(std::mem::take(&mut page.records))? else {
+                // A delta for a record this store does not hold: the server
+                // sends whole what a device may lack, so this store lost it.
+                // Pull everything again, once.
+                if cursor == "0" || report.cursor_restarted {
+                    return Err(ReplicaError::Protocol(
+                        "a partial record state for a record this store does not hold".into(),
+                    ));
+                }
+                let mut w = Write::default();
+                w.meta(meta::CURSOR, &"0")?;
+                self.commit(w)?;
+                report.cursor_restarted = true;
+                continue;
+            };
             let acked = self.acked_entries()?;
             let mut w = Write::default();
             let mut hlc = self.hlc;
             let now = self.clock.now_ms();
-            for state in &page.records {
+            for state in &states {
                 let id = state.id;
                 let mut keep = Vec::new();
                 for (key, a) in &acked {
@@ -464,11 +481,33 @@ impl Replica {
             }
             self.commit(w)?;
             self.hlc = hlc;
-            report.pulled += page.records.len();
+            report.pulled += states.len();
             if !page.more {
                 return Ok(());
             }
         }
+    }
+}
+
+impl Replica {
+    /// Pulled states made whole; `None` if one is partial and this store does
+    /// not hold the record it updates.
+    fn whole_states(&self, pulled: Vec<RecordState>) -> Result<Option<Vec<RecordState>>, ReplicaError> {
+        let mut out = Vec::with_capacity(pulled.len());
+        for state in pulled {
+            if !state.partial {
+                out.push(state);
+                continue;
+            }
+            match self.server_state(state.id)? {
+                Some(mut held) => {
+                    held.merge_delta(state);
+                    out.push(held);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
     }
 }
 

@@ -34,25 +34,39 @@ pub struct Cursor {
     pub seq: u64,
     /// `None` for `0` and for cursors of servers before scopes.
     pub tag: Option<String>,
+    /// Where the device's last pull that reached the end stopped: it holds
+    /// every record of its scope as committed up to there, so a record it had
+    /// then can come as the units changed since (`RecordState::delta`). 0 when
+    /// not known.
+    pub complete: u64,
 }
 
 impl Cursor {
+    /// `seq`, `seq.tag` or `seq.tag.complete`.
     pub fn parse(text: &str) -> Option<Self> {
-        let (seq, tag) = match text.split_once('.') {
-            Some((seq, tag)) if tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                (seq, Some(tag.to_string()))
-            }
+        let mut parts = text.split('.');
+        let seq = parts.next()?.parse().ok()?;
+        let tag = match parts.next() {
+            Some(tag) if tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => Some(tag.to_string()),
             Some(_) => return None,
-            None => (text, None),
+            None => None,
         };
-        Some(Self {
-            seq: seq.parse().ok()?,
-            tag,
-        })
+        let complete = match parts.next() {
+            Some(c) => c.parse().ok()?,
+            None => 0,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self { seq, tag, complete })
     }
 
-    pub fn format(seq: u64, scope: &Scope) -> String {
-        format!("{seq}.{}", scope.tag())
+    pub fn format(seq: u64, complete: u64, scope: &Scope) -> String {
+        if complete == 0 {
+            format!("{seq}.{}", scope.tag())
+        } else {
+            format!("{seq}.{}.{complete}", scope.tag())
+        }
     }
 }
 
@@ -159,15 +173,43 @@ mod tests {
 
     #[test]
     fn cursors_parse_with_and_without_a_tag_and_refuse_garbage() {
-        assert_eq!(Cursor::parse("0"), Some(Cursor { seq: 0, tag: None }));
+        assert_eq!(
+            Cursor::parse("0"),
+            Some(Cursor {
+                seq: 0,
+                tag: None,
+                complete: 0
+            })
+        );
         assert_eq!(
             Cursor::parse("42.0a1b2c3d"),
             Some(Cursor {
                 seq: 42,
-                tag: Some("0a1b2c3d".into())
+                tag: Some("0a1b2c3d".into()),
+                complete: 0
             })
         );
-        for bad in ["", "x", "1.", "1.5", "1.zz", "-1", "1.2.3", "1.0123456789abcdef0"] {
+        assert_eq!(
+            Cursor::parse("42.0a1b2c3d.40"),
+            Some(Cursor {
+                seq: 42,
+                tag: Some("0a1b2c3d".into()),
+                complete: 40
+            })
+        );
+        for bad in [
+            "",
+            "x",
+            "1.",
+            "1.5",
+            "1.zz",
+            "-1",
+            "1.2.3",
+            "1.0123456789abcdef0",
+            "1.0a1b2c3d.",
+            "1.0a1b2c3d.x",
+            "1.0a1b2c3d.4.5",
+        ] {
             assert_eq!(Cursor::parse(bad), None, "{bad:?}");
         }
     }

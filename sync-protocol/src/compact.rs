@@ -4,8 +4,11 @@
 //! sled on both sides and in every pull. So each distinct live version is
 //! written once, in a table `v` of `[id, ms, c]`, and a unit names it by index:
 //!
-//! - `[i, value, j, value, …]`: the live versions, when nothing is superseded;
-//! - `{"l": [i, value, …], "s": [superseded ids]}` otherwise.
+//! - `[i, value, j, value, …]`: the live versions, when nothing is superseded
+//!   and the unit changed at the record's usual seq `q`;
+//! - `{"l": [i, value, …], "s": [superseded ids], "q": seq}` otherwise.
+//!
+//! `w` is `whole_since`, and `d: true` marks a partial state (a pull's delta).
 //!
 //! The earlier form, `{"live": [{id, hlc, value}], "superseded": [..]}` per unit
 //! and no table, still reads: stores written before keep working.
@@ -32,6 +35,9 @@ struct StateOut<'a> {
     id: RecordId,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     v: Vec<(VersionId, u64, u32)>,
+    /// The seq most units changed at.
+    #[serde(skip_serializing_if = "is_zero")]
+    q: u64,
     units: BTreeMap<&'a str, UnitOut<'a>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     meta: &'a BTreeMap<VersionId, VersionMeta>,
@@ -46,6 +52,14 @@ struct StateOut<'a> {
     #[serde(skip_serializing_if = "<[Flag]>::is_empty")]
     evidence: &'a [Flag],
     commit_seq: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    w: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    d: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Live versions as `[index, value, …]`.
@@ -66,13 +80,29 @@ impl Serialize for LiveOut<'_> {
 #[serde(untagged)]
 enum UnitOut<'a> {
     Live(LiveOut<'a>),
-    Superseded { l: LiveOut<'a>, s: &'a [VersionId] },
+    Full {
+        l: LiveOut<'a>,
+        #[serde(skip_serializing_if = "<[VersionId]>::is_empty")]
+        s: &'a [VersionId],
+        /// Absent: the record's `q`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        q: Option<u64>,
+    },
 }
 
 impl Serialize for RecordState {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut table: Vec<(VersionId, u64, u32)> = Vec::new();
         let mut index: BTreeMap<(VersionId, Hlc), u32> = BTreeMap::new();
+        // The most common unit seq, written once.
+        let mut seqs: BTreeMap<u64, usize> = BTreeMap::new();
+        for u in self.units.values() {
+            *seqs.entry(u.seq).or_default() += 1;
+        }
+        let q = seqs
+            .into_iter()
+            .max_by_key(|(seq, n)| (*n, *seq))
+            .map_or(0, |(seq, _)| seq);
         let mut units = BTreeMap::new();
         for (key, unit) in &self.units {
             let live = LiveOut(
@@ -87,12 +117,13 @@ impl Serialize for RecordState {
                     })
                     .collect(),
             );
-            let out = if unit.superseded.is_empty() {
+            let out = if unit.superseded.is_empty() && unit.seq == q {
                 UnitOut::Live(live)
             } else {
-                UnitOut::Superseded {
+                UnitOut::Full {
                     l: live,
                     s: &unit.superseded,
+                    q: (unit.seq != q).then_some(unit.seq),
                 }
             };
             units.insert(key.as_str(), out);
@@ -101,6 +132,7 @@ impl Serialize for RecordState {
             kind: self.kind,
             id: self.id,
             v: table,
+            q,
             units,
             meta: &self.meta,
             workflow: &self.workflow,
@@ -109,6 +141,8 @@ impl Serialize for RecordState {
             flags: &self.flags,
             evidence: &self.evidence,
             commit_seq: self.commit_seq,
+            w: self.whole_since,
+            d: self.partial,
         }
         .serialize(s)
     }
@@ -120,6 +154,8 @@ struct StateIn {
     id: RecordId,
     #[serde(default)]
     v: Vec<(VersionId, u64, u32)>,
+    #[serde(default)]
+    q: u64,
     units: BTreeMap<String, UnitIn>,
     #[serde(default)]
     meta: BTreeMap<VersionId, VersionMeta>,
@@ -135,6 +171,10 @@ struct StateIn {
     evidence: Vec<Flag>,
     #[serde(default)]
     commit_seq: u64,
+    #[serde(default)]
+    w: u64,
+    #[serde(default)]
+    d: bool,
 }
 
 /// A unit as read: live versions by table index, or spelled out (earlier form).
@@ -142,6 +182,7 @@ struct UnitIn {
     indexed: Vec<(u32, UnitValue)>,
     spelled: Vec<LiveVersion>,
     superseded: Vec<VersionId>,
+    seq: Option<u64>,
 }
 
 /// `[index, value, …]`.
@@ -184,6 +225,7 @@ impl<'de> Deserialize<'de> for UnitIn {
                     indexed,
                     spelled: Vec::new(),
                     superseded: Vec::new(),
+                    seq: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UnitIn, A::Error> {
@@ -191,12 +233,14 @@ impl<'de> Deserialize<'de> for UnitIn {
                     indexed: Vec::new(),
                     spelled: Vec::new(),
                     superseded: Vec::new(),
+                    seq: None,
                 };
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "l" => unit.indexed = map.next_value::<LiveIn>()?.0,
                         "live" => unit.spelled = map.next_value()?,
                         "s" | "superseded" => unit.superseded = map.next_value()?,
+                        "q" | "seq" => unit.seq = Some(map.next_value()?),
                         _ => {
                             map.next_value::<de::IgnoredAny>()?;
                         }
@@ -230,6 +274,7 @@ impl<'de> Deserialize<'de> for RecordState {
                 UnitState {
                     live,
                     superseded: u.superseded,
+                    seq: u.seq.unwrap_or(s.q),
                 },
             );
         }
@@ -244,6 +289,8 @@ impl<'de> Deserialize<'de> for RecordState {
             flags: s.flags,
             evidence: s.evidence,
             commit_seq: s.commit_seq,
+            whole_since: s.w,
+            partial: s.d,
         })
     }
 }
@@ -271,6 +318,7 @@ mod tests {
                 UnitState {
                     live: vec![created.clone()],
                     superseded: Vec::new(),
+                    seq: 40,
                 },
             );
         }
@@ -280,9 +328,11 @@ mod tests {
             UnitState {
                 live: vec![version(2, 200, "b"), version(3, 300, "c")],
                 superseded: vec![created.id],
+                seq: 42,
             },
         );
         s.commit_seq = 42;
+        s.whole_since = 40;
         s
     }
 
@@ -314,12 +364,33 @@ mod tests {
             })
             .collect();
         let old = serde_json::json!({"kind": "inspection", "id": s.id, "units": units, "workflow": s.workflow, "commit_seq": 42});
+        // The earlier form kept no seqs.
+        let mut s = s;
+        s.whole_since = 0;
+        s.units.values_mut().for_each(|u| u.seq = 0);
         assert_eq!(serde_json::from_value::<RecordState>(old.clone()).unwrap(), s);
         assert_eq!(
             serde_json::from_str::<RecordState>(&old.to_string()).unwrap(),
             s,
             "from text, as the stores read it"
         );
+    }
+
+    #[test]
+    fn unit_seqs_and_partial_states_read_back_including_a_zero_seq() {
+        let mut s = sample();
+        s.units.get_mut("conclusion").unwrap().seq = 0;
+        let delta = s.delta(41).unwrap();
+        assert!(delta.partial);
+        assert_eq!(
+            delta.units.keys().collect::<Vec<_>>(),
+            vec!["answers/TP-03", "conclusion"],
+            "changed after 41, or not known"
+        );
+        for state in [s, delta] {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(serde_json::from_str::<RecordState>(&json).unwrap(), state, "{json}");
+        }
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub trait Store {
 fn resequence<S: Store>(store: &mut S, r: &mut RecordState) -> Result<(), S::Error> {
     let old = r.commit_seq;
     r.commit_seq = store.next_commit_seq()?;
+    // Re-sequenced for devices that may never have had it: sent whole.
+    r.whole_since = r.commit_seq;
     let held = match store.recovery_mark(r.id)? {
         Some(m) if m.new_seq == old => Some(m.old_seq),
         Some(_) => None,
@@ -361,6 +363,8 @@ impl Engine {
         let mut last = 0;
         for mut r in touched.others.into_iter().chain(touched.main) {
             r.commit_seq = store.next_commit_seq()?;
+            let before = store.record(r.id)?;
+            r.stamp(before.as_ref(), r.commit_seq);
             last = r.commit_seq;
             store.put_record(r)?;
         }

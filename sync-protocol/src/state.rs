@@ -64,6 +64,13 @@ pub struct RecordState {
     pub evidence: Vec<Flag>,
     /// The server commit sequence of the record's last change; 0 if never committed.
     pub commit_seq: u64,
+    /// A pull whose cursor is before this seq gets the record whole: it was
+    /// created then, or re-sequenced for devices that may never have had it.
+    pub whole_since: u64,
+    /// Only the units changed after the puller's cursor, with every
+    /// record-level field: merged into the state the device holds
+    /// ([`RecordState::merge_delta`]). Never stored.
+    pub partial: bool,
 }
 
 impl RecordState {
@@ -79,7 +86,72 @@ impl RecordState {
             flags: Vec::new(),
             evidence: Vec::new(),
             commit_seq: 0,
+            whole_since: 0,
+            partial: false,
         }
+    }
+
+    /// Being committed at `seq`: the units that differ from `before` (all of
+    /// them for a new record) changed at `seq`.
+    pub fn stamp(&mut self, before: Option<&RecordState>, seq: u64) {
+        let Some(before) = before else {
+            self.whole_since = seq;
+            self.units.values_mut().for_each(|u| u.seq = seq);
+            return;
+        };
+        for (key, unit) in &mut self.units {
+            if before.units.get(key).is_none_or(|b| !b.same_versions(unit)) {
+                unit.seq = seq;
+            }
+        }
+    }
+
+    /// What a device needs of this record when it holds every record as
+    /// committed up to `known` (its last pull that reached the end), if that is
+    /// less than the whole: the units changed after `known` (and those whose
+    /// seq is not known), and every record-level field. `None`: send it whole,
+    /// as for a record made, or re-sequenced for devices that may lack it,
+    /// after `known`.
+    pub fn delta(&self, known: u64) -> Option<RecordState> {
+        if known == 0 || self.whole_since > known {
+            return None;
+        }
+        let units: BTreeMap<String, UnitState> = self
+            .units
+            .iter()
+            .filter(|(_, u)| u.seq > known || u.seq == 0)
+            .map(|(k, u)| (k.clone(), u.clone()))
+            .collect();
+        if units.len() == self.units.len() {
+            return None;
+        }
+        Some(RecordState {
+            kind: self.kind,
+            id: self.id,
+            units,
+            meta: self.meta.clone(),
+            workflow: self.workflow.clone(),
+            lock: self.lock.clone(),
+            review: self.review.clone(),
+            flags: self.flags.clone(),
+            evidence: self.evidence.clone(),
+            commit_seq: self.commit_seq,
+            whole_since: self.whole_since,
+            partial: true,
+        })
+    }
+
+    /// Bring this whole state up to a [`RecordState::delta`] of a later one.
+    pub fn merge_delta(&mut self, delta: RecordState) {
+        self.units.extend(delta.units);
+        self.meta = delta.meta;
+        self.workflow = delta.workflow;
+        self.lock = delta.lock;
+        self.review = delta.review;
+        self.flags = delta.flags;
+        self.evidence = delta.evidence;
+        self.commit_seq = delta.commit_seq;
+        self.whole_since = delta.whole_since;
     }
 
     /// Apply one unit version.
@@ -142,10 +214,12 @@ impl RecordState {
         AnyRecord::from_units(self.kind, self.id, self.workflow.as_deref(), units)
     }
 
-    /// Canonical form for comparing states across replicas.
+    /// Canonical form for comparing states across replicas: the versions,
+    /// not when a server took them (unit seqs follow arrival order).
     pub fn normalized(mut self) -> Self {
         for u in self.units.values_mut() {
             u.normalize();
+            u.seq = 0;
         }
         self.units.retain(|_, u| !u.live.is_empty() || !u.superseded.is_empty());
         self

@@ -33,6 +33,15 @@ pub struct UnitState {
     /// Every version id named as a base by a known version, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<VersionId>,
+    /// The server commit seq at which the unit last changed; 0 when not known
+    /// (a tablet's own unacknowledged version, a store from before it was kept).
+    /// A pull sends only the units changed after the puller's cursor.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What applying a version did.
@@ -94,6 +103,11 @@ impl UnitState {
 
     pub fn in_conflict(&self) -> bool {
         self.live.len() > 1
+    }
+
+    /// The same versions, whatever the seq.
+    pub fn same_versions(&self, other: &UnitState) -> bool {
+        self.live == other.live && self.superseded == other.superseded
     }
 
     pub fn live_ids(&self) -> Vec<VersionId> {

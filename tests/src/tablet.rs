@@ -20,6 +20,8 @@ pub struct Tee {
     pub http: HttpTransport,
     reference: Option<Arc<Mutex<ReferenceServer>>>,
     actor: Option<Actor>,
+    /// Every record state pulled, as the server sent it (whole or partial).
+    pub pulled: Vec<RecordState>,
 }
 
 impl Transport for Tee {
@@ -43,7 +45,9 @@ impl Transport for Tee {
     }
 
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
-        self.http.pull(since, limit)
+        let page = self.http.pull(since, limit)?;
+        self.pulled.extend(page.records.iter().cloned());
+        Ok(page)
     }
 
     fn report(&mut self, report: sync_protocol::device_report::DeviceReport) {
@@ -115,6 +119,7 @@ impl Tablet {
             http,
             reference,
             actor: None,
+            pulled: Vec::new(),
         };
         transport
             .identify(&replica.actor())
@@ -138,6 +143,7 @@ impl Tablet {
 pub fn comparable(state: &RecordState) -> anyhow::Result<serde_json::Value> {
     let mut state = state.clone().normalized();
     state.commit_seq = 0;
+    state.whole_since = 0;
     for meta in state.meta.values_mut() {
         meta.received_ms = 0;
     }

@@ -61,6 +61,80 @@ fn pull_all(t: &mut Tablet) -> BTreeMap<RecordId, RecordState> {
     }
 }
 
+/// After the tablets hold a record, an edit of one unit reaches the other
+/// tablet as that unit alone (a partial state), merged into what it holds; a
+/// tablet that never had the record gets it whole. All end equal.
+#[test]
+fn a_one_unit_edit_travels_as_that_unit_and_a_new_tablet_gets_records_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with(&root.path().join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let tablet = |name: &str| {
+        Tablet::enrol(
+            &root.path().join(name),
+            HttpConfig::new(server.url("")),
+            "admin",
+            PASSWORD,
+            None,
+        )
+        .unwrap()
+    };
+    let (mut a, mut b) = (tablet("a"), tablet("b"));
+    let site = SiteId::generate();
+    let insp = InspectionId::generate();
+    let id: RecordId = insp.into();
+    a.replica.create(sample::pond(site).into()).unwrap();
+    a.replica
+        .create(sample::inspection(insp, site, a.replica.identity().device).into())
+        .unwrap();
+    a.sync().unwrap();
+    b.sync().unwrap();
+    let whole = b.transport.pulled.iter().find(|s| s.id == id).unwrap().clone();
+    assert!(!whole.partial && whole.units.len() > 10, "{whole:?}");
+
+    // Two edits by b, one after the other syncs: a gets each as its unit.
+    b.edit(INSPECTION, id, "conclusion", json!("B：渗水点已封堵")).unwrap();
+    b.sync().unwrap();
+    a.transport.pulled.clear();
+    a.sync().unwrap();
+    b.edit(
+        INSPECTION,
+        id,
+        "answers/TP-09",
+        json!({"result": "problem", "note": "B：复查"}),
+    )
+    .unwrap();
+    b.sync().unwrap();
+    a.sync().unwrap();
+    let got: Vec<_> = a.transport.pulled.iter().filter(|s| s.id == id).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|s| s.partial));
+    assert_eq!(got[0].units.keys().collect::<Vec<_>>(), vec!["conclusion"]);
+    assert_eq!(got[1].units.keys().collect::<Vec<_>>(), vec!["answers/TP-09"]);
+    assert_eq!(conclusion(&a, id), "B：渗水点已封堵");
+    let a_state = comparable(&a.replica.view(id).unwrap().unwrap()).unwrap();
+    let b_state = comparable(&b.replica.view(id).unwrap().unwrap()).unwrap();
+    assert_eq!(a_state, b_state);
+
+    // A new tablet, and a's own edit pulled back by a: whole for the one, the
+    // edited unit for the other.
+    a.edit(INSPECTION, id, "conclusion", json!("A：已复查")).unwrap();
+    a.transport.pulled.clear();
+    a.sync().unwrap();
+    let own: Vec<_> = a.transport.pulled.iter().filter(|s| s.id == id).collect();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].units.keys().collect::<Vec<_>>(), vec!["conclusion"]);
+    let mut c = tablet("c");
+    c.sync().unwrap();
+    let fresh = c.transport.pulled.iter().find(|s| s.id == id).unwrap();
+    assert!(!fresh.partial);
+    b.sync().unwrap();
+    let by_c = comparable(&c.replica.view(id).unwrap().unwrap()).unwrap();
+    for t in [&a, &b] {
+        assert_eq!(comparable(&t.replica.view(id).unwrap().unwrap()).unwrap(), by_c);
+    }
+}
+
 fn story(records: &str, a_first: bool) {
     let root = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_with(

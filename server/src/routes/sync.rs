@@ -5,8 +5,8 @@ use std::time::Instant;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
-use sync_protocol::Actor;
 use sync_protocol::wire::PushRequest;
+use sync_protocol::{Actor, RecordState};
 
 use crate::access::{self, Cursor, Visibility};
 use crate::auth::Authenticated;
@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::site_moves;
 use crate::startup::AppState;
+use crate::storage::StorageError;
 
 /// Records per pull page when the client does not say.
 const DEFAULT_PULL_LIMIT: usize = 100;
@@ -104,6 +105,21 @@ struct PullQuery {
     limit: Option<String>,
 }
 
+/// A record as a device that holds everything committed up to `known` needs
+/// it: the stored JSON as it is, or only the units changed after `known`
+/// (`RecordState::delta`). After a one-field edit that is one unit, not forty.
+fn for_device(json: Vec<u8>, known: u64) -> Result<Vec<u8>, StorageError> {
+    if known == 0 {
+        return Ok(json);
+    }
+    let state: RecordState =
+        serde_json::from_slice(&json).map_err(|source| StorageError::Corrupt { what: "record", source })?;
+    match state.delta(known) {
+        Some(delta) => serde_json::to_vec(&delta).map_err(|source| StorageError::Corrupt { what: "record", source }),
+        None => Ok(json),
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/sync/pull",
@@ -123,7 +139,11 @@ pub async fn pull(
     let started = Instant::now();
     let query: PullQuery = super::query_params(&req)?;
     let cursor = match query.since.as_deref() {
-        None | Some("") => Cursor { seq: 0, tag: None },
+        None | Some("") => Cursor {
+            seq: 0,
+            tag: None,
+            complete: 0,
+        },
         Some(s) => Cursor::parse(s).ok_or_else(|| {
             ApiError::bad(
                 "invalid_cursor",
@@ -152,7 +172,7 @@ pub async fn pull(
     let today = state.today();
     let report = device_status::report_of(&req);
     let device = auth.device;
-    let (page, records, purge, epoch) = web::block(move || -> Result<_, ApiError> {
+    let (page, records, purge, epoch, known) = web::block(move || -> Result<_, ApiError> {
         // A cursor beyond what this store ever committed comes from a store that was
         // later restored from an older backup: the replica must pull from the start.
         if cursor.seq > st.storage.visible_seq() {
@@ -161,18 +181,22 @@ pub async fn pull(
         st.scopes.remember(&scope)?;
         let mut visibility = Visibility::new(st.storage.as_ref(), today);
         // A cursor of another scope: the user's role or regions changed since.
-        let (since, purge) = match &cursor.tag {
+        let (since, known, purge) = match &cursor.tag {
             Some(tag) if *tag != scope.tag() => {
                 let purge = match st.scopes.get(tag)? {
                     Some(old) => visibility.purge(&old, &scope)?,
                     None => Vec::new(),
                 };
-                (0, purge)
+                (0, 0, purge)
             }
-            _ => (cursor.seq, Vec::new()),
+            _ => (cursor.seq, cursor.complete.min(cursor.seq), Vec::new()),
         };
         let mut page = st.storage.records_since(since, limit, max_bytes)?;
         let records = visibility.filter(&scope, std::mem::take(&mut page.records))?;
+        let records = records
+            .into_iter()
+            .map(|json| for_device(json, known))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut purge = purge;
         if since > 0 {
             purge.extend(site_moves::purge_for(
@@ -192,10 +216,13 @@ pub async fn pull(
             &report,
             st.clock.now_ms(),
         );
-        Ok((page, records, purge, st.storage.epoch()))
+        Ok((page, records, purge, st.storage.epoch(), known))
     })
     .await??;
-    let next = Cursor::format(page.next, &access::scope_of(&auth.user));
+    // A page that reaches the end leaves the device holding everything up to
+    // it; until then what it held before.
+    let complete = if page.more { known } else { page.next };
+    let next = Cursor::format(page.next, complete, &access::scope_of(&auth.user));
     // Stored record JSON goes out as it is: no decode and re-encode per pull.
     let size: usize = records.iter().map(|r| r.len() + 1).sum();
     let mut out = Vec::with_capacity(size + 128 + purge.len() * 40);
