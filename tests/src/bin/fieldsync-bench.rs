@@ -10,6 +10,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Parser;
+
+/// The tablets' allocator, as in `fieldsync-device`: with glibc's, a tenth of a
+/// pull's time on the device side was malloc and free.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use tests::bench::{self, Options, Scenario};
 
 #[derive(Debug, Parser)]
