@@ -61,6 +61,19 @@ fn pull_all(t: &mut Tablet) -> BTreeMap<RecordId, RecordState> {
     }
 }
 
+/// `a` records a pond and its inspection, then both tablets sync.
+fn both_hold_an_inspection(a: &mut Tablet, b: &mut Tablet) -> RecordId {
+    let site = SiteId::generate();
+    let insp = InspectionId::generate();
+    a.replica.create(sample::pond(site).into()).unwrap();
+    a.replica
+        .create(sample::inspection(insp, site, a.replica.identity().device).into())
+        .unwrap();
+    a.sync().unwrap();
+    b.sync().unwrap();
+    insp.into()
+}
+
 /// After the tablets hold a record, an edit of one unit reaches the other
 /// tablet as that unit alone (a partial state), merged into what it holds; a
 /// tablet that never had the record gets it whole. All end equal.
@@ -80,15 +93,7 @@ fn a_one_unit_edit_travels_as_that_unit_and_a_new_tablet_gets_records_whole() {
         .unwrap()
     };
     let (mut a, mut b) = (tablet("a"), tablet("b"));
-    let site = SiteId::generate();
-    let insp = InspectionId::generate();
-    let id: RecordId = insp.into();
-    a.replica.create(sample::pond(site).into()).unwrap();
-    a.replica
-        .create(sample::inspection(insp, site, a.replica.identity().device).into())
-        .unwrap();
-    a.sync().unwrap();
-    b.sync().unwrap();
+    let id = both_hold_an_inspection(&mut a, &mut b);
     let whole = b.transport.pulled.iter().find(|s| s.id == id).unwrap().clone();
     assert!(!whole.partial && whole.units.len() > 10, "{whole:?}");
 
@@ -155,16 +160,7 @@ fn story(records: &str, a_first: bool) {
         .unwrap()
     };
     let (mut a, mut b) = (tablet("a"), tablet("b"));
-
-    let site = SiteId::generate();
-    let insp = InspectionId::generate();
-    let id: RecordId = insp.into();
-    a.replica.create(sample::pond(site).into()).unwrap();
-    a.replica
-        .create(sample::inspection(insp, site, a.replica.identity().device).into())
-        .unwrap();
-    a.sync().unwrap();
-    b.sync().unwrap();
+    let id = both_hold_an_inspection(&mut a, &mut b);
     assert_eq!(conclusion(&b, id), conclusion(&a, id));
 
     // Different units: both edits survive everywhere, no conflict.
