@@ -57,7 +57,7 @@ fn server_records(url: &str, checker: &mut Option<HttpTransport>) -> BTreeMap<Re
 
 #[test]
 fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_rest() {
-    let root = tempfile::tempdir().unwrap();
+    let mut root = tempfile::tempdir().unwrap();
     let mut server =
         ServerProcess::start_with(&root.path().join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
     let url = server.url("");
@@ -95,9 +95,14 @@ fn acknowledged_pushes_survive_sigkill_of_the_server_and_retries_complete_the_re
         let on_server = server_records(&url, &mut checker);
         for (i, a) in snapshot.iter().enumerate() {
             for (id, n) in &a.edits {
-                let state = on_server
-                    .get(id)
-                    .unwrap_or_else(|| panic!("tablet {i}: acknowledged record {id} lost"));
+                let Some(state) = on_server.get(id) else {
+                    // Kept, to read the seq index against the records.
+                    let kept = std::mem::replace(&mut root, tempfile::tempdir().unwrap()).keep();
+                    panic!(
+                        "tablet {i}: acknowledged record {id} lost; the stores are kept in {}",
+                        kept.display()
+                    );
+                };
                 let text = conclusion_of(state);
                 let got = storm::edit_number(&text);
                 assert!(
