@@ -220,8 +220,10 @@ pub async fn pull(
     })
     .await??;
     // A page that reaches the end leaves the device holding everything up to
-    // it; until then what it held before.
-    let complete = if page.more { known } else { page.next };
+    // it; until then what it held before. Not a page read while a commit
+    // re-sequenced records: one it skipped comes later as only the units
+    // changed since `complete`, and must bring those changed since `known`.
+    let complete = if page.more || !page.settled { known } else { page.next };
     let next = Cursor::format(page.next, complete, &access::scope_of(&auth.user));
     // Stored record JSON goes out as it is: no decode and re-encode per pull.
     let size: usize = records.iter().map(|r| r.len() + 1).sum();

@@ -46,6 +46,8 @@ impl SyncStorage for MemoryStorage {
             records: Vec::new(),
             next: since,
             more: false,
+            // The whole scan holds the lock.
+            settled: true,
         };
         let mut bytes = 0;
         for (seq, id) in server.store.by_seq.range(since.saturating_add(1)..) {

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -23,6 +22,7 @@ use sync_protocol::wire::PushResponse;
 use sync_protocol::{Actor, Change, Hlc, RecordState, ReplicaId, VersionId};
 
 use super::backup::{self, BackupError, BackupInfo, RestoreInfo};
+use super::commit_view::CommitView;
 use super::{Page, RecordHistory, StorageError, SyncStorage, keys};
 
 use sync_protocol::recovery::{Recovered, RestoreBase};
@@ -99,7 +99,7 @@ struct PushJob {
 pub struct SledStorage {
     db: sled::Db,
     tree: sled::Tree,
-    visible: Arc<AtomicU64>,
+    view: Arc<CommitView>,
     queue: Mutex<Option<mpsc::Sender<Queued>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     epoch: String,
@@ -109,7 +109,7 @@ pub struct SledStorage {
 impl std::fmt::Debug for SledStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStorage")
-            .field("visible", &self.visible.load(Ordering::Acquire))
+            .field("visible", &self.view.visible())
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
@@ -145,7 +145,7 @@ impl SledStorage {
             engine.resume_clock(hlc);
         }
         let restored = backup::restore_info(&tree).map_err(|e| StorageError::NotDurable(e.to_string()))?;
-        let visible = Arc::new(AtomicU64::new(commit_seq));
+        let view = Arc::new(CommitView::new(commit_seq));
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
@@ -155,7 +155,7 @@ impl SledStorage {
             last_seq: HashMap::new(),
             cache: RecordCache::new(RECORD_CACHE),
             sites: SiteCache::new(),
-            visible: visible.clone(),
+            view: view.clone(),
             full_disk_marker: std::env::var_os(FULL_DISK_MARKER_ENV).map(std::path::PathBuf::from),
             dir,
         };
@@ -166,7 +166,7 @@ impl SledStorage {
         Ok(Self {
             db,
             tree,
-            visible,
+            view,
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             epoch,
@@ -261,13 +261,18 @@ impl SyncStorage for SledStorage {
     fn records_since(&self, since: u64, limit: usize, max_bytes: usize) -> Result<Page, StorageError> {
         // Only what a flushed batch made visible: an iterator is not a snapshot,
         // and a half-seen batch must not move a cursor past what it skipped.
-        let visible = self.visible.load(Ordering::Acquire);
+        let start = self.view.begin_scan();
+        let visible = start.visible;
         let mut page = Page {
             records: Vec::new(),
             next: since,
             more: false,
+            settled: true,
         };
         if since >= visible {
+            // A batch in flight may be moving a record from below `since`
+            // out of a scan that ran before this one.
+            page.settled = self.view.settled(&start);
             return Ok(page);
         }
         let mut bytes = 0usize;
@@ -295,11 +300,12 @@ impl SyncStorage for SledStorage {
             }
             page.next = seq;
         }
+        page.settled = self.view.settled(&start);
         Ok(page)
     }
 
     fn visible_seq(&self) -> u64 {
-        self.visible.load(Ordering::Acquire)
+        self.view.visible()
     }
 
     fn outcome_of(&self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError> {
@@ -455,7 +461,7 @@ struct Writer {
     /// What the tree holds, decoded; only this thread writes records.
     cache: RecordCache,
     sites: SiteCache,
-    visible: Arc<AtomicU64>,
+    view: Arc<CommitView>,
     full_disk_marker: Option<std::path::PathBuf>,
     /// The store's folder, whose free space is checked before each group.
     dir: Option<std::path::PathBuf>,
@@ -606,7 +612,10 @@ impl Writer {
             self.flush()
         } else {
             self.check_space(bytes)
-                .and_then(|()| self.tree.apply_batch(batch).map_err(StorageError::from))
+                .and_then(|()| {
+                    self.view.begin_write();
+                    self.tree.apply_batch(batch).map_err(StorageError::from)
+                })
                 .and_then(|()| self.flush())
         };
         match durable {
@@ -616,7 +625,7 @@ impl Writer {
                 for state in written {
                     self.cache.put(state.id, state);
                 }
-                self.visible.store(commit_seq, Ordering::Release);
+                self.view.publish(commit_seq);
                 let epoch = self
                     .tree
                     .get(keys::META_EPOCH)
