@@ -289,10 +289,28 @@ fn a_push_that_cannot_be_made_durable_is_answered_507_and_reads_go_on() {
     let url = server.url("");
     let (tablets, site) = storm::tablets_with_a_pond(root.path(), &url, PASSWORD, 1).unwrap();
     let mut tablet = tablets.into_iter().next().unwrap();
+    let device = tablet.replica.identity().device;
+    // One inspection is on the server before the disk fills.
+    let earlier = InspectionId::generate();
+    tablet
+        .replica
+        .create(sample::inspection(earlier, site, device).into())
+        .unwrap();
+    tablet.sync().unwrap();
+    let mut check = checker(&url);
+    let before = server_records(&mut check)[&RecordId::from(earlier)].clone();
 
     std::fs::write(&marker, b"").unwrap();
+    // The failing push edits it (a commit re-sequences it) and creates another.
+    tablet
+        .edit(
+            RecordKind::Inspection,
+            earlier.into(),
+            "conclusion",
+            json!("written while the disk was full"),
+        )
+        .unwrap();
     let insp = InspectionId::generate();
-    let device = tablet.replica.identity().device;
     tablet
         .replica
         .create(sample::inspection(insp, site, device).into())
@@ -306,15 +324,29 @@ fn a_push_that_cannot_be_made_durable_is_answered_507_and_reads_go_on() {
         .unwrap();
     assert_eq!(answer.status, 507, "{:?}", answer.body);
     assert_eq!(answer.code(), "not_durable");
-    // The tablet's sync fails and keeps the change.
+    // The tablet's sync fails and keeps the changes.
     assert!(tablet.replica.push(&mut tablet.transport).is_err());
-    assert_eq!(tablet.replica.pending_count(), 1);
-    // Reads are served meanwhile.
+    assert_eq!(tablet.replica.pending_count(), 2);
+    // Reads are served meanwhile, and see the store as it was: the failed
+    // group is undone, so the edited record keeps its place and its content.
     assert_eq!(api.get("/healthz", None).unwrap().status, 200);
     let report = tablet.replica.pull(&mut tablet.transport).unwrap();
     assert_eq!(report.pulled, 0);
-    let mut check = checker(&url);
-    assert!(!server_records(&mut check).contains_key(&RecordId::from(insp)));
+    let held = server_records(&mut check);
+    assert!(!held.contains_key(&RecordId::from(insp)));
+    assert_eq!(held[&RecordId::from(earlier)], before);
+    let listed = api
+        .get(
+            "/api/v1/inspections",
+            Some(&api.login("admin", PASSWORD).unwrap().access),
+        )
+        .unwrap();
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    assert!(
+        listed.body.to_string().contains(&earlier.to_string()),
+        "{:?}",
+        listed.body
+    );
 
     // Space again: the retry lands, once.
     std::fs::remove_file(&marker).unwrap();
@@ -324,6 +356,10 @@ fn a_push_that_cannot_be_made_durable_is_answered_507_and_reads_go_on() {
     let on_server = server_records(&mut check);
     let state = &on_server[&RecordId::from(insp)];
     assert_eq!(state.units["conclusion"].live.len(), 1);
+    assert_eq!(
+        conclusion_of(&on_server[&RecordId::from(earlier)]),
+        "written while the disk was full"
+    );
 }
 
 #[test]

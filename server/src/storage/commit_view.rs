@@ -60,6 +60,13 @@ impl CommitView {
             .store(self.started.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
+    /// The writer, once it has put back what a failed batch applied: the tree
+    /// is again what `visible` says, and holds still.
+    pub fn abandon(&self) {
+        self.published
+            .store(self.started.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
     /// A scan begins. Loads in the reverse of `publish`'s stores: when no
     /// batch began between the first and the last load, `visible` is the seq
     /// of the last batch begun.
@@ -103,6 +110,18 @@ mod tests {
 
         let after = view.begin_scan();
         assert_eq!(after.visible, 9);
+        assert!(view.settled(&after));
+    }
+
+    #[test]
+    fn an_undone_batch_settles_scans_at_the_same_visible_seq() {
+        let view = CommitView::new(3);
+        let before = view.begin_scan();
+        view.begin_write();
+        view.abandon();
+        assert!(!view.settled(&before), "the batch was applied during the scan");
+        let after = view.begin_scan();
+        assert_eq!(after.visible, 3);
         assert!(view.settled(&after));
     }
 

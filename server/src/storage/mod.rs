@@ -34,6 +34,10 @@ pub enum StorageError {
     },
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// A whole-store scan never found the store holding still: commits kept
+    /// moving records, or a failed one could not be undone.
+    #[error("the store kept changing while it was read; try again")]
+    Unsettled,
 }
 
 impl StorageError {
@@ -147,6 +151,10 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// How often a whole-store scan reads on after reaching the end of a store
+/// that did not hold still (about 10 s of waiting for groups to flush).
+const MAX_UNSETTLED_PASSES: u64 = 500;
+
 /// Records a whole-store scan reads per page.
 const SCAN_PAGE: usize = 1000;
 
@@ -164,6 +172,7 @@ pub fn each_record(
     let mut since = 0;
     let mut settled = true;
     let mut seen = std::collections::HashSet::new();
+    let mut unsettled_passes = 0u64;
     loop {
         let page = storage.records_since(since, SCAN_PAGE, usize::MAX)?;
         settled &= page.settled;
@@ -179,10 +188,13 @@ pub fn each_record(
             if settled {
                 return Ok(());
             }
-            // A batch still flushing: what it moved becomes readable once it is durable.
-            if page.records.is_empty() {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            // A batch still flushing: what it moved becomes readable once it is
+            // durable. Bounded: a writer whose store fails never settles.
+            unsettled_passes += 1;
+            if unsettled_passes > MAX_UNSETTLED_PASSES {
+                return Err(StorageError::Unsettled);
             }
+            std::thread::sleep(std::time::Duration::from_millis(unsettled_passes.min(20)));
             settled = true;
         }
     }

@@ -542,6 +542,22 @@ impl Writer {
             .map_err(|e| StorageError::NotDurable(e.to_string()))
     }
 
+    /// Put back what a group that could not be made durable changed in the
+    /// tree. Until then pulls do not see past the last durable commit, but a
+    /// record the group re-sequenced has lost its old place in the seq index:
+    /// left so, it would be missing from every pull and listing while the disk
+    /// stays full, and the 507 answered would not mean "nothing changed".
+    /// Whatever of the group reached the disk is harmless after a crash: its
+    /// outcomes are stored, so the tablet's retry is answered as a replay.
+    fn undo(&self, undo: sled::Batch) {
+        match self.tree.apply_batch(undo) {
+            Ok(()) => self.view.abandon(),
+            // The store itself fails (sled keeps an I/O error): scans stay
+            // unsettled until a group succeeds or the server restarts.
+            Err(e) => tracing::error!(error = %e, "a failed group could not be undone"),
+        }
+    }
+
     fn commit_group(&mut self, jobs: Vec<Job>) {
         let mut overlay = Overlay::new(
             &self.tree,
@@ -607,19 +623,30 @@ impl Writer {
         // outcome replayed may be one a failed flush left unflushed.
         let wrote_nothing =
             overlay.kept.is_empty() && overlay.kept_history.is_empty() && overlay.kept_records.is_empty();
-        let (batch, bytes, written) = overlay.into_batch(commit_seq, self.engine.clock());
         let durable = if wrote_nothing {
-            self.flush()
+            self.flush().map(|()| Vec::new())
         } else {
-            self.check_space(bytes)
-                .and_then(|()| {
+            overlay
+                .into_batch(commit_seq, self.engine.clock())
+                .and_then(|group| self.check_space(group.bytes).map(|()| group))
+                .and_then(|group| {
                     self.view.begin_write();
-                    self.tree.apply_batch(batch).map_err(StorageError::from)
+                    let applied = self
+                        .tree
+                        .apply_batch(group.batch)
+                        .map_err(StorageError::from)
+                        .and_then(|()| self.flush());
+                    match applied {
+                        Ok(()) => Ok(group.written),
+                        Err(e) => {
+                            self.undo(group.undo);
+                            Err(e)
+                        }
+                    }
                 })
-                .and_then(|()| self.flush())
         };
         match durable {
-            Ok(()) => {
+            Ok(written) => {
                 self.commit_seq = commit_seq;
                 self.last_seq = last_seq;
                 for state in written {
@@ -705,6 +732,31 @@ enum Answer {
     Recovered(Vec<Recovered>),
 }
 
+/// A group's writes as one sled batch.
+struct GroupBatch {
+    batch: sled::Batch,
+    /// What the keys `batch` writes hold now, to put back if the group fails.
+    undo: sled::Batch,
+    /// About how many bytes `batch` writes.
+    bytes: u64,
+    /// The records it writes, decoded.
+    written: Vec<RecordState>,
+}
+
+impl GroupBatch {
+    fn put(&mut self, tree: &sled::Tree, key: &[u8], value: Option<Vec<u8>>) -> Result<(), StorageError> {
+        match tree.get(key)? {
+            Some(old) => self.undo.insert(key, old),
+            None => self.undo.remove(key),
+        }
+        match value {
+            Some(v) => self.batch.insert(key, v),
+            None => self.batch.remove(key),
+        }
+        Ok(())
+    }
+}
+
 /// Pending writes of a group over the tree. Writes of the push being applied
 /// sit in `current` until it succeeds, so a storage error mid-push leaves the
 /// rest of the group intact.
@@ -785,33 +837,37 @@ impl<'a> Overlay<'a> {
         self.current.insert(key.to_vec(), None);
     }
 
-    /// The group as one sled batch, about how many bytes it writes, and the
-    /// records it writes.
-    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> (sled::Batch, u64, Vec<RecordState>) {
-        let mut batch = sled::Batch::default();
-        let mut bytes = 0u64;
-        let mut written = Vec::with_capacity(self.kept_records.len());
+    /// The group as one sled batch, with the batch that puts back what it
+    /// overwrites (read before it is applied).
+    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> Result<GroupBatch, StorageError> {
+        let mut group = GroupBatch {
+            batch: sled::Batch::default(),
+            undo: sled::Batch::default(),
+            bytes: 0,
+            written: Vec::with_capacity(self.kept_records.len()),
+        };
         for (id, state) in self.kept_records {
             let value = keys::record_value(state.commit_seq, &encode(&state));
-            bytes += (17 + value.len()) as u64;
-            batch.insert(&keys::record(id)[..], value);
-            written.push(state);
+            group.bytes += (17 + value.len()) as u64;
+            group.put(self.tree, &keys::record(id), Some(value))?;
+            group.written.push(state);
         }
         for (k, v) in self.kept {
-            bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
+            group.bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
+            group.put(self.tree, &k, v)?;
         }
         for ((record, version), entry) in self.kept_history {
             let value = encode(&entry);
-            bytes += (41 + value.len()) as u64;
-            batch.insert(&keys::history(record, version)[..], value);
+            group.bytes += (41 + value.len()) as u64;
+            group.put(self.tree, &keys::history(record, version), Some(value))?;
         }
-        batch.insert(keys::META_COMMIT_SEQ, &commit_seq.to_be_bytes()[..]);
-        batch.insert(keys::META_HLC, encode(&hlc));
-        (batch, bytes, written)
+        group.put(
+            self.tree,
+            keys::META_COMMIT_SEQ,
+            Some(commit_seq.to_be_bytes().to_vec()),
+        )?;
+        group.put(self.tree, keys::META_HLC, Some(encode(&hlc)))?;
+        Ok(group)
     }
 
     /// A record as this group sees it: written by it, cached, or stored.
