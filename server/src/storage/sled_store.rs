@@ -559,12 +559,14 @@ impl Writer {
     }
 
     fn commit_group(&mut self, jobs: Vec<Job>) {
+        let fresh_versions = !jobs.iter().any(|j| matches!(j, Job::Recover { .. }));
         let mut overlay = Overlay::new(
             &self.tree,
             &mut self.cache,
             &mut self.sites,
             self.commit_seq,
             &self.last_seq,
+            fresh_versions,
         );
         let mut answers = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -749,11 +751,21 @@ impl GroupBatch {
             Some(old) => self.undo.insert(key, old),
             None => self.undo.remove(key),
         }
+        self.write(key, value);
+        Ok(())
+    }
+
+    /// `put` of a key the tree does not hold.
+    fn put_new(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.undo.remove(key);
+        self.write(key, value);
+    }
+
+    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) {
         match value {
             Some(v) => self.batch.insert(key, v),
             None => self.batch.remove(key),
         }
-        Ok(())
     }
 }
 
@@ -777,6 +789,11 @@ struct Overlay<'a> {
     kept_commit_seq: u64,
     last_seq: HashMap<ReplicaId, u64>,
     kept_last_seq: HashMap<ReplicaId, u64>,
+    /// The durable commit seq the group starts from.
+    base_seq: u64,
+    /// Every version the group writes is a pushed change's own, never stored
+    /// before (false when it brings back versions after a restore).
+    fresh_versions: bool,
 }
 
 impl<'a> Overlay<'a> {
@@ -786,6 +803,7 @@ impl<'a> Overlay<'a> {
         sites: &'a mut SiteCache,
         commit_seq: u64,
         last_seq: &HashMap<ReplicaId, u64>,
+        fresh_versions: bool,
     ) -> Self {
         Self {
             tree,
@@ -801,6 +819,8 @@ impl<'a> Overlay<'a> {
             kept_commit_seq: commit_seq,
             last_seq: last_seq.clone(),
             kept_last_seq: last_seq.clone(),
+            base_seq: commit_seq,
+            fresh_versions,
         }
     }
 
@@ -839,27 +859,36 @@ impl<'a> Overlay<'a> {
 
     /// The group as one sled batch, with the batch that puts back what it
     /// overwrites (read before it is applied).
-    fn into_batch(self, commit_seq: u64, hlc: Hlc) -> Result<GroupBatch, StorageError> {
+    fn into_batch(mut self, commit_seq: u64, hlc: Hlc) -> Result<GroupBatch, StorageError> {
         let mut group = GroupBatch {
             batch: sled::Batch::default(),
             undo: sled::Batch::default(),
             bytes: 0,
             written: Vec::with_capacity(self.kept_records.len()),
         };
-        for (id, state) in self.kept_records {
+        for (id, state) in std::mem::take(&mut self.kept_records) {
             let value = keys::record_value(state.commit_seq, &encode(&state));
             group.bytes += (17 + value.len()) as u64;
             group.put(self.tree, &keys::record(id), Some(value))?;
             group.written.push(state);
         }
-        for (k, v) in self.kept {
+        for (k, v) in std::mem::take(&mut self.kept) {
             group.bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
-            group.put(self.tree, &k, v)?;
+            if self.is_new(&k) {
+                group.put_new(&k, v);
+            } else {
+                group.put(self.tree, &k, v)?;
+            }
         }
-        for ((record, version), entry) in self.kept_history {
+        for ((record, version), entry) in std::mem::take(&mut self.kept_history) {
             let value = encode(&entry);
             group.bytes += (41 + value.len()) as u64;
-            group.put(self.tree, &keys::history(record, version), Some(value))?;
+            let key = keys::history(record, version);
+            if self.fresh_versions {
+                group.put_new(&key, Some(value));
+            } else {
+                group.put(self.tree, &key, Some(value))?;
+            }
         }
         group.put(
             self.tree,
@@ -868,6 +897,19 @@ impl<'a> Overlay<'a> {
         )?;
         group.put(self.tree, keys::META_HLC, Some(encode(&hlc)))?;
         Ok(group)
+    }
+
+    /// Whether `key` cannot be in the tree yet, so that putting it back after
+    /// a failed group is a removal and needs no read: an outcome is written
+    /// only for a seq that had none, a seq key above the durable commit seq
+    /// was never committed, and a pushed change's version (its event) is new.
+    fn is_new(&self, key: &[u8]) -> bool {
+        match key.first() {
+            Some(&keys::OUTCOME) => true,
+            Some(&keys::SEQ) => keys::seq_of(key).is_some_and(|seq| seq > self.base_seq),
+            Some(&keys::EVENT) => self.fresh_versions,
+            _ => false,
+        }
     }
 
     /// A record as this group sees it: written by it, cached, or stored.
