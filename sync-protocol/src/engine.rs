@@ -17,6 +17,7 @@ use crate::history::ChangeEvent;
 use crate::hlc::{Hlc, HlcClock};
 use crate::ids::{ReplicaId, VersionId};
 use crate::outcome::{ChangeOutcome, Flag, Outcome, Refusal, RefusalCode};
+use crate::prepared::{self, ParsedCreate, Prepared};
 use crate::rules;
 use crate::scope::Scope;
 use crate::state::{Lock, RecordState, ReviewMark, VersionMeta};
@@ -196,9 +197,25 @@ impl Engine {
         changes: &[Change],
         now_ms: u64,
     ) -> Result<Vec<ChangeOutcome>, S::Error> {
+        self.push_prepared(store, actor, scope, changes, Vec::new(), now_ms)
+    }
+
+    /// [`Engine::push_scoped`] with each change's content-only work done
+    /// ahead (`prepared[i]` for `changes[i]`; missing ones are done here).
+    pub fn push_prepared<S: Store>(
+        &mut self,
+        store: &mut S,
+        actor: &Actor,
+        scope: Option<&Scope>,
+        changes: &[Change],
+        prepared: Vec<Prepared>,
+        now_ms: u64,
+    ) -> Result<Vec<ChangeOutcome>, S::Error> {
         let mut out = Vec::with_capacity(changes.len());
+        let mut prepared = prepared.into_iter();
         for change in changes {
-            out.push(self.push_one(store, actor, scope, change, now_ms)?);
+            let ahead = prepared.next().unwrap_or_default();
+            out.push(self.push_one(store, actor, scope, change, ahead, now_ms)?);
         }
         Ok(out)
     }
@@ -209,9 +226,10 @@ impl Engine {
         actor: &Actor,
         scope: Option<&Scope>,
         change: &Change,
+        ahead: Prepared,
         now_ms: u64,
     ) -> Result<ChangeOutcome, S::Error> {
-        let digest = hex::encode(change.digest());
+        let digest = ahead.digest.unwrap_or_else(|| prepared::digest_of(change));
         if let Some(stored) = store.outcome(actor.replica, change.seq)? {
             return Ok(if stored.digest == digest {
                 ChangeOutcome {
@@ -269,7 +287,7 @@ impl Engine {
             None => Ok(()),
         };
         let applied = match allowed {
-            Ok(()) => self.apply_one(store, actor, change, id, effective, meta)?,
+            Ok(()) => self.apply_one(store, actor, change, ahead.create, id, effective, meta)?,
             Err(refusal) => Err(refusal),
         };
         // Other records the change stepped or made (a review's inspection, pending
@@ -371,18 +389,20 @@ impl Engine {
         Ok(last)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply_one<S: Store>(
         &mut self,
         store: &mut S,
         actor: &Actor,
         change: &Change,
+        parsed: Option<Result<ParsedCreate, Refusal>>,
         id: VersionId,
         hlc: Hlc,
         meta: VersionMeta,
     ) -> Result<Applied, S::Error> {
         match &change.op {
             Op::Create { record, versions } => {
-                self.create(store, actor, change, id, hlc, meta, record, versions.as_ref())
+                self.create(store, actor, change, parsed, id, hlc, meta, record, versions.as_ref())
             }
             Op::Edit { units } => self.edit(store, change, id, hlc, meta, units),
             Op::Transition { action, versions } => self.transition(store, actor, change, id, action, versions.as_ref()),
@@ -395,6 +415,7 @@ impl Engine {
         store: &mut S,
         actor: &Actor,
         change: &Change,
+        parsed: Option<Result<ParsedCreate, Refusal>>,
         id: VersionId,
         hlc: Hlc,
         meta: VersionMeta,
@@ -411,32 +432,15 @@ impl Engine {
             )
             .at("id")));
         }
-        let typed = match AnyRecord::from_json(change.kind, document.get()) {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(Err(
-                    Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field())
-                ));
-            }
+        let parsed = match parsed.unwrap_or_else(|| prepared::parse_create(&self.config, change, document.get())) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(Err(refusal)),
         };
-        if typed.id() != change.record {
-            return Ok(Err(Refusal::new(
-                RefusalCode::InvalidStructure,
-                "the document's id is not the change's record",
-            )
-            .at("id")));
-        }
-        let units = match typed.units() {
-            Ok(u) => u,
-            Err(e) => {
-                return Ok(Err(
-                    Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field())
-                ));
-            }
-        };
-        if units.len() > self.config.max_units_per_change {
-            return Ok(Err(Refusal::new(RefusalCode::TooLarge, "too many units in one record")));
-        }
+        let ParsedCreate {
+            typed,
+            units,
+            materialized,
+        } = parsed;
         let mut state = RecordState::new(change.kind, change.record);
         for (key, value) in units {
             let v = LiveVersion {
@@ -475,7 +479,7 @@ impl Engine {
             self.refresh_flags(store, &mut inspection)?;
             others.push(inspection);
         }
-        if let Err(r) = self.check_and_flag(store, &mut state, None)? {
+        if let Err(r) = self.check_and_flag(store, &mut state, None, materialized)? {
             return Ok(Err(r));
         }
         Ok(Ok((
@@ -587,7 +591,8 @@ impl Engine {
             }
         }
         let written: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
-        if let Err(r) = self.check_and_flag(store, &mut state, Some(&written))? {
+        let record = state.materialize();
+        if let Err(r) = self.check_and_flag(store, &mut state, Some(&written), record)? {
             return Ok(Err(r));
         }
         mark_review(&mut state);
@@ -772,15 +777,17 @@ impl Engine {
         Ok(taken)
     }
 
-    /// Validate the record after a content change: errors in the units this
-    /// change wrote refuse it; everything else becomes flags.
+    /// Validate the record after a content change (`record`: the state as
+    /// materialized): errors in the units this change wrote refuse it;
+    /// everything else becomes flags.
     fn check_and_flag<S: Store>(
         &mut self,
         store: &mut S,
         state: &mut RecordState,
         written: Option<&[&str]>,
+        record: Result<AnyRecord, mobile_schema::record::LayoutError>,
     ) -> Result<Result<(), Refusal>, S::Error> {
-        let record = match state.materialize() {
+        let record = match record {
             Ok(r) => r,
             Err(e) => {
                 return Ok(Err(

@@ -19,7 +19,7 @@ use sync_protocol::scope::Scope;
 use sync_protocol::state::VersionMeta;
 use sync_protocol::unit::LiveVersion;
 use sync_protocol::wire::PushResponse;
-use sync_protocol::{Actor, Change, Hlc, RecordState, ReplicaId, VersionId};
+use sync_protocol::{Actor, Change, Hlc, Prepared, RecordState, ReplicaId, VersionId};
 
 use super::backup::{self, BackupError, BackupInfo, RestoreInfo};
 use super::commit_view::CommitView;
@@ -91,6 +91,8 @@ struct PushJob {
     actor: Actor,
     scope: Option<Scope>,
     changes: Vec<Change>,
+    /// One per change, taken by the writer.
+    prepared: Vec<Prepared>,
     now_ms: u64,
     reply: mpsc::SyncSender<Result<PushResponse, StorageError>>,
 }
@@ -103,6 +105,7 @@ pub struct SledStorage {
     queue: Mutex<Option<mpsc::Sender<Queued>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     epoch: String,
+    config: EngineConfig,
     restored: Option<RestoreInfo>,
 }
 
@@ -170,6 +173,7 @@ impl SledStorage {
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             epoch,
+            config,
             restored,
         })
     }
@@ -239,11 +243,15 @@ impl SyncStorage for SledStorage {
         changes: Vec<Change>,
         now_ms: u64,
     ) -> Result<PushResponse, StorageError> {
+        // The content-only work is done here, on the request's thread, so the
+        // single writer spends its time on what needs the store.
+        let prepared = changes.iter().map(|c| Prepared::of(&self.config, c)).collect();
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Job::Push(PushJob {
             actor: *actor,
             scope: scope.cloned(),
             changes,
+            prepared,
             now_ms,
             reply,
         }))?;
@@ -558,7 +566,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, jobs: Vec<Job>) {
+    fn commit_group(&mut self, mut jobs: Vec<Job>) {
         let fresh_versions = !jobs.iter().any(|j| matches!(j, Job::Recover { .. }));
         let mut overlay = Overlay::new(
             &self.tree,
@@ -569,12 +577,17 @@ impl Writer {
             fresh_versions,
         );
         let mut answers = Vec::with_capacity(jobs.len());
-        for job in &jobs {
+        for job in &mut jobs {
             let answer = match job {
                 Job::Push(job) => {
-                    let result =
-                        self.engine
-                            .push_scoped(&mut overlay, &job.actor, job.scope.as_ref(), &job.changes, job.now_ms);
+                    let result = self.engine.push_prepared(
+                        &mut overlay,
+                        &job.actor,
+                        job.scope.as_ref(),
+                        &job.changes,
+                        std::mem::take(&mut job.prepared),
+                        job.now_ms,
+                    );
                     result.map(|outcomes| {
                         let expected_seq = overlay.last_seq.get(&job.actor.replica).copied().unwrap_or(0) + 1;
                         Answer::Push(PushResponse {
