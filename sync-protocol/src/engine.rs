@@ -383,6 +383,12 @@ impl Engine {
             r.commit_seq = store.next_commit_seq()?;
             let before = store.record(r.id)?;
             r.stamp(before.as_ref(), r.commit_seq);
+            // What decides who sees the record changed: it may come back into a
+            // device's view after commits that device did not see, so this
+            // commit sends it whole, not only the units changed since.
+            if before.is_some() && crate::scope::visibility_changed(&r) {
+                r.whole_since = r.commit_seq;
+            }
             last = r.commit_seq;
             store.put_record(r)?;
         }

@@ -228,6 +228,13 @@ pub fn visible<E>(
     })
 }
 
+/// Whether the commit just stamped on `state` changed a unit that decides who
+/// sees it: its link (site, inspection, region) or a drawn task's day.
+pub fn visibility_changed(state: &RecordState) -> bool {
+    let changed = |key: &str| state.units.get(key).is_some_and(|u| u.seq == state.commit_seq);
+    changed(link_field(state.kind)) || (state.kind == RecordKind::Task && changed("hidden_until"))
+}
+
 /// The day a drawn task becomes visible to inspectors, if it is one.
 pub fn hidden_until(state: &RecordState) -> Option<NaiveDate> {
     let w = state.units.get("hidden_until")?.winner()?;

@@ -798,3 +798,27 @@ fn a_value_of_the_wrong_type_is_refused_even_when_it_would_lose_the_merge() {
     let unit = &world.server.record(id).unwrap().units["conclusion"];
     assert!(unit.live.iter().all(|v| v.value.get().starts_with('"')));
 }
+
+#[test]
+fn a_commit_that_moves_a_record_is_sent_whole_and_a_later_edit_as_its_units() {
+    let mut world = World::new([0, 0, 0]);
+    let id = world.records[0];
+    world.sims[0].edit(T0, id, "conclusion", serde_json::json!("甲"), false);
+    world.sims[0].push(&mut world.server, T0, false, false);
+    let held = world.server.record(id).unwrap().commit_seq;
+
+    // The record moves to another site: a device whose view it left and
+    // re-enters must not get only the units changed since its last pull.
+    world.sims[0].edit(T0 + 1, id, "site_id", serde_json::json!(SiteId::generate()), false);
+    world.sims[0].push(&mut world.server, T0 + 1, false, false);
+    let moved = world.server.record(id).unwrap();
+    assert!(moved.commit_seq > held);
+    assert!(moved.delta(held).is_none(), "sent whole after a move");
+
+    let moved_seq = moved.commit_seq;
+    world.sims[0].edit(T0 + 2, id, "conclusion", serde_json::json!("乙"), false);
+    world.sims[0].push(&mut world.server, T0 + 2, false, false);
+    let edited = world.server.record(id).unwrap();
+    let delta = edited.delta(moved_seq).expect("an ordinary edit travels as its units");
+    assert_eq!(delta.units.keys().collect::<Vec<_>>(), vec!["conclusion"]);
+}
