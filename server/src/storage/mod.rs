@@ -372,4 +372,89 @@ mod tests {
             );
         }
     }
+
+    /// A group that cannot be made durable is undone: reads see the store as
+    /// it was. A pull that ran meanwhile may have passed the place of a record
+    /// it moved, so the next group that writes gives it a new one, whole.
+    #[test]
+    fn a_record_an_undone_group_moved_comes_again_whole_with_the_next_group() {
+        let actor = Actor {
+            replica: ReplicaId::generate(),
+            user: UserId::generate(),
+            device: DeviceId::generate(),
+            role: Role::Inspector,
+        };
+        let site = SiteId::generate();
+        let insp = InspectionId::generate();
+        let id: RecordId = insp.into();
+        let folder = tempfile::tempdir().unwrap();
+        let marker = folder.path().join("disk-full");
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledStorage::open_with_full_disk_marker(db, EngineConfig::default(), marker.clone()).unwrap();
+        let made = vec![
+            create(1, mobile_schema::sample::pond(site).into()),
+            create(2, mobile_schema::sample::inspection(insp, site, actor.device).into()),
+        ];
+        store.apply_push(&actor, None, made, 5_000).unwrap();
+        let before = store.records_since(0, 100, usize::MAX).unwrap();
+        assert!(before.settled && !before.more);
+
+        std::fs::write(&marker, b"").unwrap();
+        let edit = Change {
+            seq: 3,
+            hlc: Hlc::new(2_000, 0),
+            kind: RecordKind::Inspection,
+            record: id,
+            op: Op::Edit {
+                units: vec![UnitWrite {
+                    key: "conclusion".into(),
+                    bases: vec![],
+                    value: UnitValue::of(&"written while the disk was full").unwrap(),
+                }],
+            },
+        };
+        let failed = store.apply_push(&actor, None, vec![edit], 6_000).unwrap_err();
+        assert!(failed.is_not_durable(), "{failed}");
+        let undone = store.records_since(0, 100, usize::MAX).unwrap();
+        assert!(undone.settled);
+        assert_eq!(undone.records, before.records, "the store reads as it was");
+        assert_eq!(store.visible_seq(), before.next);
+
+        // Another change (the same seq: the failed one left no outcome) lands
+        // and the inspection comes again after every cursor handed out.
+        std::fs::remove_file(&marker).unwrap();
+        let other = create(3, mobile_schema::sample::pond(SiteId::generate()).into());
+        let answer = store.apply_push(&actor, None, vec![other], 7_000).unwrap();
+        assert!(
+            matches!(answer.outcomes[0].outcome, Outcome::Applied { .. }),
+            "{answer:?}"
+        );
+        let page = store.records_since(before.next, 100, usize::MAX).unwrap();
+        let states: Vec<RecordState> = page
+            .records
+            .iter()
+            .map(|r| serde_json::from_slice(r).unwrap())
+            .collect();
+        let again = states
+            .iter()
+            .find(|s| s.id == id)
+            .expect("the moved record comes again");
+        assert!(
+            again.delta(before.next).is_none(),
+            "whole, not as the units changed since"
+        );
+        assert_eq!(
+            conclusion_of(again),
+            serde_json::json!(mobile_schema::sample::inspection(insp, site, actor.device).conclusion)
+        );
+        assert!(
+            !states.iter().any(|s| s.id == RecordId::from(site)),
+            "only what the undone group moved"
+        );
+    }
+
+    fn conclusion_of(state: &RecordState) -> serde_json::Value {
+        let raw = state.units["conclusion"].winner().unwrap().value.get();
+        serde_json::from_str(raw).unwrap()
+    }
 }

@@ -128,6 +128,26 @@ impl SledStorage {
     /// refuses a group (507) rather than let sled meet a full disk, which it
     /// does not survive cleanly (a flush can block for good).
     pub fn open_in(db: sled::Db, config: EngineConfig, dir: Option<std::path::PathBuf>) -> Result<Self, StorageError> {
+        let marker = std::env::var_os(FULL_DISK_MARKER_ENV).map(std::path::PathBuf::from);
+        Self::open_at(db, config, dir, marker)
+    }
+
+    /// A store whose flushes fail while `marker` exists, for tests of that path.
+    #[cfg(test)]
+    pub(crate) fn open_with_full_disk_marker(
+        db: sled::Db,
+        config: EngineConfig,
+        marker: std::path::PathBuf,
+    ) -> Result<Self, StorageError> {
+        Self::open_at(db, config, None, Some(marker))
+    }
+
+    fn open_at(
+        db: sled::Db,
+        config: EngineConfig,
+        dir: Option<std::path::PathBuf>,
+        full_disk_marker: Option<std::path::PathBuf>,
+    ) -> Result<Self, StorageError> {
         let tree = db.open_tree(keys::SYNC)?;
         let commit_seq = read_u64(&tree, keys::META_COMMIT_SEQ)?;
         let epoch = match tree.get(keys::META_EPOCH)? {
@@ -159,8 +179,10 @@ impl SledStorage {
             cache: RecordCache::new(RECORD_CACHE),
             sites: SiteCache::new(),
             view: view.clone(),
-            full_disk_marker: std::env::var_os(FULL_DISK_MARKER_ENV).map(std::path::PathBuf::from),
+            full_disk_marker,
             dir,
+            restored: restored.is_some(),
+            resurface: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("sync-writer".into())
@@ -284,6 +306,7 @@ impl SyncStorage for SledStorage {
             return Ok(page);
         }
         let mut bytes = 0usize;
+        let mut unpublished = false;
         let from = keys::seq(since.saturating_add(1));
         let to = keys::seq(visible.saturating_add(1));
         for item in self.tree.range(from..to) {
@@ -302,13 +325,20 @@ impl SyncStorage for SledStorage {
             let Some(value) = self.tree.get(key)? else {
                 continue;
             };
-            if let Some((_, json)) = keys::split_record_value(&value) {
-                bytes += json.len();
-                page.records.push(json.to_vec());
+            match keys::split_record_value(&value) {
+                // A batch not yet durable is rewriting the record: what it
+                // writes must not reach a tablet before it is (it may be
+                // undone). The record comes later, at its new seq.
+                Some((stored, _)) if stored > visible => unpublished = true,
+                Some((_, json)) => {
+                    bytes += json.len();
+                    page.records.push(json.to_vec());
+                }
+                None => {}
             }
             page.next = seq;
         }
-        page.settled = self.view.settled(&start);
+        page.settled = !unpublished && self.view.settled(&start);
         Ok(page)
     }
 
@@ -473,6 +503,12 @@ struct Writer {
     full_disk_marker: Option<std::path::PathBuf>,
     /// The store's folder, whose free space is checked before each group.
     dir: Option<std::path::PathBuf>,
+    /// The store was restored from a backup: tablets' recovery may have
+    /// brought back a version its replica now pushes again.
+    restored: bool,
+    /// Records an undone group had re-sequenced: a pull that ran meanwhile may
+    /// have passed their place, so the next group gives them a new one.
+    resurface: Vec<RecordId>,
 }
 
 impl Writer {
@@ -557,17 +593,27 @@ impl Writer {
     /// stays full, and the 507 answered would not mean "nothing changed".
     /// Whatever of the group reached the disk is harmless after a crash: its
     /// outcomes are stored, so the tablet's retry is answered as a replay.
-    fn undo(&self, undo: sled::Batch) {
+    ///
+    /// A pull that read while the group was applied skipped the records it
+    /// moved and went past their old places; the caller has them resurfaced
+    /// by the next group that writes. Returns whether the tree was put back.
+    fn undo(&self, undo: sled::Batch) -> bool {
         match self.tree.apply_batch(undo) {
-            Ok(()) => self.view.abandon(),
+            Ok(()) => {
+                self.view.abandon();
+                true
+            }
             // The store itself fails (sled keeps an I/O error): scans stay
             // unsettled until a group succeeds or the server restarts.
-            Err(e) => tracing::error!(error = %e, "a failed group could not be undone"),
+            Err(e) => {
+                tracing::error!(error = %e, "a failed group could not be undone");
+                false
+            }
         }
     }
 
     fn commit_group(&mut self, mut jobs: Vec<Job>) {
-        let fresh_versions = !jobs.iter().any(|j| matches!(j, Job::Recover { .. }));
+        let fresh_versions = !self.restored && !jobs.iter().any(|j| matches!(j, Job::Recover { .. }));
         let mut overlay = Overlay::new(
             &self.tree,
             &mut self.cache,
@@ -631,13 +677,28 @@ impl Writer {
                 }
             }
         }
-        let commit_seq = overlay.commit_seq;
-        let last_seq = std::mem::take(&mut overlay.last_seq);
         // Replays only: nothing new to write, so no room is needed and a tablet
-        // settling its outbox is answered on a full disk. Still flushed: the
-        // outcome replayed may be one a failed flush left unflushed.
+        // settling its outbox is answered on a full disk.
         let wrote_nothing =
             overlay.kept.is_empty() && overlay.kept_history.is_empty() && overlay.kept_records.is_empty();
+        // A group that writes also gives the records an undone group had moved
+        // a new place, above any cursor a pull handed out meanwhile.
+        let mut resurfaced = false;
+        if !wrote_nothing && !self.resurface.is_empty() {
+            match self.engine.resurface(&mut overlay, &self.resurface) {
+                Ok(_) => {
+                    overlay.keep();
+                    resurfaced = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "records an undone group had moved were not resurfaced");
+                    overlay.drop_current();
+                }
+            }
+        }
+        let commit_seq = overlay.commit_seq;
+        let last_seq = std::mem::take(&mut overlay.last_seq);
+        let mut undone = Vec::new();
         let durable = if wrote_nothing {
             self.flush().map(|()| Vec::new())
         } else {
@@ -654,7 +715,9 @@ impl Writer {
                     match applied {
                         Ok(()) => Ok(group.written),
                         Err(e) => {
-                            self.undo(group.undo);
+                            if self.undo(group.undo) {
+                                undone = group.moved;
+                            }
                             Err(e)
                         }
                     }
@@ -662,6 +725,9 @@ impl Writer {
         };
         match durable {
             Ok(written) => {
+                if resurfaced {
+                    self.resurface.clear();
+                }
                 self.commit_seq = commit_seq;
                 self.last_seq = last_seq;
                 for state in written {
@@ -711,6 +777,9 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = jobs.len(), "a group of writes could not be made durable");
+                self.resurface.extend(undone);
+                self.resurface.sort_unstable();
+                self.resurface.dedup();
                 // What the tree holds now is uncertain (applied but not flushed, or
                 // not applied): re-read the counters so the next group continues
                 // from the stored truth, and cached last seqs are dropped.
@@ -756,16 +825,25 @@ struct GroupBatch {
     bytes: u64,
     /// The records it writes, decoded.
     written: Vec<RecordState>,
+    /// Those of them that were stored before: it moves them in the seq index.
+    moved: Vec<RecordId>,
 }
 
 impl GroupBatch {
-    fn put(&mut self, tree: &sled::Tree, key: &[u8], value: Option<Vec<u8>>) -> Result<(), StorageError> {
-        match tree.get(key)? {
-            Some(old) => self.undo.insert(key, old),
-            None => self.undo.remove(key),
-        }
+    /// Returns whether the tree held `key`.
+    fn put(&mut self, tree: &sled::Tree, key: &[u8], value: Option<Vec<u8>>) -> Result<bool, StorageError> {
+        let held = match tree.get(key)? {
+            Some(old) => {
+                self.undo.insert(key, old);
+                true
+            }
+            None => {
+                self.undo.remove(key);
+                false
+            }
+        };
         self.write(key, value);
-        Ok(())
+        Ok(held)
     }
 
     /// `put` of a key the tree does not hold.
@@ -878,11 +956,14 @@ impl<'a> Overlay<'a> {
             undo: sled::Batch::default(),
             bytes: 0,
             written: Vec::with_capacity(self.kept_records.len()),
+            moved: Vec::new(),
         };
         for (id, state) in std::mem::take(&mut self.kept_records) {
             let value = keys::record_value(state.commit_seq, &encode(&state));
             group.bytes += (17 + value.len()) as u64;
-            group.put(self.tree, &keys::record(id), Some(value))?;
+            if group.put(self.tree, &keys::record(id), Some(value))? {
+                group.moved.push(id);
+            }
             group.written.push(state);
         }
         for (k, v) in std::mem::take(&mut self.kept) {
