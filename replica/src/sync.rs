@@ -6,10 +6,13 @@
 //! longer keeps restarts the pull from `0`; the outbox is untouched by that.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use mobile_schema::ids::RecordId;
+use sync_protocol::clock::Clock;
 use sync_protocol::device_report::DeviceReport;
+use sync_protocol::wire::PullResponse;
 use sync_protocol::wire::{PushRequest, PushResponse};
 use sync_protocol::{Change, Hlc, Op, Outcome, RecordState, RefusalCode, ReplicaId, VersionId};
 
@@ -55,7 +58,7 @@ enum Batch {
 
 impl Replica {
     /// Push everything pending, then pull everything new.
-    pub fn sync(&mut self, transport: &mut impl Transport) -> Result<SyncReport, ReplicaError> {
+    pub fn sync(&mut self, transport: &mut (impl Transport + Send)) -> Result<SyncReport, ReplicaError> {
         let mut report = SyncReport::default();
         transport.identify(&self.actor())?;
         self.push_all(transport, &mut report)?;
@@ -73,7 +76,7 @@ impl Replica {
 
     /// Only the pull half of [`Replica::sync`]: bring every record changed since
     /// the stored cursor; the outbox stays as it is.
-    pub fn pull(&mut self, transport: &mut impl Transport) -> Result<SyncReport, ReplicaError> {
+    pub fn pull(&mut self, transport: &mut (impl Transport + Send)) -> Result<SyncReport, ReplicaError> {
         let mut report = SyncReport::default();
         transport.identify(&self.actor())?;
         self.pull_all(transport, &mut report)?;
@@ -385,19 +388,53 @@ impl Replica {
         });
     }
 
-    fn pull_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {
+    fn pull_all<T: Transport + Send>(
+        &mut self,
+        transport: &mut T,
+        report: &mut SyncReport,
+    ) -> Result<(), ReplicaError> {
         let waiting = self.t.outbox.len();
         let mut pacing = Pacing::new(self.config.pull_limit, self.config.pull_limit_max);
         loop {
-            self.report_to(transport, waiting);
             let cursor: String = read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string());
-            let asked_at = self.clock.now_ms();
-            let started = Instant::now();
-            let mut page = match transport.pull(&cursor, pacing.size()) {
-                Ok(page) => {
-                    pacing.answered(started.elapsed());
-                    page
+            let clock = self.clock.clone();
+            // The next page is fetched and decoded on another thread while this
+            // one is written: on a tablet the two take about as long, and the
+            // writing is what bounds a full pull. At most two pages run ahead;
+            // pages are still written in order, each with the cursor after it.
+            let (tx, rx) = mpsc::sync_channel::<Fetched>(1);
+            let pulled = std::thread::scope(|s| {
+                let (fetching, pacing) = (&mut *transport, &mut pacing);
+                let since = cursor.clone();
+                let fetcher = s.spawn(move || fetch_pages(fetching, pacing, clock.as_ref(), waiting, since, tx));
+                let pulled = self.take_pages(&rx, cursor, report);
+                // Stops the fetcher at its next page.
+                drop(rx);
+                match fetcher.join() {
+                    Ok(()) => pulled,
+                    Err(_) => Err(ReplicaError::Protocol("the page fetcher stopped".into())),
                 }
+            })?;
+            match pulled {
+                Pulled::Done => return Ok(()),
+                Pulled::Again => {}
+                // A restored server: this page counts from a history it no longer has.
+                Pulled::Epoch { old, new } => self.recover_epoch(transport, &old, &new, report)?,
+            }
+        }
+    }
+
+    /// Write the pages the fetcher sends, in order, until the last or until
+    /// the pull must start again.
+    fn take_pages(
+        &mut self,
+        pages: &mpsc::Receiver<Fetched>,
+        mut cursor: String,
+        report: &mut SyncReport,
+    ) -> Result<Pulled, ReplicaError> {
+        for (answer, asked_at) in pages.iter() {
+            let mut page = match answer {
+                Ok(page) => page,
                 // Once per sync: an expired `0` is a server fault a restart cannot fix.
                 Err(TransportError::CursorExpired) if cursor != "0" && !report.cursor_restarted => {
                     // Only the cursor moves: pulled states are overwritten page by
@@ -406,14 +443,12 @@ impl Replica {
                     w.meta(meta::CURSOR, &"0")?;
                     self.commit(w)?;
                     report.cursor_restarted = true;
-                    continue;
+                    return Ok(Pulled::Again);
                 }
                 Err(e) => return Err(e.into()),
             };
-            // A restored server: this page counts from a history it no longer has.
             if let Some(old) = self.epoch_changed(&page.epoch)? {
-                self.recover_epoch(transport, &old, &page.epoch, report)?;
-                continue;
+                return Ok(Pulled::Epoch { old, new: page.epoch });
             }
             // A partial state brings only what changed since the cursor: merged
             // into the state this store holds.
@@ -430,7 +465,7 @@ impl Replica {
                 w.meta(meta::CURSOR, &"0")?;
                 self.commit(w)?;
                 report.cursor_restarted = true;
-                continue;
+                return Ok(Pulled::Again);
             };
             let acked = self.acked_entries()?;
             let mut w = Write::default();
@@ -483,8 +518,60 @@ impl Replica {
             self.hlc = hlc;
             report.pulled += states.len();
             if !page.more {
-                return Ok(());
+                return Ok(Pulled::Done);
             }
+            cursor = page.next;
+        }
+        Err(ReplicaError::Protocol("the pull stopped without an answer".into()))
+    }
+}
+
+/// A page as the fetcher got it, and the device's clock when it asked.
+type Fetched = (Result<PullResponse, TransportError>, u64);
+
+/// How a run of pages ended.
+enum Pulled {
+    Done,
+    /// From the cursor now stored.
+    Again,
+    /// The server's epoch changed: bring it what it lost, then pull again.
+    Epoch {
+        old: String,
+        new: String,
+    },
+}
+
+/// Pull pages from `since` on, each from where the one before ended, and
+/// send them on until the last, an error, or the receiver is gone.
+fn fetch_pages(
+    transport: &mut impl Transport,
+    pacing: &mut Pacing,
+    clock: &dyn Clock,
+    waiting: usize,
+    mut since: String,
+    pages: mpsc::SyncSender<Fetched>,
+) {
+    loop {
+        // What the server cannot know about this device, with each request.
+        transport.report(DeviceReport {
+            outbox: Some(waiting as u64),
+            clock_ms: Some(clock.now_ms()),
+            app: None,
+            schema: Some(keys::SCHEMA_VERSION),
+        });
+        let asked_at = clock.now_ms();
+        let started = Instant::now();
+        let answer = transport.pull(&since, pacing.size());
+        let more = match &answer {
+            Ok(page) => {
+                pacing.answered(started.elapsed());
+                since.clone_from(&page.next);
+                page.more
+            }
+            Err(_) => false,
+        };
+        if pages.send((answer, asked_at)).is_err() || !more {
+            return;
         }
     }
 }
