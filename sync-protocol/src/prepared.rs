@@ -71,7 +71,11 @@ pub(crate) fn parse_create(config: &EngineConfig, change: &Change, document: &st
     // the workflow at its initial state.
     let mut sorted: Vec<(&str, &serde_json::value::RawValue)> =
         units.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect();
+    // Stable, then the first of a repeated key: a list repeating an item id
+    // gives its key twice, and the state keeps the first (the second is the
+    // same version again).
     sorted.sort_by(|a, b| a.0.cmp(b.0));
+    sorted.dedup_by(|later, first| later.0 == first.0);
     let initial = change.kind.layout().workflow.map(|(_, initial)| initial);
     let materialized = AnyRecord::from_units(change.kind, change.record, initial, sorted);
     Ok(ParsedCreate {
@@ -147,5 +151,45 @@ mod tests {
         let refused = parse_create(&EngineConfig::default(), &change, &document).unwrap_err();
         assert_eq!(refused.code, RefusalCode::InvalidStructure);
         assert_eq!(refused.field.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn a_repeated_item_id_reads_back_as_its_first_item_as_the_state_keeps_it() {
+        use mobile_schema::ids::{ItemId, ReviewId};
+        use mobile_schema::review::{Comment, Decision, Review};
+        let comment = |text: &str| Comment {
+            id: ItemId::from_name("test", "c1"),
+            author: UserId::generate(),
+            text: text.into(),
+            unit: None,
+            written_at: mobile_schema::time::shanghai_at_ms(1_000),
+        };
+        let review = Review {
+            id: ReviewId::generate(),
+            schema_version: Review::SCHEMA_VERSION,
+            inspection_id: InspectionId::generate(),
+            reviewer: UserId::generate(),
+            decision: Decision::Return,
+            decided_at: mobile_schema::time::shanghai_at_ms(1_000),
+            comments: vec![comment("请补充照片"), comment(" ")],
+        };
+        let mut doc = serde_json::to_value(mobile_schema::record::AnyRecord::from(review.clone())).unwrap();
+        doc.as_object_mut().unwrap().remove("kind");
+        let change = Change {
+            seq: 1,
+            hlc: Hlc::default(),
+            kind: RecordKind::Review,
+            record: review.id.into(),
+            op: Op::Create {
+                record: UnitValue::of(&doc).unwrap(),
+                versions: None,
+            },
+        };
+        let parsed = parse_create(&EngineConfig::default(), &change, &doc.to_string()).unwrap();
+        let Ok(mobile_schema::record::AnyRecord::Review(read)) = parsed.materialized else {
+            panic!("a review reads back as a review");
+        };
+        assert_eq!(read.comments.len(), 1);
+        assert_eq!(read.comments[0].text, "请补充照片");
     }
 }
