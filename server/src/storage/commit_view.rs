@@ -22,6 +22,8 @@ pub struct CommitView {
     started: AtomicU64,
     /// `started` as of the last batch made visible.
     published: AtomicU64,
+    /// Batches applied and then undone.
+    undone: AtomicU64,
 }
 
 /// What a scan began with: the bound it may read to, and whether the tree
@@ -63,6 +65,7 @@ impl CommitView {
     /// The writer, once it has put back what a failed batch applied: the tree
     /// is again what `visible` says, and holds still.
     pub fn abandon(&self) {
+        self.undone.fetch_add(1, Ordering::SeqCst);
         self.published
             .store(self.started.load(Ordering::SeqCst), Ordering::SeqCst);
     }
@@ -79,6 +82,12 @@ impl CommitView {
             started,
             quiet: started == published,
         }
+    }
+
+    /// How many batches were undone so far: a record an undone batch had
+    /// moved is back at its old place, behind a scan that went past it.
+    pub fn undone(&self) -> u64 {
+        self.undone.load(Ordering::SeqCst)
     }
 
     /// Whether the tree held still from `start` until now.

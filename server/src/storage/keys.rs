@@ -36,6 +36,9 @@ pub const META_EPOCH: &[u8] = b"mepoch";
 pub const META_JWT_SECRET: &[u8] = b"mjwt_secret";
 /// Set by a restore: where this store came from (`storage::backup::RestoreInfo` JSON).
 pub const META_RESTORE: &[u8] = b"mrestore";
+/// Records an undone group had moved, to be resurfaced by the next group that
+/// writes (`sled_store::Writer::undo`).
+pub const META_RESURFACE: &[u8] = b"mresurface";
 
 pub fn record(id: RecordId) -> [u8; 17] {
     let mut k = [0u8; 17];

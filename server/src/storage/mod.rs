@@ -99,6 +99,11 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
     /// The highest commit seq a pull can see.
     fn visible_seq(&self) -> u64;
 
+    /// How many groups were undone after a failed flush (see `each_record`).
+    fn undone_groups(&self) -> u64 {
+        0
+    }
+
     fn outcome_of(&self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError>;
 
     /// The highest change seq of `replica` the store has an outcome for (0: none).
@@ -173,6 +178,7 @@ pub fn each_record(
     let mut settled = true;
     let mut seen = std::collections::HashSet::new();
     let mut unsettled_passes = 0u64;
+    let mut undone = storage.undone_groups();
     loop {
         let page = storage.records_since(since, SCAN_PAGE, usize::MAX)?;
         settled &= page.settled;
@@ -185,6 +191,15 @@ pub fn each_record(
         }
         since = page.next;
         if !page.more {
+            // An undone group put the records it had moved back at their old
+            // places, which this scan may have passed: read again from the
+            // start (records already given are not given twice).
+            let now_undone = storage.undone_groups();
+            if now_undone != undone {
+                undone = now_undone;
+                since = 0;
+                settled = false;
+            }
             if settled {
                 return Ok(());
             }
@@ -390,7 +405,8 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let marker = folder.path().join("disk-full");
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let store = SledStorage::open_with_full_disk_marker(db, EngineConfig::default(), marker.clone()).unwrap();
+        let store =
+            SledStorage::open_with_full_disk_marker(db.clone(), EngineConfig::default(), marker.clone()).unwrap();
         let made = vec![
             create(1, mobile_schema::sample::pond(site).into()),
             create(2, mobile_schema::sample::inspection(insp, site, actor.device).into()),
@@ -419,6 +435,20 @@ mod tests {
         assert!(undone.settled);
         assert_eq!(undone.records, before.records, "the store reads as it was");
         assert_eq!(store.visible_seq(), before.next);
+        let mut scanned = Vec::new();
+        each_record(&store, |r| {
+            scanned.push(r.id);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(scanned.len(), 2);
+
+        // The server restarts before any group succeeds: what is to be
+        // resurfaced was kept with the store.
+        store.close();
+        drop(store);
+        let store =
+            SledStorage::open_with_full_disk_marker(db.clone(), EngineConfig::default(), marker.clone()).unwrap();
 
         // Another change (the same seq: the failed one left no outcome) lands
         // and the inspection comes again after every cursor handed out.

@@ -182,7 +182,10 @@ impl SledStorage {
             full_disk_marker,
             dir,
             restored: restored.is_some(),
-            resurface: Vec::new(),
+            resurface: match tree.get(keys::META_RESURFACE)? {
+                Some(raw) => decode(&raw, "records to resurface")?,
+                None => Vec::new(),
+            },
         };
         let handle = std::thread::Builder::new()
             .name("sync-writer".into())
@@ -344,6 +347,10 @@ impl SyncStorage for SledStorage {
 
     fn visible_seq(&self) -> u64 {
         self.view.visible()
+    }
+
+    fn undone_groups(&self) -> u64 {
+        self.view.undone()
     }
 
     fn outcome_of(&self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError> {
@@ -687,6 +694,7 @@ impl Writer {
         if !wrote_nothing && !self.resurface.is_empty() {
             match self.engine.resurface(&mut overlay, &self.resurface) {
                 Ok(_) => {
+                    overlay.del(keys::META_RESURFACE);
                     overlay.keep();
                     resurfaced = true;
                 }
@@ -777,9 +785,17 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = jobs.len(), "a group of writes could not be made durable");
-                self.resurface.extend(undone);
-                self.resurface.sort_unstable();
-                self.resurface.dedup();
+                if !undone.is_empty() {
+                    self.resurface.extend(undone);
+                    self.resurface.sort_unstable();
+                    self.resurface.dedup();
+                    // Kept with the store too (flushed with the next group, or
+                    // at a clean shutdown): a server restarted before a group
+                    // succeeds still moves them.
+                    if let Err(e) = self.tree.insert(keys::META_RESURFACE, encode(&self.resurface)) {
+                        tracing::error!(error = %e, "the records to resurface could not be noted");
+                    }
+                }
                 // What the tree holds now is uncertain (applied but not flushed, or
                 // not applied): re-read the counters so the next group continues
                 // from the stored truth, and cached last seqs are dropped.
