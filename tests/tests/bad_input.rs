@@ -897,6 +897,17 @@ fn encodings(tablet: &Tablet) {
         r.status == 200 && r.header("content-encoding").is_none(),
         "nothing the client cannot read",
     );
+    // Pull pages are compressed by the handler, not the middleware: a client
+    // that refuses zstd by `q=0` gets what it does take.
+    let r = Request::get(&format!("{PULL}?since=0"))
+        .bearer(&tablet.token)
+        .header("Accept-Encoding", "zstd;q=0, gzip")
+        .send(tablet.port)
+        .unwrap();
+    check(
+        r.status == 200 && r.header("content-encoding") == Some("gzip") && records(&r) == records(&plain),
+        format!("zstd refused by q=0: {} {:?}", r.status, r.headers),
+    );
 }
 
 fn pull_cursors_and_limits(tablet: &Tablet, cursor: &str, before: &[Value]) {

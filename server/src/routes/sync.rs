@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use sync_protocol::wire::PushRequest;
@@ -252,5 +252,15 @@ pub async fn pull(
     out.extend_from_slice(serde_json::to_string(&epoch).unwrap_or_default().as_bytes());
     out.push(b'}');
     metrics.pulled(records.len(), started);
-    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(out))
+    let mut response = HttpResponse::Ok();
+    response.content_type(ContentType::json());
+    response.insert_header((header::VARY, "accept-encoding"));
+    // Compressed here rather than by the `Compress` middleware, which leaves a
+    // response that already has a Content-Encoding alone: see PULL_ZSTD_LEVEL.
+    if body::accepts_zstd(&req) {
+        let packed = body::zstd_body(out, body::PULL_ZSTD_LEVEL).await?;
+        response.insert_header((header::CONTENT_ENCODING, "zstd"));
+        return Ok(response.body(packed));
+    }
+    Ok(response.body(out))
 }
