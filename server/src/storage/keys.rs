@@ -19,7 +19,8 @@ pub const RECORD: u8 = b'r';
 pub const SEQ: u8 = b's';
 /// `o` + replica id + seq → the change's stored outcome.
 pub const OUTCOME: u8 = b'o';
-/// `h` + record id + replica id + seq → the units that change wrote, with their author.
+/// `h` + record id + replica id + seq → the units that change wrote, with their
+/// author (`history_entry::HistoryEntry` JSON).
 pub const HISTORY: u8 = b'h';
 /// `e` + record id + replica id + seq → the change's event for the record's
 /// history (`sync_protocol::history`): every answered change, refusals included,

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod commit_view;
+pub mod history_entry;
 pub mod keys;
 pub mod memory;
 pub mod sled_store;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use mobile_schema::ids::RecordId;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sync_protocol::engine::{Engine, EngineConfig, RecoveryMark, Store, StoredOutcome};
 use sync_protocol::history::{ChangeEvent, Written};
 use sync_protocol::scope::Scope;
@@ -44,13 +44,7 @@ type RecordCache = lru::LruCache<RecordId, RecordState>;
 /// this group writes is dropped from it. Bounded by the sites of the store.
 type SiteCache = HashMap<RecordId, mobile_schema::site::Site>;
 
-/// What one change wrote to one record, kept so history can be shown and a
-/// signature can restore a version it locked.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    pub meta: Option<VersionMeta>,
-    pub units: BTreeMap<String, LiveVersion>,
-}
+pub use super::history_entry::HistoryEntry;
 
 /// What the writer's queue carries: work for a group, or a backup, which holds
 /// every write while it copies.
