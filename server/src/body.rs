@@ -215,55 +215,42 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// the pull rate.
 pub const PULL_ZSTD_LEVEL: i32 = 6;
 
-/// Compression contexts kept between responses, at most this many. A fresh
+/// Compression contexts kept between pull pages, at most this many. A fresh
 /// context per page is allocated by zstd's C code through the system malloc,
 /// whose per-thread arenas kept what each blocking thread had freed: the
 /// server's peak RSS in pull_full rose by 10 to 25 MB.
 const KEPT_CONTEXTS: usize = 4;
 
-static CONTEXTS: Mutex<Vec<(i32, zstd::bulk::Compressor<'static>)>> = Mutex::new(Vec::new());
+static CONTEXTS: Mutex<Vec<zstd::bulk::Compressor<'static>>> = Mutex::new(Vec::new());
 
 /// Whether the request's `Accept-Encoding` takes zstd (a `q=0` refuses it).
 pub fn accepts_zstd(req: &HttpRequest) -> bool {
-    req.headers().get_all(header::ACCEPT_ENCODING).any(|value| {
-        value.to_str().is_ok_and(|v| {
-            v.split(',').any(|item| {
-                let mut parts = item.split(';').map(str::trim);
-                let named = parts.next().is_some_and(|name| name.eq_ignore_ascii_case("zstd"));
-                let refused = parts.any(|p| {
-                    p.strip_prefix("q=")
-                        .and_then(|q| q.trim().parse::<f32>().ok())
-                        .is_some_and(|q| q <= 0.0)
-                });
-                named && !refused
-            })
-        })
+    use header::{AcceptEncoding, Encoding, Header, Preference, Quality};
+    AcceptEncoding::parse(req).is_ok_and(|accepted| {
+        accepted
+            .iter()
+            .any(|q| q.quality > Quality::ZERO && q.item == Preference::Specific(Encoding::zstd()))
     })
 }
 
-fn compress(body: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
     // A poisoned lock only means another compression panicked: the list is fine.
-    let kept = {
-        let mut idle = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
-        idle.iter()
-            .position(|(l, _)| *l == level)
-            .map(|i| idle.swap_remove(i).1)
-    };
+    let kept = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner()).pop();
     let mut context = match kept {
         Some(c) => c,
-        None => zstd::bulk::Compressor::new(level)?,
+        None => zstd::bulk::Compressor::new(PULL_ZSTD_LEVEL)?,
     };
     let packed = context.compress(body)?;
     let mut idle = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
     if idle.len() < KEPT_CONTEXTS {
-        idle.push((level, context));
+        idle.push(context);
     }
     Ok(packed)
 }
 
-/// A response body compressed with zstd at `level`, off the async workers.
-pub async fn zstd_body(body: Vec<u8>, level: i32) -> Result<Vec<u8>, ApiError> {
-    web::block(move || compress(&body, level))
+/// A pull page compressed with zstd at [`PULL_ZSTD_LEVEL`], off the async workers.
+pub async fn zstd_page(body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    web::block(move || compress(&body))
         .await?
         .map_err(|e| ApiError::Internal(format!("compressing the response: {e}")))
 }
@@ -271,6 +258,7 @@ pub async fn zstd_body(body: Vec<u8>, level: i32) -> Result<Vec<u8>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_protocol::wire::PushRequest;
 
     #[test]
     fn zstd_is_taken_when_named_without_q_zero() {
@@ -296,12 +284,11 @@ mod tests {
         let a = br#"{"records":[{"kind":"site","id":"a"}]}"#.repeat(50);
         let b = br#"{"records":[]}"#.to_vec();
         for body in [&a, &b, &a] {
-            let packed = compress(body, PULL_ZSTD_LEVEL).unwrap();
+            let packed = compress(body).unwrap();
             assert_eq!(zstd::stream::decode_all(&packed[..]).unwrap(), *body);
         }
-        assert!(compress(&a, PULL_ZSTD_LEVEL).unwrap().len() < a.len() / 10);
+        assert!(compress(&a).unwrap().len() < a.len() / 10);
     }
-    use sync_protocol::wire::PushRequest;
 
     fn code(e: ApiError) -> (&'static str, Option<String>) {
         match e {

@@ -258,7 +258,7 @@ pub async fn pull(
     // Compressed here rather than by the `Compress` middleware, which leaves a
     // response that already has a Content-Encoding alone: see PULL_ZSTD_LEVEL.
     if body::accepts_zstd(&req) {
-        let packed = body::zstd_body(out, body::PULL_ZSTD_LEVEL).await?;
+        let packed = body::zstd_page(out).await?;
         response.insert_header((header::CONTENT_ENCODING, "zstd"));
         return Ok(response.body(packed));
     }
