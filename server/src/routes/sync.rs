@@ -254,12 +254,13 @@ pub async fn pull(
     metrics.pulled(records.len(), started);
     let mut response = HttpResponse::Ok();
     response.content_type(ContentType::json());
-    response.insert_header((header::VARY, "accept-encoding"));
     // Compressed here rather than by the `Compress` middleware, which leaves a
-    // response that already has a Content-Encoding alone: see PULL_ZSTD_LEVEL.
+    // response that already has a Content-Encoding alone (and then adds no
+    // Vary of its own): see PULL_ZSTD_LEVEL.
     if body::accepts_zstd(&req) {
         let packed = body::zstd_page(out).await?;
         response.insert_header((header::CONTENT_ENCODING, "zstd"));
+        response.insert_header((header::VARY, "accept-encoding"));
         return Ok(response.body(packed));
     }
     Ok(response.body(out))
