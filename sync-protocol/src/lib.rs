@@ -19,6 +19,7 @@
 
 pub mod change;
 pub mod clock;
+pub mod columns;
 mod compact;
 pub mod device_report;
 pub mod engine;

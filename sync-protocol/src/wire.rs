@@ -39,6 +39,50 @@ pub struct PullResponse {
     pub purge: Vec<mobile_schema::ids::RecordId>,
 }
 
+/// A pull page as a client reads it: `records`, or with `layout=columns` the
+/// same records as `columns` (see [`crate::columns`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullPage {
+    #[serde(default)]
+    pub records: Vec<RecordState>,
+    #[serde(default)]
+    pub columns: Option<Box<serde_json::value::RawValue>>,
+    pub next: String,
+    pub more: bool,
+    pub server_time_ms: u64,
+    pub epoch: String,
+    #[serde(default)]
+    pub purge: Vec<mobile_schema::ids::RecordId>,
+}
+
+/// Why a pull page's columns did not give records.
+#[derive(Debug, thiserror::Error)]
+pub enum PullPageError {
+    #[error(transparent)]
+    Columns(#[from] crate::columns::ColumnsError),
+    #[error("a record of the columns: {0}")]
+    Record(#[from] serde_json::Error),
+}
+
+impl PullPage {
+    /// The page with its records in rows.
+    pub fn into_response(self) -> Result<PullResponse, PullPageError> {
+        let mut records = self.records;
+        if let Some(columns) = self.columns {
+            let rows = crate::columns::rows(columns.get())?;
+            records.extend(serde_json::from_slice::<Vec<RecordState>>(&rows)?);
+        }
+        Ok(PullResponse {
+            records,
+            next: self.next,
+            more: self.more,
+            server_time_ms: self.server_time_ms,
+            epoch: self.epoch,
+            purge: self.purge,
+        })
+    }
+}
+
 /// `POST /api/v1/auth/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginRequest {
