@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use sync_protocol::clock::{Clock, SystemClock};
 use sync_protocol::device_report::DeviceReport;
 use sync_protocol::wire::{
-    DeviceRegistration, ErrorBody, LoginRequest, PullResponse, PushRequest, PushResponse, RefreshRequest,
+    DeviceRegistration, ErrorBody, LoginRequest, PullPage, PullResponse, PushRequest, PushResponse, RefreshRequest,
     TokenResponse, UserInfo, percent_encode,
 };
 use sync_protocol::{Actor, ReplicaId};
@@ -735,9 +735,16 @@ impl Transport for HttpTransport {
     }
 
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
-        let target = format!("{PULL_PATH}?since={}&limit={limit}", percent_encode(since));
+        // Columns: 17% fewer bytes on the air than rows (bench). A server
+        // that does not know the layout answers rows, which read as well.
+        let target = format!(
+            "{PULL_PATH}?since={}&limit={limit}&layout=columns",
+            percent_encode(since)
+        );
         let reply = self.authorized("GET", &target, None)?;
-        decode_json(&reply.body)
+        decode_json::<PullPage>(&reply.body)?
+            .into_response()
+            .map_err(|e| TransportError::Malformed(e.to_string()))
     }
 
     fn report(&mut self, report: DeviceReport) {

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mobile_schema::ids::{DeviceId, InspectionId, SiteId};
 use serde_json::{Value, json};
-use sync_protocol::ReplicaId;
+use sync_protocol::wire::PullPage;
+use sync_protocol::{RecordState, ReplicaId};
 use tests::harness::ServerProcess;
 use tests::http::{Request, Response};
 
@@ -908,6 +909,27 @@ fn encodings(tablet: &Tablet) {
         r.status == 200 && r.header("content-encoding") == Some("gzip") && records(&r) == records(&plain),
         format!("zstd refused by q=0: {} {:?}", r.status, r.headers),
     );
+    // `layout=columns`: the same records, transposed.
+    let r = Request::get(&format!("{PULL}?since=0&layout=columns"))
+        .bearer(&tablet.token)
+        .header("Accept-Encoding", "zstd")
+        .send(tablet.port)
+        .unwrap();
+    let page: Option<PullPage> = serde_json::from_slice(&r.body).ok();
+    check(
+        r.status == 200
+            && r.header("content-encoding") == Some("zstd")
+            && page
+                .as_ref()
+                .is_some_and(|p| p.records.is_empty() && p.columns.is_some()),
+        format!("a pull in columns: {} {:?}", r.status, r.headers),
+    );
+    let rows: Option<Vec<RecordState>> = serde_json::from_value(records(&plain)).ok();
+    let from_columns = page.and_then(|p| p.into_response().ok()).map(|p| p.records);
+    check(
+        rows.as_ref().is_some_and(|r| !r.is_empty()) && from_columns == rows,
+        "columns decode to the records of a plain pull",
+    );
 }
 
 fn pull_cursors_and_limits(tablet: &Tablet, cursor: &str, before: &[Value]) {
@@ -928,6 +950,9 @@ fn pull_cursors_and_limits(tablet: &Tablet, cursor: &str, before: &[Value]) {
         ("since=0&limit=ten".into(), 400, "invalid_field", Some("limit")),
         ("since=0&limit=".into(), 400, "invalid_field", Some("limit")),
         ("since=0&since=1".into(), 400, "invalid_query", None),
+        ("since=0&layout=rows".into(), 400, "invalid_field", Some("layout")),
+        ("since=0&layout=".into(), 400, "invalid_field", Some("layout")),
+        ("since=0&layout=COLUMNS".into(), 400, "invalid_field", Some("layout")),
     ];
     for (query, status, code, field) in cases {
         refused(
