@@ -182,7 +182,10 @@ fn an_expired_access_token_is_refreshed_before_it_is_used() {
         Some(replica),
         "keeps its binding"
     );
-    assert_eq!(seen[1].target, "/api/v1/sync/pull?since=4&limit=10");
+    assert_eq!(
+        seen[1].target, "/api/v1/sync/pull?since=4&limit=10&layout=columns",
+        "asks for columns; the rows this server answers still read"
+    );
     assert_eq!(seen[1].bearer(), Some("a2"));
 }
 
