@@ -5,9 +5,8 @@
 //! checklist notes of a page side by side instead of spread between GPS fixes
 //! and version ids: on the standard workload a full pull is 17% fewer bytes at
 //! the same zstd level. The transposition knows nothing of the record types:
-//! any JSON comes back as the same value with its leaves' text unchanged
-//! (written compact), and a reader rebuilds each record by walking the same
-//! paths in the same order.
+//! any JSON text comes back byte for byte, and a reader rebuilds each record by
+//! walking the same paths in the same order.
 //!
 //! - An object becomes the entry `{"k": [its keys]}` in its path's column and
 //!   each field goes on at `path.KEY`, where KEY is the key itself when it is a
@@ -15,8 +14,13 @@
 //!   as version ids share one column).
 //! - An array becomes `{"n": its length}` and its items go on at `path[0]`,
 //!   `path[1]`, `path[2]`, and `path[3]` for the fourth and later.
-//! - Anything else is an entry as it is. An entry is an object only as one of
-//!   the two markers, since every object of a record is itself transposed.
+//! - Anything else is an entry as it is. An entry is an object only as a
+//!   marker, since every object of a record is itself transposed.
+//! - An object or array whose text is not what the transposition would write
+//!   back (spaces between tokens, escapes in a key), or that lies deeper than
+//!   [`MAX_DEPTH`] or at a path near [`MAX_PATH`], is the entry `{"t": text}`
+//!   and comes back as that text: a unit's value pushed by another client is
+//!   compared as text, so it must return byte for byte.
 //! - A record's root path is its `kind` (or `_`), listed in `kinds`.
 //!
 //! Both directions work on JSON text: the server shreds the stored record
@@ -31,8 +35,21 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Nesting a reader follows before it gives up on a page.
+/// Nesting a reader follows before it gives up on a page; the writer sends
+/// deeper containers whole.
 pub const MAX_DEPTH: usize = 64;
+
+/// The longest column path a reader takes (bytes); the writer sends a
+/// container whose items would be at longer paths whole.
+pub const MAX_PATH: usize = 256;
+
+/// Entries a reader takes in one page: a legitimate page of 1,000 records
+/// has about 250,000.
+pub const MAX_ENTRIES: usize = 2_000_000;
+
+/// The longest segment a key or index adds to a path: `.` and a 32-byte name
+/// and `/*`.
+const MAX_SEGMENT: usize = 35;
 
 /// Why columns could not be turned back into records.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +58,18 @@ pub enum ColumnsError {
     Json(#[from] serde_json::Error),
     #[error("column `{0}` ends before the records that need it")]
     Short(String),
-    #[error("column `{0}` holds a marker that is neither {{\"k\": [keys]}} nor {{\"n\": length}}")]
+    #[error("column `{0}` holds a marker that is not one of {{\"k\": [keys]}}, {{\"n\": length}}, {{\"t\": text}}")]
     BadMarker(String),
-    #[error("records nest deeper than {MAX_DEPTH} levels")]
+    #[error("records nest deeper than {MAX_DEPTH} levels or at paths longer than {MAX_PATH} bytes")]
     TooDeep,
     #[error("column `{0}` has entries no record used")]
     Unused(String),
+    #[error("column `{0}` is named twice")]
+    Duplicate(String),
+    #[error("a record's root path is `_` or a lower-case name, not {0:?}")]
+    BadKind(String),
+    #[error("more than {MAX_ENTRIES} entries in a page")]
+    TooMany,
 }
 
 /// Records as columns, as the server writes them.
@@ -65,6 +88,8 @@ fn ordered<S: serde::Serializer>(cols: &&[(String, Vec<Entry>)], s: S) -> Result
 /// spelling), or a marker.
 enum Entry<'a> {
     Leaf(&'a RawValue),
+    /// `{"t": text}`: a container sent whole.
+    Text(&'a RawValue),
     /// `{"k": [keys]}`
     Keys(Vec<Cow<'a, str>>),
     /// `{"n": length}`
@@ -76,6 +101,11 @@ impl Serialize for Entry<'_> {
         use serde::ser::SerializeMap;
         match self {
             Entry::Leaf(raw) => raw.serialize(s),
+            Entry::Text(raw) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("t", raw)?;
+                m.end()
+            }
             Entry::Keys(keys) => {
                 let mut m = s.serialize_map(Some(1))?;
                 m.serialize_entry("k", keys)?;
@@ -139,7 +169,7 @@ pub fn shred<T: AsRef<[u8]>>(records: &[T]) -> Result<Vec<u8>, serde_json::Error
         path.clear();
         path.push_str(root_of(kind.as_deref()));
         kinds.push(path.clone());
-        writer.put(&mut path, raw)?;
+        writer.put(&mut path, raw, 0)?;
     }
     serde_json::to_vec(&Shredded {
         kinds: &kinds,
@@ -152,19 +182,26 @@ pub fn rows(columns: &str) -> Result<Vec<u8>, ColumnsError> {
     #[derive(Deserialize)]
     struct Read<'a> {
         #[serde(borrow)]
-        kinds: Vec<Cow<'a, str>>,
+        kinds: Vec<Name<'a>>,
         #[serde(borrow, deserialize_with = "columns_in")]
         cols: ReadColumns<'a>,
     }
     let read: Read = serde_json::from_str(columns)?;
     let mut cols: HashMap<&str, Column> = HashMap::with_capacity(read.cols.len());
     for (name, entries) in &read.cols {
-        cols.insert(name.as_ref(), Column { entries, next: 0 });
+        if cols.insert(name.as_ref(), Column { entries, next: 0 }).is_some() {
+            return Err(ColumnsError::Duplicate(name.to_string()));
+        }
     }
-    let mut out = Vec::with_capacity(columns.len() * 2);
+    // The records' text is about the size of the columns' (a little larger
+    // for the keys written back).
+    let mut out = Vec::with_capacity(columns.len() + columns.len() / 8);
     out.push(b'[');
     let mut path = String::new();
-    for (i, kind) in read.kinds.iter().enumerate() {
+    for (i, Name(kind)) in read.kinds.iter().enumerate() {
+        if kind != "_" && !is_name(kind) {
+            return Err(ColumnsError::BadKind(kind.chars().take(40).collect()));
+        }
         if i > 0 {
             out.push(b',');
         }
@@ -173,8 +210,10 @@ pub fn rows(columns: &str) -> Result<Vec<u8>, ColumnsError> {
         write_value(&mut cols, &mut path, &mut out, 0)?;
     }
     out.push(b']');
-    if let Some((name, _)) = cols.iter().find(|(_, c)| c.next < c.entries.len()) {
-        return Err(ColumnsError::Unused((*name).to_string()));
+    for (name, _) in &read.cols {
+        if cols.get(name.as_ref()).is_some_and(|c| c.next < c.entries.len()) {
+            return Err(ColumnsError::Unused(name.to_string()));
+        }
     }
     Ok(out)
 }
@@ -182,6 +221,7 @@ pub fn rows(columns: &str) -> Result<Vec<u8>, ColumnsError> {
 /// Columns as read: each path with its entries' texts, borrowed from the page.
 type ReadColumns<'a> = Vec<(Cow<'a, str>, Vec<&'a RawValue>)>;
 
+/// Reads the columns, at most [`MAX_ENTRIES`] entries in all.
 fn columns_in<'de, D: Deserializer<'de>>(d: D) -> Result<ReadColumns<'de>, D::Error> {
     struct Cols;
     impl<'de> Visitor<'de> for Cols {
@@ -191,13 +231,45 @@ fn columns_in<'de, D: Deserializer<'de>>(d: D) -> Result<ReadColumns<'de>, D::Er
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
+            let mut left = MAX_ENTRIES;
             while let Some(Name(k)) = map.next_key()? {
-                out.push((k, map.next_value()?));
+                let entries = map.next_value_seed(Entries { left: &mut left })?;
+                out.push((k, entries));
             }
             Ok(out)
         }
     }
     d.deserialize_map(Cols)
+}
+
+/// One column's entries, counted against the page's budget.
+struct Entries<'b> {
+    left: &'b mut usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Entries<'_> {
+    type Value = Vec<&'de RawValue>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_> {
+    type Value = Vec<&'de RawValue>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of entries")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(entry) = seq.next_element()? {
+            if *self.left == 0 {
+                return Err(serde::de::Error::custom(ColumnsError::TooMany));
+            }
+            *self.left -= 1;
+            out.push(entry);
+        }
+        Ok(out)
+    }
 }
 
 /// A record's root path: its `kind` when that is a name.
@@ -268,28 +340,51 @@ impl<'a> Writer<'a> {
 
     /// Put one value in its columns. An object's or array's marker is placed
     /// before its items, so a column's entries stay in record order.
-    fn put(&mut self, path: &mut String, raw: &'a RawValue) -> Result<(), serde_json::Error> {
+    fn put(&mut self, path: &mut String, raw: &'a RawValue, depth: usize) -> Result<(), serde_json::Error> {
         let len = path.len();
-        match raw.get().as_bytes().first() {
+        let text = raw.get();
+        let container = matches!(text.as_bytes().first(), Some(b'{' | b'['));
+        if container && (depth >= MAX_DEPTH || len + MAX_SEGMENT > MAX_PATH) {
+            self.entry(path, Entry::Text(raw));
+            return Ok(());
+        }
+        match text.as_bytes().first() {
             Some(b'{') => {
+                let Fields(fields) = serde_json::from_str(text)?;
+                // Written back as `{"key":value,...}`: only when that is the
+                // text, byte for byte (a key borrowed from it has no escapes).
+                let compact = 1 + fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.get().len() + 4)
+                    .sum::<usize>()
+                    .max(1);
+                if compact != text.len() || fields.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+                    self.entry(path, Entry::Text(raw));
+                    return Ok(());
+                }
                 let slot = self.entry(path, Entry::Len(0));
-                let Fields(fields) = serde_json::from_str(raw.get())?;
                 let mut keys = Vec::with_capacity(fields.len());
                 for (key, item) in fields {
                     push_key(path, &key);
-                    self.put(path, item)?;
+                    self.put(path, item, depth + 1)?;
                     path.truncate(len);
                     keys.push(key);
                 }
                 self.set(slot, Entry::Keys(keys));
             }
             Some(b'[') => {
+                let items: Vec<&RawValue> = serde_json::from_str(text)?;
+                // Written back as `[item,...]`.
+                let compact = 1 + items.iter().map(|v| v.get().len() + 1).sum::<usize>().max(1);
+                if compact != text.len() {
+                    self.entry(path, Entry::Text(raw));
+                    return Ok(());
+                }
                 let slot = self.entry(path, Entry::Len(0));
-                let items: Vec<&RawValue> = serde_json::from_str(raw.get())?;
                 let n = items.len();
                 for (i, item) in items.into_iter().enumerate() {
                     push_index(path, i);
-                    self.put(path, item)?;
+                    self.put(path, item, depth + 1)?;
                     path.truncate(len);
                 }
                 self.set(slot, Entry::Len(n));
@@ -307,13 +402,15 @@ struct Column<'a> {
     next: usize,
 }
 
-/// A marker as read: an object's keys or an array's length.
+/// A marker as read: an object's keys, an array's length, or a container's text.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Marker<'a> {
     #[serde(borrow)]
-    k: Option<Vec<Cow<'a, str>>>,
+    k: Option<Vec<Name<'a>>>,
     n: Option<u64>,
+    #[serde(borrow)]
+    t: Option<&'a RawValue>,
 }
 
 fn write_value(
@@ -322,7 +419,7 @@ fn write_value(
     out: &mut Vec<u8>,
     depth: usize,
 ) -> Result<(), ColumnsError> {
-    if depth > MAX_DEPTH {
+    if depth > MAX_DEPTH || path.len() > MAX_PATH {
         return Err(ColumnsError::TooDeep);
     }
     let entry = {
@@ -345,22 +442,30 @@ fn write_value(
     let len = path.len();
     let bad = |path: &str| ColumnsError::BadMarker(path[..len].to_string());
     match serde_json::from_str::<Marker>(text) {
-        Ok(Marker { k: Some(keys), n: None }) => {
+        Ok(Marker {
+            k: Some(keys),
+            n: None,
+            t: None,
+        }) => {
             out.push(b'{');
             for (i, key) in keys.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                serde_json::to_writer(&mut *out, key.as_ref())?;
+                serde_json::to_writer(&mut *out, key.0.as_ref())?;
                 out.push(b':');
-                push_key(path, key);
+                push_key(path, &key.0);
                 write_value(cols, path, out, depth + 1)?;
                 path.truncate(len);
             }
             out.push(b'}');
             Ok(())
         }
-        Ok(Marker { k: None, n: Some(n) }) => {
+        Ok(Marker {
+            k: None,
+            n: Some(n),
+            t: None,
+        }) => {
             out.push(b'[');
             for i in 0..n {
                 if i > 0 {
@@ -371,6 +476,14 @@ fn write_value(
                 path.truncate(len);
             }
             out.push(b']');
+            Ok(())
+        }
+        Ok(Marker {
+            k: None,
+            n: None,
+            t: Some(text),
+        }) if matches!(text.get().as_bytes().first(), Some(b'{' | b'[')) => {
+            out.extend_from_slice(text.get().as_bytes());
             Ok(())
         }
         _ => Err(bad(path)),
@@ -390,8 +503,11 @@ mod tests {
     /// The records' texts come back byte for byte (compared as text: a
     /// float parsed into a `Value` may lose its last digit).
     fn round_trip(records: &[Value]) {
-        let texts = texts(records);
-        let columns = shred(&texts).unwrap();
+        round_trip_texts(&texts(records));
+    }
+
+    fn round_trip_texts(texts: &[Vec<u8>]) {
+        let columns = shred(texts).unwrap();
         let back = rows(std::str::from_utf8(&columns).unwrap()).unwrap();
         let expected = format!(
             "[{}]",
@@ -402,6 +518,37 @@ mod tests {
                 .join(",")
         );
         assert_eq!(String::from_utf8_lossy(&back), expected);
+    }
+
+    #[test]
+    fn text_the_columns_would_not_write_back_is_sent_whole() {
+        // Another client's spacing and escapes, kept in a unit's value.
+        let spaced = br#"{"kind":"inspection","units":{"note":[0,{"note": "x",  "result":"ok"}]}}"#;
+        let escaped = br#"{"kind":"site","k\u0065y":[1 ,2],"a\"b":{}}"#;
+        let pretty = serde_json::to_vec_pretty(&json!({"kind": "site", "list": [1, {"a": [2]}]})).unwrap();
+        let mut deep = json!("leaf");
+        for _ in 0..MAX_DEPTH + 10 {
+            deep = json!({"x": [deep]});
+        }
+        let long = json!({"kind": "site", "abcdefghijklmnopqrstuvwxyz012345": {"abcdefghijklmnopqrstuvwxyz012345": {"abcdefghijklmnopqrstuvwxyz012345": {"abcdefghijklmnopqrstuvwxyz012345": {"abcdefghijklmnopqrstuvwxyz012345": {"abcdefghijklmnopqrstuvwxyz012345": {"abcdefghijklmnopqrstuvwxyz012345": {"abcdefghijklmnopqrstuvwxyz012345": [1]}}}}}}}});
+        let texts = vec![
+            spaced.to_vec(),
+            escaped.to_vec(),
+            pretty,
+            serde_json::to_vec(&deep).unwrap(),
+            serde_json::to_vec(&long).unwrap(),
+        ];
+        round_trip_texts(&texts);
+        let columns: Value = serde_json::from_slice(&shred(&texts[..1]).unwrap()).unwrap();
+        assert_eq!(
+            columns["cols"]["inspection.units.note[1]"][0]["t"],
+            json!({"note": "x", "result": "ok"})
+        );
+        assert_eq!(
+            columns["cols"]["inspection.units.note[0]"],
+            json!([0]),
+            "the canonical parts are still columns"
+        );
     }
 
     fn rows_of(columns: &Value) -> Result<Vec<u8>, ColumnsError> {
@@ -472,6 +619,20 @@ mod tests {
         huge["cols"]["site.list"][0] = json!({"n": u64::MAX});
         assert!(matches!(rows_of(&huge), Err(ColumnsError::Short(_))));
 
+        let mut text_leaf = good.clone();
+        text_leaf["cols"]["site.name"][0] = json!({"t": "a string"});
+        assert!(matches!(rows_of(&text_leaf), Err(ColumnsError::BadMarker(_))));
+
+        let mut kind = good.clone();
+        kind["kinds"] = json!(["Site"]);
+        assert!(matches!(rows_of(&kind), Err(ColumnsError::BadKind(_))));
+
+        let twice = good.to_string().replacen("\"site.name\"", "\"site.list\"", 1);
+        assert!(matches!(rows(&twice), Err(ColumnsError::Duplicate(c)) if c == "site.list"));
+
+        let many = format!("{{\"kinds\":[],\"cols\":{{\"a\":[{}0]}}}}", "0,".repeat(MAX_ENTRIES));
+        assert!(matches!(rows(&many), Err(ColumnsError::Json(_))));
+
         assert!(matches!(rows("{\"kinds\": 3}"), Err(ColumnsError::Json(_))));
         assert!(matches!(rows("[1, 2"), Err(ColumnsError::Json(_))));
 
@@ -492,13 +653,17 @@ mod tests {
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
             (-1e6f64..1e6).prop_map(Value::from),
-            "[a-z/:\\-0-9尾矿\"\\\\]{0,8}".prop_map(Value::from),
+            "[a-z/:\\-0-9尾矿\"\\\\\\u{1}]{0,8}".prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                proptest::collection::btree_map("(kind|id|[a-z]{1,3}(/[A-Z0-9-]{1,4})?|[0-9:]{1,4})", inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                proptest::collection::btree_map(
+                    "(kind|id|[a-z]{1,3}(/[A-Z0-9-]{1,4})?|[0-9:]{1,4}|[A-Z尾\"\\\\\\u{1}]{0,3})",
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }
@@ -506,8 +671,13 @@ mod tests {
     proptest! {
         // Cases: PROPTEST_CASES (proptest's default config reads it).
         #[test]
-        fn any_json_comes_back_as_it_was(records in proptest::collection::vec(json_value(), 0..8)) {
-            round_trip(&records);
+        fn any_json_comes_back_as_it_was(records in proptest::collection::vec((json_value(), any::<bool>()), 0..8)) {
+            // Compact as the server stores it, or spaced as another client may write it.
+            let texts: Vec<Vec<u8>> = records
+                .iter()
+                .map(|(r, pretty)| if *pretty { serde_json::to_vec_pretty(r) } else { serde_json::to_vec(r) }.unwrap())
+                .collect();
+            round_trip_texts(&texts);
         }
     }
 }

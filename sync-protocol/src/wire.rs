@@ -44,7 +44,7 @@ pub struct PullResponse {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PullPage {
     #[serde(default)]
-    pub records: Vec<RecordState>,
+    pub records: Option<Vec<RecordState>>,
     #[serde(default)]
     pub columns: Option<Box<serde_json::value::RawValue>>,
     pub next: String,
@@ -62,16 +62,18 @@ pub enum PullPageError {
     Columns(#[from] crate::columns::ColumnsError),
     #[error("a record of the columns: {0}")]
     Record(#[from] serde_json::Error),
+    #[error("a pull page holds `records` or `columns`, one of them")]
+    Shape,
 }
 
 impl PullPage {
     /// The page with its records in rows.
     pub fn into_response(self) -> Result<PullResponse, PullPageError> {
-        let mut records = self.records;
-        if let Some(columns) = self.columns {
-            let rows = crate::columns::rows(columns.get())?;
-            records.extend(serde_json::from_slice::<Vec<RecordState>>(&rows)?);
-        }
+        let records = match (self.records, self.columns) {
+            (Some(records), None) => records,
+            (None, Some(columns)) => serde_json::from_slice(&crate::columns::rows(columns.get())?)?,
+            _ => return Err(PullPageError::Shape),
+        };
         Ok(PullResponse {
             records,
             next: self.next,

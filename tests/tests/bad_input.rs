@@ -921,7 +921,7 @@ fn encodings(tablet: &Tablet) {
             && r.header("content-encoding") == Some("zstd")
             && page
                 .as_ref()
-                .is_some_and(|p| p.records.is_empty() && p.columns.is_some()),
+                .is_some_and(|p| p.records.is_none() && p.columns.is_some()),
         format!("a pull in columns: {} {:?}", r.status, r.headers),
     );
     let rows: Option<Vec<RecordState>> = serde_json::from_value(records(&plain)).ok();
