@@ -5,8 +5,8 @@
 //! checklist notes of a page side by side instead of spread between GPS fixes
 //! and version ids: on the standard workload a full pull is 17% fewer bytes at
 //! the same zstd level. The transposition knows nothing of the record types:
-//! any JSON text comes back byte for byte, and a reader rebuilds each record by
-//! walking the same paths in the same order.
+//! the text of any JSON value comes back byte for byte, and a reader rebuilds
+//! each record by walking the same paths in the same order.
 //!
 //! - An object becomes the entry `{"k": [its keys]}` in its path's column and
 //!   each field goes on at `path.KEY`, where KEY is the key itself when it is a
@@ -15,7 +15,7 @@
 //! - An array becomes `{"n": its length}` and its items go on at `path[0]`,
 //!   `path[1]`, `path[2]`, and `path[3]` for the fourth and later.
 //! - Anything else is an entry as it is. An entry is an object only as a
-//!   marker, since every object of a record is itself transposed.
+//!   marker, since every object of a record is transposed or sent whole.
 //! - An object or array whose text is not what the transposition would write
 //!   back (spaces between tokens, escapes in a key), or that lies deeper than
 //!   [`MAX_DEPTH`] or at a path near [`MAX_PATH`], is the entry `{"t": text}`
