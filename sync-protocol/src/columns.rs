@@ -98,24 +98,11 @@ enum Entry<'a> {
 
 impl Serialize for Entry<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         match self {
             Entry::Leaf(raw) => raw.serialize(s),
-            Entry::Text(raw) => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("t", raw)?;
-                m.end()
-            }
-            Entry::Keys(keys) => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("k", keys)?;
-                m.end()
-            }
-            Entry::Len(n) => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("n", n)?;
-                m.end()
-            }
+            Entry::Text(raw) => s.collect_map([("t", raw)]),
+            Entry::Keys(keys) => s.collect_map([("k", keys)]),
+            Entry::Len(n) => s.collect_map([("n", n)]),
         }
     }
 }
@@ -155,21 +142,25 @@ pub fn shred<T: AsRef<[u8]>>(records: &[T]) -> Result<Vec<u8>, serde_json::Error
     let mut kinds = Vec::with_capacity(records.len());
     for record in records {
         let raw: &RawValue = serde_json::from_slice(record.as_ref())?;
-        let kind = if raw.get().starts_with('{') {
+        path.clear();
+        if raw.get().starts_with('{') {
+            // The fields are read once, for the kind and for the columns; a
+            // root path is short, so the record itself is never sent whole
+            // for its depth or path.
             let fields: Fields = serde_json::from_str(raw.get())?;
-            fields
+            let kind = fields
                 .0
                 .iter()
                 .find(|(k, _)| k == "kind")
-                .and_then(|(_, v)| serde_json::from_str::<Name>(v.get()).ok())
-                .map(|n| n.0)
+                .and_then(|(_, v)| serde_json::from_str::<Name>(v.get()).ok());
+            path.push_str(root_of(kind.as_ref().map(|n| n.0.as_ref())));
+            kinds.push(path.clone());
+            writer.put_object(&mut path, raw, fields, 0)?;
         } else {
-            None
-        };
-        path.clear();
-        path.push_str(root_of(kind.as_deref()));
-        kinds.push(path.clone());
-        writer.put(&mut path, raw, 0)?;
+            path.push_str(root_of(None));
+            kinds.push(path.clone());
+            writer.put(&mut path, raw, 0)?;
+        }
     }
     serde_json::to_vec(&Shredded {
         kinds: &kinds,
@@ -349,29 +340,7 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         match text.as_bytes().first() {
-            Some(b'{') => {
-                let Fields(fields) = serde_json::from_str(text)?;
-                // Written back as `{"key":value,...}`: only when that is the
-                // text, byte for byte (a key borrowed from it has no escapes).
-                let compact = 1 + fields
-                    .iter()
-                    .map(|(k, v)| k.len() + v.get().len() + 4)
-                    .sum::<usize>()
-                    .max(1);
-                if compact != text.len() || fields.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
-                    self.entry(path, Entry::Text(raw));
-                    return Ok(());
-                }
-                let slot = self.entry(path, Entry::Len(0));
-                let mut keys = Vec::with_capacity(fields.len());
-                for (key, item) in fields {
-                    push_key(path, &key);
-                    self.put(path, item, depth + 1)?;
-                    path.truncate(len);
-                    keys.push(key);
-                }
-                self.set(slot, Entry::Keys(keys));
-            }
+            Some(b'{') => self.put_object(path, raw, serde_json::from_str(text)?, depth)?,
             Some(b'[') => {
                 let items: Vec<&RawValue> = serde_json::from_str(text)?;
                 // Written back as `[item,...]`.
@@ -393,6 +362,38 @@ impl<'a> Writer<'a> {
                 self.entry(path, Entry::Leaf(raw));
             }
         }
+        Ok(())
+    }
+
+    /// `put` of an object whose fields are read (`raw` is its text).
+    fn put_object(
+        &mut self,
+        path: &mut String,
+        raw: &'a RawValue,
+        Fields(fields): Fields<'a>,
+        depth: usize,
+    ) -> Result<(), serde_json::Error> {
+        // Written back as `{"key":value,...}`: only when that is the text,
+        // byte for byte (a key borrowed from it has no escapes).
+        let compact = 1 + fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>()
+            .max(1);
+        if compact != raw.get().len() || fields.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+            self.entry(path, Entry::Text(raw));
+            return Ok(());
+        }
+        let len = path.len();
+        let slot = self.entry(path, Entry::Len(0));
+        let mut keys = Vec::with_capacity(fields.len());
+        for (key, item) in fields {
+            push_key(path, &key);
+            self.put(path, item, depth + 1)?;
+            path.truncate(len);
+            keys.push(key);
+        }
+        self.set(slot, Entry::Keys(keys));
         Ok(())
     }
 }

@@ -866,12 +866,15 @@ fn encodings(tablet: &Tablet) {
         "a plain pull",
     );
     let records = |r: &Response| r.json().unwrap()["records"].clone();
-    for encoding in ["gzip", "zstd"] {
-        let r = Request::get(&format!("{PULL}?since=0"))
+    let pull = |query: &str, accept: &str| {
+        Request::get(&format!("{PULL}?{query}"))
             .bearer(&tablet.token)
-            .header("Accept-Encoding", encoding)
+            .header("Accept-Encoding", accept)
             .send(tablet.port)
-            .unwrap();
+            .unwrap()
+    };
+    for encoding in ["gzip", "zstd"] {
+        let r = pull("since=0", encoding);
         check(
             r.status == 200 && r.header("content-encoding") == Some(encoding),
             format!("{encoding} pull: {} {:?}", r.status, r.headers),
@@ -889,32 +892,20 @@ fn encodings(tablet: &Tablet) {
             .unwrap();
         refused(&format!("{encoding} error"), &r, 400, "malformed_json", None);
     }
-    let r = Request::get(&format!("{PULL}?since=0"))
-        .bearer(&tablet.token)
-        .header("Accept-Encoding", "br")
-        .send(tablet.port)
-        .unwrap();
+    let r = pull("since=0", "br");
     check(
         r.status == 200 && r.header("content-encoding").is_none(),
         "nothing the client cannot read",
     );
     // Pull pages are compressed by the handler, not the middleware: a client
     // that refuses zstd by `q=0` gets what it does take.
-    let r = Request::get(&format!("{PULL}?since=0"))
-        .bearer(&tablet.token)
-        .header("Accept-Encoding", "zstd;q=0, gzip")
-        .send(tablet.port)
-        .unwrap();
+    let r = pull("since=0", "zstd;q=0, gzip");
     check(
         r.status == 200 && r.header("content-encoding") == Some("gzip") && records(&r) == records(&plain),
         format!("zstd refused by q=0: {} {:?}", r.status, r.headers),
     );
     // `layout=columns`: the same records, transposed.
-    let r = Request::get(&format!("{PULL}?since=0&layout=columns"))
-        .bearer(&tablet.token)
-        .header("Accept-Encoding", "zstd")
-        .send(tablet.port)
-        .unwrap();
+    let r = pull("since=0&layout=columns", "zstd");
     let page: Option<PullPage> = serde_json::from_slice(&r.body).ok();
     check(
         r.status == 200

@@ -116,9 +116,32 @@ enum Layout {
     Columns,
 }
 
-/// The records of a page as `"columns": {...}`.
-fn columns_of(records: &[Vec<u8>]) -> Result<Vec<u8>, ApiError> {
-    sync_protocol::columns::shred(records).map_err(|source| StorageError::Corrupt { what: "record", source }.into())
+/// A page's body up to its records: `{"records":[...]` or `{"columns":{...}`.
+fn records_part(layout: Layout, records: &[Vec<u8>]) -> Result<Vec<u8>, StorageError> {
+    match layout {
+        // Stored record JSON goes out as it is: no decode and re-encode per pull.
+        Layout::Rows => {
+            let size: usize = records.iter().map(|r| r.len() + 1).sum();
+            let mut out = Vec::with_capacity(size + 16);
+            out.extend_from_slice(b"{\"records\":[");
+            for (i, r) in records.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(r);
+            }
+            out.push(b']');
+            Ok(out)
+        }
+        Layout::Columns => {
+            let columns = sync_protocol::columns::shred(records)
+                .map_err(|source| StorageError::Corrupt { what: "record", source })?;
+            let mut out = Vec::with_capacity(columns.len() + 12);
+            out.extend_from_slice(b"{\"columns\":");
+            out.extend_from_slice(&columns);
+            Ok(out)
+        }
+    }
 }
 
 /// A record as a device that holds everything committed up to `known` needs
@@ -199,7 +222,7 @@ pub async fn pull(
     let today = state.today();
     let report = device_status::report_of(&req);
     let device = auth.device;
-    let (page, records, purge, epoch, known) = web::block(move || -> Result<_, ApiError> {
+    let (page, count, body, purge, epoch, known) = web::block(move || -> Result<_, ApiError> {
         // A cursor beyond what this store ever committed comes from a store that was
         // later restored from an older backup: the replica must pull from the start.
         if cursor.seq > st.storage.visible_seq() {
@@ -243,7 +266,15 @@ pub async fn pull(
             &report,
             st.clock.now_ms(),
         );
-        Ok((page, records, purge, st.storage.epoch(), known))
+        let count = records.len();
+        Ok((
+            page,
+            count,
+            records_part(layout, &records)?,
+            purge,
+            st.storage.epoch(),
+            known,
+        ))
     })
     .await??;
     // A page that reaches the end leaves the device holding everything up to
@@ -252,30 +283,8 @@ pub async fn pull(
     // changed since `complete`, and must bring those changed since `known`.
     let complete = if page.more || !page.settled { known } else { page.next };
     let next = Cursor::format(page.next, complete, &access::scope_of(&auth.user));
-    let count = records.len();
-    let mut out = match layout {
-        // Stored record JSON goes out as it is: no decode and re-encode per pull.
-        Layout::Rows => {
-            let size: usize = records.iter().map(|r| r.len() + 1).sum();
-            let mut out = Vec::with_capacity(size + 128 + purge.len() * 40);
-            out.extend_from_slice(b"{\"records\":[");
-            for (i, r) in records.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(r);
-            }
-            out.push(b']');
-            out
-        }
-        Layout::Columns => {
-            let columns = web::block(move || columns_of(&records)).await??;
-            let mut out = Vec::with_capacity(columns.len() + 128 + purge.len() * 40);
-            out.extend_from_slice(b"{\"columns\":");
-            out.extend_from_slice(&columns);
-            out
-        }
-    };
+    let mut out = body;
+    out.reserve(128 + purge.len() * 40);
     out.extend_from_slice(b",\"next\":");
     out.extend_from_slice(serde_json::to_string(&next).unwrap_or_default().as_bytes());
     if !purge.is_empty() {
