@@ -24,15 +24,16 @@
 //! - A record's root path is its `kind` (or `_`), listed in `kinds`.
 //!
 //! Both directions work on JSON text: the server shreds the stored record
-//! text without building a tree of it, and a reader copies each leaf's text
-//! back into place and parses the rebuilt records as it parses rows.
+//! text in one walk, without building a tree of it (the walk only finds the
+//! tokens: each record is validated first), and a reader copies each leaf's
+//! text back into place and parses the rebuilt records as it parses rows.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// Nesting a reader follows before it gives up on a page; the writer sends
@@ -72,62 +73,78 @@ pub enum ColumnsError {
     TooMany,
 }
 
-/// Records as columns, as the server writes them.
-#[derive(Serialize)]
-struct Shredded<'a> {
-    kinds: &'a [String],
-    #[serde(serialize_with = "ordered")]
-    cols: &'a [(String, Vec<Entry<'a>>)],
-}
-
-fn ordered<S: serde::Serializer>(cols: &&[(String, Vec<Entry>)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(cols.iter().map(|(k, v)| (k, v)))
-}
-
 /// A column's entry: a leaf's JSON text as stored (numbers keep their exact
 /// spelling), or a marker.
 enum Entry<'a> {
-    Leaf(&'a RawValue),
+    Leaf(&'a str),
     /// `{"t": text}`: a container sent whole.
-    Text(&'a RawValue),
-    /// `{"k": [keys]}`
-    Keys(Vec<Cow<'a, str>>),
+    Text(&'a str),
+    /// `{"k": [keys]}`, each key as it is spelled between its quotes (it has
+    /// no escapes, or its object went whole).
+    Keys(Vec<&'a str>),
     /// `{"n": length}`
     Len(usize),
 }
 
-impl Serialize for Entry<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Entry::Leaf(raw) => raw.serialize(s),
-            Entry::Text(raw) => s.collect_map([("t", raw)]),
-            Entry::Keys(keys) => s.collect_map([("k", keys)]),
-            Entry::Len(n) => s.collect_map([("n", n)]),
+/// The columns JSON, written by hand: every piece is either JSON text taken
+/// from a validated record or a path, kind or key that needs no escaping
+/// (paths are built of names, `/*`, `*` and `[i]`), so the writer only joins.
+fn write_columns(kinds: &[String], cols: &[(String, Vec<Entry>)], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + size / 8);
+    out.extend_from_slice(b"{\"kinds\":[");
+    for (i, kind) in kinds.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
+        quoted(&mut out, kind);
     }
+    out.extend_from_slice(b"],\"cols\":{");
+    // A column whose entries were all taken back (their container went
+    // whole) is left out.
+    for (i, (path, entries)) in cols.iter().filter(|(_, e)| !e.is_empty()).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        quoted(&mut out, path);
+        out.extend_from_slice(b":[");
+        for (j, entry) in entries.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            match entry {
+                Entry::Leaf(text) => out.extend_from_slice(text.as_bytes()),
+                Entry::Text(text) => {
+                    out.extend_from_slice(b"{\"t\":");
+                    out.extend_from_slice(text.as_bytes());
+                    out.push(b'}');
+                }
+                Entry::Keys(keys) => {
+                    out.extend_from_slice(b"{\"k\":[");
+                    for (k, key) in keys.iter().enumerate() {
+                        if k > 0 {
+                            out.push(b',');
+                        }
+                        quoted(&mut out, key);
+                    }
+                    out.extend_from_slice(b"]}");
+                }
+                Entry::Len(n) => {
+                    out.extend_from_slice(b"{\"n\":");
+                    out.extend_from_slice(n.to_string().as_bytes());
+                    out.push(b'}');
+                }
+            }
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
-/// An object's fields in their order, values unparsed.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(Name(k)) = map.next_key()? {
-                    out.push((k, map.next_value()?));
-                }
-                Ok(Fields(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
+fn quoted(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// A map key, borrowed when it has no escapes.
@@ -141,31 +158,20 @@ pub fn shred<T: AsRef<[u8]>>(records: &[T]) -> Result<Vec<u8>, serde_json::Error
     let mut path = String::new();
     let mut kinds = Vec::with_capacity(records.len());
     for record in records {
+        // Validated here, so the walk below only has to find the tokens.
         let raw: &RawValue = serde_json::from_slice(record.as_ref())?;
+        let text = raw.get();
         path.clear();
-        if raw.get().starts_with('{') {
-            // The fields are read once, for the kind and for the columns; a
-            // root path is short, so the record itself is never sent whole
-            // for its depth or path.
-            let fields: Fields = serde_json::from_str(raw.get())?;
-            let kind = fields
-                .0
-                .iter()
-                .find(|(k, _)| k == "kind")
-                .and_then(|(_, v)| serde_json::from_str::<Name>(v.get()).ok());
-            path.push_str(root_of(kind.as_ref().map(|n| n.0.as_ref())));
-            kinds.push(path.clone());
-            writer.put_object(&mut path, raw, fields, 0)?;
-        } else {
-            path.push_str(root_of(None));
-            kinds.push(path.clone());
-            writer.put(&mut path, raw, 0)?;
+        path.push_str(root_of(kind_of(text)?.as_deref()));
+        kinds.push(path.clone());
+        // A root path is short, so the record itself is never sent whole for
+        // its depth or path.
+        if writer.put(text, 0, &mut path, 0)? != text.len() {
+            return Err(malformed());
         }
     }
-    serde_json::to_vec(&Shredded {
-        kinds: &kinds,
-        cols: &writer.cols,
-    })
+    let size = records.iter().map(|r| r.as_ref().len()).sum();
+    Ok(write_columns(&kinds, &writer.cols, size))
 }
 
 /// The records of a columns JSON text, as one JSON array text.
@@ -178,7 +184,8 @@ pub fn rows(columns: &str) -> Result<Vec<u8>, ColumnsError> {
         cols: ReadColumns<'a>,
     }
     let read: Read = serde_json::from_str(columns)?;
-    let mut cols: HashMap<&str, Column> = HashMap::with_capacity(read.cols.len());
+    let mut cols: foldhash::HashMap<&str, Column> =
+        HashMap::with_capacity_and_hasher(read.cols.len(), Default::default());
     for (name, entries) in &read.cols {
         if cols.insert(name.as_ref(), Column { entries, next: 0 }).is_some() {
             return Err(ColumnsError::Duplicate(name.to_string()));
@@ -304,7 +311,12 @@ fn push_index(path: &mut String, i: usize) {
 #[derive(Default)]
 struct Writer<'a> {
     cols: Vec<(String, Vec<Entry<'a>>)>,
-    index: HashMap<String, usize>,
+    /// A page has a few hundred paths and a few hundred thousand entries,
+    /// each looked up by its path: a fast hash, not SipHash.
+    index: foldhash::HashMap<String, usize>,
+    /// The column of every entry added, in order, so that the entries of a
+    /// container found not to be compact can be taken back.
+    log: Vec<usize>,
 }
 
 impl<'a> Writer<'a> {
@@ -320,6 +332,7 @@ impl<'a> Writer<'a> {
         };
         let entries = &mut self.cols[col].1;
         entries.push(value);
+        self.log.push(col);
         (col, entries.len() - 1)
     }
 
@@ -329,72 +342,204 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Put one value in its columns. An object's or array's marker is placed
-    /// before its items, so a column's entries stay in record order.
-    fn put(&mut self, path: &mut String, raw: &'a RawValue, depth: usize) -> Result<(), serde_json::Error> {
-        let len = path.len();
-        let text = raw.get();
-        let container = matches!(text.as_bytes().first(), Some(b'{' | b'['));
-        if container && (depth >= MAX_DEPTH || len + MAX_SEGMENT > MAX_PATH) {
-            self.entry(path, Entry::Text(raw));
-            return Ok(());
-        }
-        match text.as_bytes().first() {
-            Some(b'{') => self.put_object(path, raw, serde_json::from_str(text)?, depth)?,
-            Some(b'[') => {
-                let items: Vec<&RawValue> = serde_json::from_str(text)?;
-                // Written back as `[item,...]`.
-                let compact = 1 + items.iter().map(|v| v.get().len() + 1).sum::<usize>().max(1);
-                if compact != text.len() {
-                    self.entry(path, Entry::Text(raw));
-                    return Ok(());
-                }
-                let slot = self.entry(path, Entry::Len(0));
-                let n = items.len();
-                for (i, item) in items.into_iter().enumerate() {
-                    push_index(path, i);
-                    self.put(path, item, depth + 1)?;
-                    path.truncate(len);
-                }
-                self.set(slot, Entry::Len(n));
-            }
-            _ => {
-                self.entry(path, Entry::Leaf(raw));
+    /// Take back the entries added since the log was `mark` long.
+    fn take_back(&mut self, mark: usize) {
+        while self.log.len() > mark {
+            if let Some(entries) = self.log.pop().and_then(|col| self.cols.get_mut(col)) {
+                entries.1.pop();
             }
         }
-        Ok(())
     }
 
-    /// `put` of an object whose fields are read (`raw` is its text).
-    fn put_object(
-        &mut self,
-        path: &mut String,
-        raw: &'a RawValue,
-        Fields(fields): Fields<'a>,
-        depth: usize,
-    ) -> Result<(), serde_json::Error> {
-        // Written back as `{"key":value,...}`: only when that is the text,
-        // byte for byte (a key borrowed from it has no escapes).
-        let compact = 1 + fields
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum::<usize>()
-            .max(1);
-        if compact != raw.get().len() || fields.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
-            self.entry(path, Entry::Text(raw));
-            return Ok(());
+    /// Put the value that starts at `at` of `text` (valid JSON) in its
+    /// columns; returns where it ends. One walk over the text: a container's
+    /// items are put as they are found, and taken back if the container turns
+    /// out not to be in the form the reader writes back. An object's or
+    /// array's marker is placed before its items, so a column's entries stay
+    /// in record order.
+    fn put(&mut self, text: &'a str, at: usize, path: &mut String, depth: usize) -> Result<usize, serde_json::Error> {
+        let b = text.as_bytes();
+        let close = match b.get(at) {
+            Some(b'{') => b'}',
+            Some(b'[') => b']',
+            _ => {
+                let end = skip_value(b, at)?;
+                self.entry(path, Entry::Leaf(slice(text, at, end)?));
+                return Ok(end);
+            }
+        };
+        if depth >= MAX_DEPTH || path.len() + MAX_SEGMENT > MAX_PATH {
+            let end = skip_value(b, at)?;
+            self.entry(path, Entry::Text(slice(text, at, end)?));
+            return Ok(end);
         }
-        let len = path.len();
+        let mark = self.log.len();
         let slot = self.entry(path, Entry::Len(0));
-        let mut keys = Vec::with_capacity(fields.len());
-        for (key, item) in fields {
-            push_key(path, &key);
-            self.put(path, item, depth + 1)?;
-            path.truncate(len);
-            keys.push(key);
+        let len = path.len();
+        let mut keys = Vec::new();
+        let mut n = 0;
+        // Written back as `{"key":value,...}` or `[item,...]`: anything else
+        // (spaces between tokens, escapes in a key) goes whole.
+        let mut compact = true;
+        let mut pos = at + 1;
+        let ws = |pos: usize, compact: &mut bool| {
+            let after = skip_ws(b, pos);
+            *compact &= after == pos;
+            after
+        };
+        pos = ws(pos, &mut compact);
+        if b.get(pos) == Some(&close) {
+            pos += 1;
+        } else {
+            loop {
+                if close == b'}' {
+                    let key_end = skip_string(b, pos)?;
+                    let key = text.get(pos + 1..key_end - 1).ok_or_else(malformed)?;
+                    compact &= !key.contains('\\');
+                    pos = ws(key_end, &mut compact);
+                    if b.get(pos) != Some(&b':') {
+                        return Err(malformed());
+                    }
+                    pos = ws(pos + 1, &mut compact);
+                    push_key(path, key);
+                    keys.push(key);
+                } else {
+                    push_index(path, n);
+                }
+                n += 1;
+                // Items of a container going whole are only skipped.
+                pos = if compact {
+                    self.put(text, pos, path, depth + 1)?
+                } else {
+                    skip_value(b, pos)?
+                };
+                path.truncate(len);
+                pos = ws(pos, &mut compact);
+                match b.get(pos) {
+                    Some(b',') => pos = ws(pos + 1, &mut compact),
+                    Some(c) if *c == close => {
+                        pos += 1;
+                        break;
+                    }
+                    _ => return Err(malformed()),
+                }
+            }
         }
-        self.set(slot, Entry::Keys(keys));
-        Ok(())
+        if compact {
+            self.set(
+                slot,
+                if close == b'}' {
+                    Entry::Keys(keys)
+                } else {
+                    Entry::Len(n)
+                },
+            );
+        } else {
+            self.take_back(mark);
+            self.entry(path, Entry::Text(slice(text, at, pos)?));
+        }
+        Ok(pos)
+    }
+}
+
+/// The `kind` of a record's text, if it is an object with one (the first
+/// field of a stored record).
+fn kind_of(text: &str) -> Result<Option<Cow<'_, str>>, serde_json::Error> {
+    let b = text.as_bytes();
+    if b.first() != Some(&b'{') {
+        return Ok(None);
+    }
+    let mut pos = skip_ws(b, 1);
+    while b.get(pos) == Some(&b'"') {
+        let key_end = skip_string(b, pos)?;
+        let Name(key) = serde_json::from_str(text.get(pos..key_end).ok_or_else(malformed)?)?;
+        pos = skip_ws(b, key_end);
+        if b.get(pos) != Some(&b':') {
+            return Err(malformed());
+        }
+        pos = skip_ws(b, pos + 1);
+        let end = skip_value(b, pos)?;
+        if key == "kind" {
+            return Ok(serde_json::from_str::<Name>(text.get(pos..end).ok_or_else(malformed)?)
+                .ok()
+                .map(|n| n.0));
+        }
+        pos = skip_ws(b, end);
+        if b.get(pos) == Some(&b',') {
+            pos = skip_ws(b, pos + 1);
+        }
+    }
+    Ok(None)
+}
+
+/// `text[at..end]`, a value the walk found.
+fn slice(text: &str, at: usize, end: usize) -> Result<&str, serde_json::Error> {
+    text.get(at..end).ok_or_else(malformed)
+}
+
+/// The walk met text that is not JSON (it was validated, so this is a bug).
+fn malformed() -> serde_json::Error {
+    serde::de::Error::custom("a record's text ended or broke where a JSON token was expected")
+}
+
+fn skip_ws(b: &[u8], mut pos: usize) -> usize {
+    while matches!(b.get(pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The end of the string that starts at `pos`.
+fn skip_string(b: &[u8], pos: usize) -> Result<usize, serde_json::Error> {
+    if b.get(pos) != Some(&b'"') {
+        return Err(malformed());
+    }
+    let mut i = pos + 1;
+    loop {
+        let rest = b.get(i..).ok_or_else(malformed)?;
+        let at = i + memchr::memchr2(b'"', b'\\', rest).ok_or_else(malformed)?;
+        match b.get(at) {
+            Some(b'"') => return Ok(at + 1),
+            _ => i = at + 2,
+        }
+    }
+}
+
+/// The end of the value that starts at `pos`.
+fn skip_value(b: &[u8], pos: usize) -> Result<usize, serde_json::Error> {
+    match b.get(pos) {
+        Some(b'"') => skip_string(b, pos),
+        Some(b'{' | b'[') => {
+            // Strings may hold brackets; nothing else can.
+            let mut open = 0usize;
+            let mut i = pos;
+            loop {
+                match b.get(i) {
+                    Some(b'"') => i = skip_string(b, i)?,
+                    Some(b'{' | b'[') => {
+                        open += 1;
+                        i += 1;
+                    }
+                    Some(b'}' | b']') => {
+                        open -= 1;
+                        i += 1;
+                        if open == 0 {
+                            return Ok(i);
+                        }
+                    }
+                    Some(_) => i += 1,
+                    None => return Err(malformed()),
+                }
+            }
+        }
+        Some(_) => {
+            let mut i = pos;
+            while !matches!(b.get(i), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
+                i += 1;
+            }
+            if i == pos { Err(malformed()) } else { Ok(i) }
+        }
+        None => Err(malformed()),
     }
 }
 
@@ -415,7 +560,7 @@ struct Marker<'a> {
 }
 
 fn write_value(
-    cols: &mut HashMap<&str, Column>,
+    cols: &mut foldhash::HashMap<&str, Column>,
     path: &mut String,
     out: &mut Vec<u8>,
     depth: usize,
