@@ -695,6 +695,15 @@ mod tests {
             json!([0]),
             "the canonical parts are still columns"
         );
+        // A record found not compact only at its end: what was put of its
+        // fields is taken back, and their columns are left out.
+        let late = br#"{"kind":"site","list":[1,{"a":[2]}],"last":1 }"#;
+        let columns: Value = serde_json::from_slice(&shred(&[late]).unwrap()).unwrap();
+        assert_eq!(
+            columns,
+            json!({"kinds": ["site"], "cols": {"site": [{"t": {"kind": "site", "list": [1, {"a": [2]}], "last": 1}}]}})
+        );
+        round_trip_texts(&[late.to_vec()]);
     }
 
     fn rows_of(columns: &Value) -> Result<Vec<u8>, ColumnsError> {
