@@ -92,12 +92,7 @@ enum Entry<'a> {
 fn write_columns(kinds: &[String], cols: &[(String, Vec<Entry>)], size: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(size + size / 8);
     out.extend_from_slice(b"{\"kinds\":[");
-    for (i, kind) in kinds.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        quoted(&mut out, kind);
-    }
+    quoted_list(&mut out, kinds.iter().map(String::as_str));
     out.extend_from_slice(b"],\"cols\":{");
     // A column whose entries were all taken back (their container went
     // whole) is left out.
@@ -120,12 +115,7 @@ fn write_columns(kinds: &[String], cols: &[(String, Vec<Entry>)], size: usize) -
                 }
                 Entry::Keys(keys) => {
                     out.extend_from_slice(b"{\"k\":[");
-                    for (k, key) in keys.iter().enumerate() {
-                        if k > 0 {
-                            out.push(b',');
-                        }
-                        quoted(&mut out, key);
-                    }
+                    quoted_list(&mut out, keys.iter().copied());
                     out.extend_from_slice(b"]}");
                 }
                 Entry::Len(n) => {
@@ -139,6 +129,16 @@ fn write_columns(kinds: &[String], cols: &[(String, Vec<Entry>)], size: usize) -
     }
     out.extend_from_slice(b"}}");
     out
+}
+
+/// `"a","b",...`
+fn quoted_list<'t>(out: &mut Vec<u8>, texts: impl Iterator<Item = &'t str>) {
+    for (i, text) in texts.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        quoted(out, text);
+    }
 }
 
 fn quoted(out: &mut Vec<u8>, text: &str) {
