@@ -79,8 +79,9 @@ enum Entry<'a> {
     Leaf(&'a str),
     /// `{"t": text}`: a container sent whole.
     Text(&'a str),
-    /// `{"k": [keys]}`, each key as it is spelled between its quotes (it has
-    /// no escapes, or its object went whole).
+    /// `{"k": [keys]}`, each key as it is spelled between its quotes. Only a
+    /// compact object gets one, and a key with an escape makes its object
+    /// not compact, so these keys never need escaping.
     Keys(Vec<&'a str>),
     /// `{"n": length}`
     Len(usize),
@@ -164,6 +165,8 @@ pub fn shred<T: AsRef<[u8]>>(records: &[T]) -> Result<Vec<u8>, serde_json::Error
         path.clear();
         path.push_str(root_of(kind_of(text)?.as_deref()));
         kinds.push(path.clone());
+        // Entries are only taken back within a record.
+        writer.log.clear();
         // A root path is short, so the record itself is never sent whole for
         // its depth or path.
         if writer.put(text, 0, &mut path, 0)? != text.len() {
@@ -407,7 +410,8 @@ impl<'a> Writer<'a> {
                     push_index(path, n);
                 }
                 n += 1;
-                // Items of a container going whole are only skipped.
+                // Once the container is known not to be compact, its later
+                // items are only skipped; the earlier ones are taken back below.
                 pos = if compact {
                     self.put(text, pos, path, depth + 1)?
                 } else {
@@ -452,14 +456,16 @@ fn kind_of(text: &str) -> Result<Option<Cow<'_, str>>, serde_json::Error> {
     let mut pos = skip_ws(b, 1);
     while b.get(pos) == Some(&b'"') {
         let key_end = skip_string(b, pos)?;
-        let Name(key) = serde_json::from_str(text.get(pos..key_end).ok_or_else(malformed)?)?;
+        // A key serde cannot read (a lone surrogate escape) is not `kind`;
+        // the record still goes through like any other.
+        let key = serde_json::from_str::<Name>(text.get(pos..key_end).ok_or_else(malformed)?).ok();
         pos = skip_ws(b, key_end);
         if b.get(pos) != Some(&b':') {
             return Err(malformed());
         }
         pos = skip_ws(b, pos + 1);
         let end = skip_value(b, pos)?;
-        if key == "kind" {
+        if key.is_some_and(|Name(k)| k == "kind") {
             return Ok(serde_json::from_str::<Name>(text.get(pos..end).ok_or_else(malformed)?)
                 .ok()
                 .map(|n| n.0));
@@ -671,6 +677,8 @@ mod tests {
         // Another client's spacing and escapes, kept in a unit's value.
         let spaced = br#"{"kind":"inspection","units":{"note":[0,{"note": "x",  "result":"ok"}]}}"#;
         let escaped = br#"{"kind":"site","k\u0065y":[1 ,2],"a\"b":{}}"#;
+        // A key serde will not read (a lone surrogate) ahead of `kind`.
+        let surrogate = br#"{"\ud800":1,"kind":"site"}"#;
         let pretty = serde_json::to_vec_pretty(&json!({"kind": "site", "list": [1, {"a": [2]}]})).unwrap();
         let mut deep = json!("leaf");
         for _ in 0..MAX_DEPTH + 10 {
@@ -680,6 +688,7 @@ mod tests {
         let texts = vec![
             spaced.to_vec(),
             escaped.to_vec(),
+            surrogate.to_vec(),
             pretty,
             serde_json::to_vec(&deep).unwrap(),
             serde_json::to_vec(&long).unwrap(),
