@@ -40,7 +40,7 @@ struct Cli {
     /// Changes per push request, fixed [default: the replica's pacing, 64 growing to 500].
     #[arg(long)]
     push_batch: Option<usize>,
-    /// Records per pull page, fixed [default: the replica's pacing, 100 growing to 250].
+    /// Records per pull page, fixed [default: the replica's pacing, 100 growing to 500].
     #[arg(long)]
     pull_limit: Option<usize>,
     /// Keep the server's and tablets' stores here instead of a temporary folder.
