@@ -735,6 +735,12 @@ impl Transport for HttpTransport {
     }
 
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
+        self.pull_page(since, limit)?
+            .into_response()
+            .map_err(|e| TransportError::Malformed(e.to_string()))
+    }
+
+    fn pull_page(&mut self, since: &str, limit: usize) -> Result<PullPage, TransportError> {
         // Columns: 17% fewer bytes on the air than rows (bench). A server
         // that does not know the layout answers rows, which read as well.
         let target = format!(
@@ -742,9 +748,7 @@ impl Transport for HttpTransport {
             percent_encode(since)
         );
         let reply = self.authorized("GET", &target, None)?;
-        decode_json::<PullPage>(&reply.body)?
-            .into_response()
-            .map_err(|e| TransportError::Malformed(e.to_string()))
+        decode_json::<PullPage>(&reply.body)
     }
 
     fn report(&mut self, report: DeviceReport) {

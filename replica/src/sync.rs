@@ -12,7 +12,7 @@ use std::time::Instant;
 use mobile_schema::ids::RecordId;
 use sync_protocol::clock::Clock;
 use sync_protocol::device_report::DeviceReport;
-use sync_protocol::wire::PullResponse;
+use sync_protocol::wire::{PullPage, PullResponse};
 use sync_protocol::wire::{PushRequest, PushResponse};
 use sync_protocol::{Change, Hlc, Op, Outcome, RecordState, RefusalCode, ReplicaId, VersionId};
 
@@ -398,21 +398,25 @@ impl Replica {
         loop {
             let cursor: String = read_meta(&self.t.meta, meta::CURSOR)?.unwrap_or_else(|| "0".to_string());
             let clock = self.clock.clone();
-            // The next page is fetched and decoded on another thread while this
-            // one is written: on a tablet the two take about as long, and the
-            // writing is what bounds a full pull. At most two pages run ahead;
-            // pages are still written in order, each with the cursor after it.
-            let (tx, rx) = mpsc::sync_channel::<Fetched>(1);
+            // Three stages on three threads: the next page is fetched while the
+            // one before it is decoded and the one before that is written. The
+            // server's work on a page, the decoding and the writing each take a
+            // good part of a full pull. At most four pages run ahead; pages are
+            // still written in order, each with the cursor after it.
+            let (fetched_tx, fetched) = mpsc::sync_channel::<Fetched>(1);
+            let (decoded_tx, decoded) = mpsc::sync_channel::<Decoded>(1);
             let pulled = std::thread::scope(|s| {
                 let (fetching, pacing) = (&mut *transport, &mut pacing);
                 let since = cursor.clone();
-                let fetcher = s.spawn(move || fetch_pages(fetching, pacing, clock.as_ref(), waiting, since, tx));
-                let pulled = self.take_pages(&rx, cursor, report);
-                // Stops the fetcher at its next page.
-                drop(rx);
-                match fetcher.join() {
-                    Ok(()) => pulled,
-                    Err(_) => Err(ReplicaError::Protocol("the page fetcher stopped".into())),
+                let fetcher =
+                    s.spawn(move || fetch_pages(fetching, pacing, clock.as_ref(), waiting, since, fetched_tx));
+                let decoder = s.spawn(move || decode_pages(&fetched, &decoded_tx));
+                let pulled = self.take_pages(&decoded, cursor, report);
+                // Stops the decoder, and with it the fetcher, at their next page.
+                drop(decoded);
+                match (decoder.join(), fetcher.join()) {
+                    (Ok(()), Ok(())) => pulled,
+                    _ => Err(ReplicaError::Protocol("the page fetcher stopped".into())),
                 }
             })?;
             match pulled {
@@ -428,7 +432,7 @@ impl Replica {
     /// the pull must start again.
     fn take_pages(
         &mut self,
-        pages: &mpsc::Receiver<Fetched>,
+        pages: &mpsc::Receiver<Decoded>,
         mut cursor: String,
         report: &mut SyncReport,
     ) -> Result<Pulled, ReplicaError> {
@@ -527,7 +531,23 @@ impl Replica {
 }
 
 /// A page as the fetcher got it, and the device's clock when it asked.
-type Fetched = (Result<PullResponse, TransportError>, u64);
+type Fetched = (Result<PullPage, TransportError>, u64);
+/// The same with its records decoded.
+type Decoded = (Result<PullResponse, TransportError>, u64);
+
+/// Decode the pages the fetcher sends and send them on, until the fetcher
+/// stops or the receiver is gone.
+fn decode_pages(pages: &mpsc::Receiver<Fetched>, decoded: &mpsc::SyncSender<Decoded>) {
+    for (answer, asked_at) in pages.iter() {
+        let answer = answer.and_then(|page| {
+            page.into_response()
+                .map_err(|e| TransportError::Malformed(e.to_string()))
+        });
+        if decoded.send((answer, asked_at)).is_err() {
+            return;
+        }
+    }
+}
 
 /// How a run of pages ended.
 enum Pulled {
@@ -561,7 +581,7 @@ fn fetch_pages(
         });
         let asked_at = clock.now_ms();
         let started = Instant::now();
-        let answer = transport.pull(&since, pacing.size());
+        let answer = transport.pull_page(&since, pacing.size());
         let more = match &answer {
             Ok(page) => {
                 pacing.answered(started.elapsed());

@@ -7,7 +7,7 @@ use sync_protocol::Actor;
 use sync_protocol::clock::Clock;
 use sync_protocol::device_report::DeviceReport;
 use sync_protocol::reference::ReferenceServer;
-use sync_protocol::wire::{ErrorBody, PullResponse, PushRequest, PushResponse};
+use sync_protocol::wire::{ErrorBody, PullPage, PullResponse, PushRequest, PushResponse};
 
 /// Why a request to the server did not bring an answer the sync can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +48,12 @@ pub trait Transport {
     fn identify(&mut self, actor: &Actor) -> Result<(), TransportError>;
     fn push(&mut self, request: PushRequest) -> Result<PushResponse, TransportError>;
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError>;
+    /// A pull page as it came, its records perhaps still to be decoded
+    /// ([`PullPage::into_response`]): a sync decodes one page on another
+    /// thread while it fetches the next.
+    fn pull_page(&mut self, since: &str, limit: usize) -> Result<PullPage, TransportError> {
+        self.pull(since, limit).map(PullPage::from)
+    }
     /// What the device says about itself with the following pushes and pulls
     /// (outbox length, clock, schema version: `docs/protocol.md` §7). A
     /// transport with nobody to tell, like the in-process one, drops it.

@@ -405,3 +405,52 @@ fn a_sync_with_spent_tokens_fails_with_log_in_again_and_keeps_the_outbox() {
     }
     assert_eq!(a.pending_count(), 1);
 }
+
+#[test]
+fn a_page_that_does_not_decode_stops_the_pull_after_the_pages_before_it() {
+    let page = |next: &str, more: bool| PullResponse {
+        more,
+        ..pull_response(next)
+    };
+    // Columns that run short: the page reads, its records do not.
+    let broken = serde_json::json!({
+        "columns": {"kinds": ["site"], "cols": {}},
+        "next": "p2", "more": false, "server_time_ms": 1_746_500_000_000u64, "epoch": "e1",
+    });
+    let server = FakeServer::scripted(vec![
+        Act::Answer(Response::json(200, &page("p1", true))),
+        Act::Answer(Response::json(200, &broken)),
+        Act::Answer(Response::json(200, &page("p3", false))),
+    ]);
+    let clock = ManualClock::at(1_746_500_000_000);
+    let who = user();
+    let device = DeviceId::generate();
+    let config = ReplicaConfig {
+        identity: Some(Identity {
+            user: who.id,
+            device,
+            role: who.role,
+        }),
+        clock: Arc::new(clock.clone()),
+        ..ReplicaConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = Replica::open_with(dir.path(), config).unwrap();
+    let mut t = HttpTransport::new(fast(&server.url()))
+        .with_clock(Arc::new(clock))
+        .with_credentials(Credentials::from_token(
+            server.url(),
+            device,
+            Some(replica.replica_id()),
+            token(1, &who),
+            1_746_500_000_000,
+        ));
+    match replica.pull(&mut t) {
+        Err(ReplicaError::Transport(TransportError::Malformed(m))) => assert!(m.contains("site"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // The first page was written with its cursor; the broken one was not.
+    replica.pull(&mut t).unwrap();
+    let sinces: Vec<Option<String>> = server.seen().iter().map(|r| r.query("since")).collect();
+    assert_eq!(sinces, [Some("0".into()), Some("p1".into()), Some("p1".into())]);
+}

@@ -66,6 +66,21 @@ pub enum PullPageError {
     Shape,
 }
 
+impl From<PullResponse> for PullPage {
+    /// A page already in rows.
+    fn from(r: PullResponse) -> Self {
+        PullPage {
+            records: Some(r.records),
+            columns: None,
+            next: r.next,
+            more: r.more,
+            server_time_ms: r.server_time_ms,
+            epoch: r.epoch,
+            purge: r.purge,
+        }
+    }
+}
+
 impl PullPage {
     /// The page with its records in rows.
     pub fn into_response(self) -> Result<PullResponse, PullPageError> {
