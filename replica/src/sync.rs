@@ -6,6 +6,7 @@
 //! longer keeps restarts the pull from `0`; the outbox is untouched by that.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -401,22 +402,28 @@ impl Replica {
             // Three stages on three threads: the next page is fetched while the
             // one before it is decoded and the one before that is written. The
             // server's work on a page, the decoding and the writing each take a
-            // good part of a full pull. At most four pages run ahead; pages are
-            // still written in order, each with the cursor after it.
-            let (fetched_tx, fetched) = mpsc::sync_channel::<Fetched>(1);
-            let (decoded_tx, decoded) = mpsc::sync_channel::<Decoded>(1);
+            // good part of a full pull. The channels hand a page over only when
+            // the next stage takes it, so at most three pages are held (one in
+            // each stage); pages are still written in order, each with the
+            // cursor after it.
+            let (fetched_tx, fetched) = mpsc::sync_channel::<Fetched>(0);
+            let (decoded_tx, decoded) = mpsc::sync_channel::<Decoded>(0);
+            // Set when the pull stops early, so that the fetcher asks for no
+            // page nobody will write.
+            let stop = AtomicBool::new(false);
             let pulled = std::thread::scope(|s| {
-                let (fetching, pacing) = (&mut *transport, &mut pacing);
+                let (fetching, pacing, stop) = (&mut *transport, &mut pacing, &stop);
                 let since = cursor.clone();
                 let fetcher =
-                    s.spawn(move || fetch_pages(fetching, pacing, clock.as_ref(), waiting, since, fetched_tx));
-                let decoder = s.spawn(move || decode_pages(&fetched, &decoded_tx));
+                    s.spawn(move || fetch_pages(fetching, pacing, clock.as_ref(), waiting, since, fetched_tx, stop));
+                let decoder = s.spawn(move || decode_pages(&fetched, &decoded_tx, stop));
                 let pulled = self.take_pages(&decoded, cursor, report);
+                stop.store(true, Ordering::Relaxed);
                 // Stops the decoder, and with it the fetcher, at their next page.
                 drop(decoded);
                 match (decoder.join(), fetcher.join()) {
                     (Ok(()), Ok(())) => pulled,
-                    _ => Err(ReplicaError::Protocol("the page fetcher stopped".into())),
+                    _ => Err(ReplicaError::Protocol("a thread of the pull stopped".into())),
                 }
             })?;
             match pulled {
@@ -428,7 +435,7 @@ impl Replica {
         }
     }
 
-    /// Write the pages the fetcher sends, in order, until the last or until
+    /// Write the pages the decoder sends, in order, until the last or until
     /// the pull must start again.
     fn take_pages(
         &mut self,
@@ -536,14 +543,18 @@ type Fetched = (Result<PullPage, TransportError>, u64);
 type Decoded = (Result<PullResponse, TransportError>, u64);
 
 /// Decode the pages the fetcher sends and send them on, until the fetcher
-/// stops or the receiver is gone.
-fn decode_pages(pages: &mpsc::Receiver<Fetched>, decoded: &mpsc::SyncSender<Decoded>) {
+/// stops, a page fails, or the receiver is gone.
+fn decode_pages(pages: &mpsc::Receiver<Fetched>, decoded: &mpsc::SyncSender<Decoded>, stop: &AtomicBool) {
     for (answer, asked_at) in pages.iter() {
         let answer = answer.and_then(|page| {
             page.into_response()
                 .map_err(|e| TransportError::Malformed(e.to_string()))
         });
-        if decoded.send((answer, asked_at)).is_err() {
+        let failed = answer.is_err();
+        if failed {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if decoded.send((answer, asked_at)).is_err() || failed {
             return;
         }
     }
@@ -562,7 +573,7 @@ enum Pulled {
 }
 
 /// Pull pages from `since` on, each from where the one before ended, and
-/// send them on until the last, an error, or the receiver is gone.
+/// send them on until the last, an error, `stop`, or the receiver is gone.
 fn fetch_pages(
     transport: &mut impl Transport,
     pacing: &mut Pacing,
@@ -570,8 +581,9 @@ fn fetch_pages(
     waiting: usize,
     mut since: String,
     pages: mpsc::SyncSender<Fetched>,
+    stop: &AtomicBool,
 ) {
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         // What the server cannot know about this device, with each request.
         transport.report(DeviceReport {
             outbox: Some(waiting as u64),

@@ -454,3 +454,63 @@ fn a_page_that_does_not_decode_stops_the_pull_after_the_pages_before_it() {
     let sinces: Vec<Option<String>> = server.seen().iter().map(|r| r.query("since")).collect();
     assert_eq!(sinces, [Some("0".into()), Some("p1".into()), Some("p1".into())]);
 }
+
+#[test]
+fn a_page_that_does_not_decode_stops_the_fetching_too() {
+    // Pages past the broken one are there for the asking: the pull must stop
+    // asking once the broken one is found, not run on to the end.
+    let broken = serde_json::json!({
+        "columns": {"kinds": ["site"], "cols": {}},
+        "next": "p2", "more": true, "server_time_ms": 1_746_500_000_000u64, "epoch": "e1",
+    });
+    let server = FakeServer::start(Box::new(move |r| {
+        let since = r.query("since").unwrap_or_default();
+        if since == "p1" {
+            return Act::Answer(Response::json(200, &broken));
+        }
+        // Any other cursor: a good page that leads on (for long enough).
+        let next = if since == "0" {
+            "p1".to_string()
+        } else {
+            format!("{since}+")
+        };
+        Act::Answer(Response::json(
+            200,
+            &PullResponse {
+                more: next.len() < 100,
+                ..pull_response(&next)
+            },
+        ))
+    }));
+    let clock = ManualClock::at(1_746_500_000_000);
+    let who = user();
+    let device = DeviceId::generate();
+    let config = ReplicaConfig {
+        identity: Some(Identity {
+            user: who.id,
+            device,
+            role: who.role,
+        }),
+        clock: Arc::new(clock.clone()),
+        ..ReplicaConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = Replica::open_with(dir.path(), config).unwrap();
+    let mut t = HttpTransport::new(fast(&server.url()))
+        .with_clock(Arc::new(clock))
+        .with_credentials(Credentials::from_token(
+            server.url(),
+            device,
+            Some(replica.replica_id()),
+            token(1, &who),
+            1_746_500_000_000,
+        ));
+    match replica.pull(&mut t) {
+        Err(ReplicaError::Transport(TransportError::Malformed(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    // Page 0 and the broken page, and at most the one fetched while the broken
+    // page was being decoded.
+    let asked = server.seen().len();
+    assert!((2..=3).contains(&asked), "{asked} requests");
+}
