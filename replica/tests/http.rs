@@ -406,6 +406,35 @@ fn a_sync_with_spent_tokens_fails_with_log_in_again_and_keeps_the_outbox() {
     assert_eq!(a.pending_count(), 1);
 }
 
+/// A replica whose transport already holds a fresh token bound to it: its
+/// first request is the sync's own.
+fn bound_replica(url: &str) -> (tempfile::TempDir, Replica, HttpTransport) {
+    let clock = ManualClock::at(1_746_500_000_000);
+    let who = user();
+    let device = DeviceId::generate();
+    let config = ReplicaConfig {
+        identity: Some(Identity {
+            user: who.id,
+            device,
+            role: who.role,
+        }),
+        clock: Arc::new(clock.clone()),
+        ..ReplicaConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Replica::open_with(dir.path(), config).unwrap();
+    let t = HttpTransport::new(fast(url))
+        .with_clock(Arc::new(clock.clone()))
+        .with_credentials(Credentials::from_token(
+            url,
+            device,
+            Some(replica.replica_id()),
+            token(1, &who),
+            clock.now_ms(),
+        ));
+    (dir, replica, t)
+}
+
 #[test]
 fn a_page_that_does_not_decode_stops_the_pull_after_the_pages_before_it() {
     let page = |next: &str, more: bool| PullResponse {
@@ -422,29 +451,7 @@ fn a_page_that_does_not_decode_stops_the_pull_after_the_pages_before_it() {
         Act::Answer(Response::json(200, &broken)),
         Act::Answer(Response::json(200, &page("p3", false))),
     ]);
-    let clock = ManualClock::at(1_746_500_000_000);
-    let who = user();
-    let device = DeviceId::generate();
-    let config = ReplicaConfig {
-        identity: Some(Identity {
-            user: who.id,
-            device,
-            role: who.role,
-        }),
-        clock: Arc::new(clock.clone()),
-        ..ReplicaConfig::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut replica = Replica::open_with(dir.path(), config).unwrap();
-    let mut t = HttpTransport::new(fast(&server.url()))
-        .with_clock(Arc::new(clock))
-        .with_credentials(Credentials::from_token(
-            server.url(),
-            device,
-            Some(replica.replica_id()),
-            token(1, &who),
-            1_746_500_000_000,
-        ));
+    let (_dir, mut replica, mut t) = bound_replica(&server.url());
     match replica.pull(&mut t) {
         Err(ReplicaError::Transport(TransportError::Malformed(m))) => assert!(m.contains("site"), "{m}"),
         other => panic!("{other:?}"),
@@ -482,29 +489,7 @@ fn a_page_that_does_not_decode_stops_the_fetching_too() {
             },
         ))
     }));
-    let clock = ManualClock::at(1_746_500_000_000);
-    let who = user();
-    let device = DeviceId::generate();
-    let config = ReplicaConfig {
-        identity: Some(Identity {
-            user: who.id,
-            device,
-            role: who.role,
-        }),
-        clock: Arc::new(clock.clone()),
-        ..ReplicaConfig::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut replica = Replica::open_with(dir.path(), config).unwrap();
-    let mut t = HttpTransport::new(fast(&server.url()))
-        .with_clock(Arc::new(clock))
-        .with_credentials(Credentials::from_token(
-            server.url(),
-            device,
-            Some(replica.replica_id()),
-            token(1, &who),
-            1_746_500_000_000,
-        ));
+    let (_dir, mut replica, mut t) = bound_replica(&server.url());
     match replica.pull(&mut t) {
         Err(ReplicaError::Transport(TransportError::Malformed(_))) => {}
         other => panic!("{other:?}"),
