@@ -735,9 +735,7 @@ impl Transport for HttpTransport {
     }
 
     fn pull(&mut self, since: &str, limit: usize) -> Result<PullResponse, TransportError> {
-        self.pull_page(since, limit)?
-            .into_response()
-            .map_err(|e| TransportError::Malformed(e.to_string()))
+        Ok(self.pull_page(since, limit)?.into_response()?)
     }
 
     fn pull_page(&mut self, since: &str, limit: usize) -> Result<PullPage, TransportError> {

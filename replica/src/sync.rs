@@ -546,10 +546,7 @@ type Decoded = (Result<PullResponse, TransportError>, u64);
 /// stops, a page fails, or the receiver is gone.
 fn decode_pages(pages: &mpsc::Receiver<Fetched>, decoded: &mpsc::SyncSender<Decoded>, stop: &AtomicBool) {
     for (answer, asked_at) in pages.iter() {
-        let answer = answer.and_then(|page| {
-            page.into_response()
-                .map_err(|e| TransportError::Malformed(e.to_string()))
-        });
+        let answer = answer.and_then(|page| Ok(page.into_response()?));
         let failed = answer.is_err();
         if failed {
             stop.store(true, Ordering::Relaxed);

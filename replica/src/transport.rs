@@ -7,7 +7,7 @@ use sync_protocol::Actor;
 use sync_protocol::clock::Clock;
 use sync_protocol::device_report::DeviceReport;
 use sync_protocol::reference::ReferenceServer;
-use sync_protocol::wire::{ErrorBody, PullPage, PullResponse, PushRequest, PushResponse};
+use sync_protocol::wire::{ErrorBody, PullPage, PullPageError, PullResponse, PushRequest, PushResponse};
 
 /// Why a request to the server did not bring an answer the sync can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,13 @@ pub enum TransportError {
     /// The request could not be made (a bad server URL, a body that does not encode).
     #[error("cannot make the request: {0}")]
     Request(String),
+}
+
+/// A pull page whose records do not decode is an answer that cannot be read.
+impl From<PullPageError> for TransportError {
+    fn from(e: PullPageError) -> Self {
+        TransportError::Malformed(e.to_string())
+    }
 }
 
 impl TransportError {

@@ -435,17 +435,21 @@ fn bound_replica(url: &str) -> (tempfile::TempDir, Replica, HttpTransport) {
     (dir, replica, t)
 }
 
+/// A pull page whose columns run short: the page reads, its records do not.
+fn undecodable_page(more: bool) -> serde_json::Value {
+    serde_json::json!({
+        "columns": {"kinds": ["site"], "cols": {}},
+        "next": "p2", "more": more, "server_time_ms": 1_746_500_000_000u64, "epoch": "e1",
+    })
+}
+
 #[test]
 fn a_page_that_does_not_decode_stops_the_pull_after_the_pages_before_it() {
     let page = |next: &str, more: bool| PullResponse {
         more,
         ..pull_response(next)
     };
-    // Columns that run short: the page reads, its records do not.
-    let broken = serde_json::json!({
-        "columns": {"kinds": ["site"], "cols": {}},
-        "next": "p2", "more": false, "server_time_ms": 1_746_500_000_000u64, "epoch": "e1",
-    });
+    let broken = undecodable_page(false);
     let server = FakeServer::scripted(vec![
         Act::Answer(Response::json(200, &page("p1", true))),
         Act::Answer(Response::json(200, &broken)),
@@ -466,10 +470,7 @@ fn a_page_that_does_not_decode_stops_the_pull_after_the_pages_before_it() {
 fn a_page_that_does_not_decode_stops_the_fetching_too() {
     // Pages past the broken one are there for the asking: the pull must stop
     // asking once the broken one is found, not run on to the end.
-    let broken = serde_json::json!({
-        "columns": {"kinds": ["site"], "cols": {}},
-        "next": "p2", "more": true, "server_time_ms": 1_746_500_000_000u64, "epoch": "e1",
-    });
+    let broken = undecodable_page(true);
     let server = FakeServer::start(Box::new(move |r| {
         let since = r.query("since").unwrap_or_default();
         if since == "p1" {
