@@ -484,6 +484,147 @@ mod tests {
         );
     }
 
+    /// Pushes from several tablets race a disk that fills and empties: a
+    /// group that fails is undone and leaves no outcome (sent again, its change
+    /// is applied, not replayed), the writer forgets what it had decided (a
+    /// rename decided right after its site's create), and after a restart
+    /// every acknowledged change is there, once. `FIELDSYNC_STORM_SITES` sets
+    /// the sites each tablet makes (25).
+    #[test]
+    fn pushes_racing_a_disk_that_fills_are_stored_exactly_when_acknowledged() {
+        const TABLETS: usize = 6;
+        let sites_per_tablet: u64 = std::env::var("FIELDSYNC_STORM_SITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(25);
+        let folder = tempfile::tempdir().unwrap();
+        let marker = folder.path().join("disk-full");
+        let db = sled::Config::new().path(folder.path().join("db")).open().unwrap();
+        let store =
+            SledStorage::open_with_full_disk_marker(db.clone(), EngineConfig::default(), marker.clone()).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let failures = std::sync::atomic::AtomicUsize::new(0);
+        let tablets: Vec<(Actor, Vec<SiteId>)> = (0..TABLETS)
+            .map(|_| {
+                let actor = Actor {
+                    replica: ReplicaId::generate(),
+                    user: UserId::generate(),
+                    device: DeviceId::generate(),
+                    role: Role::Inspector,
+                };
+                (actor, (0..sites_per_tablet).map(|_| SiteId::generate()).collect())
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            // The disk fills and empties while the tablets push.
+            let toggler = scope.spawn(|| {
+                let mut full = false;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    full = !full;
+                    if full {
+                        std::fs::write(&marker, b"").unwrap();
+                    } else {
+                        let _ = std::fs::remove_file(&marker);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(if full { 3 } else { 7 }));
+                }
+                let _ = std::fs::remove_file(&marker);
+            });
+            // Stops the toggler however the pushers end, so a failed
+            // assertion fails the test rather than hanging it.
+            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let _stop = Stop(&stop);
+            let pushers: Vec<_> = tablets
+                .iter()
+                .map(|(actor, sites)| {
+                    let (store, failures) = (&store, &failures);
+                    scope.spawn(move || {
+                        // Each site is created, then renamed: the rename is
+                        // decided while the create may still be in flight.
+                        let mut seq = 0;
+                        for (i, site) in sites.iter().enumerate() {
+                            let rename = |seq: u64| Change {
+                                seq,
+                                hlc: Hlc::new(10_000 + seq, 0),
+                                kind: RecordKind::Site,
+                                record: (*site).into(),
+                                op: Op::Edit {
+                                    units: vec![UnitWrite {
+                                        key: "name".into(),
+                                        // The create's version: an edit made after it.
+                                        bases: vec![sync_protocol::VersionId::new(actor.replica, seq - 1)],
+                                        value: UnitValue::of(&format!("尾矿库 {i}")).unwrap(),
+                                    }],
+                                },
+                            };
+                            for change in [
+                                create(seq + 1, mobile_schema::sample::pond(*site).into()),
+                                rename(seq + 2),
+                            ] {
+                                seq = change.seq;
+                                loop {
+                                    match store.apply_push(actor, None, vec![change.clone()], 5_000) {
+                                        Ok(answer) => {
+                                            // Never a replay: a refused group left no outcome.
+                                            let done = &answer.outcomes[0];
+                                            assert!(
+                                                matches!(done.outcome, Outcome::Applied { .. }) && !done.replayed,
+                                                "{answer:?}"
+                                            );
+                                            break;
+                                        }
+                                        Err(e) => {
+                                            assert!(e.is_not_durable(), "{e}");
+                                            failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for p in pushers {
+                p.join().unwrap();
+            }
+            drop(_stop);
+            toggler.join().unwrap();
+        });
+        assert!(failures.into_inner() > 0, "the disk never filled under a push");
+
+        // After a restart, every acknowledged change is there, once.
+        store.close();
+        drop(store);
+        let store = SledStorage::open(db, EngineConfig::default()).unwrap();
+        let mut names = std::collections::BTreeMap::new();
+        each_record(&store, |r| {
+            let name = r.units["name"].winner().unwrap().value.get().to_string();
+            assert!(names.insert(r.id, name).is_none());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(names.len(), TABLETS * sites_per_tablet as usize);
+        for (actor, sites) in &tablets {
+            for (i, site) in sites.iter().enumerate() {
+                assert_eq!(names[&RecordId::from(*site)], format!("\"尾矿库 {i}\""));
+            }
+            for seq in 1..=2 * sites_per_tablet {
+                assert!(store.outcome_of(actor.replica, seq).unwrap().is_some(), "seq {seq}");
+            }
+            assert!(
+                store
+                    .outcome_of(actor.replica, 2 * sites_per_tablet + 1)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+
     fn conclusion_of(state: &RecordState) -> serde_json::Value {
         let raw = state.units["conclusion"].winner().unwrap().value.get();
         serde_json::from_str(raw).unwrap()
