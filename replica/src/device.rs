@@ -272,14 +272,7 @@ impl Device {
             }
             Err(e) => return Err(e.into()),
         };
-        let config = ReplicaConfig {
-            identity: Some(Identity {
-                user: user.id,
-                device,
-                role: user.role,
-            }),
-            ..ReplicaConfig::default()
-        };
+        let config = ReplicaConfig::for_identity(Identity::of(&user, device));
         let replica = Replica::open_with(dir.join(STORE_DIR), config)?;
         transport.identify(&replica.actor())?;
         let credentials = saved(&transport, &cred_path, &sink_error)?;
@@ -574,14 +567,7 @@ mod tests {
             role: Role::Inspector,
         };
         let device = DeviceId::generate();
-        let config = ReplicaConfig {
-            identity: Some(Identity {
-                user: user.id,
-                device,
-                role: user.role,
-            }),
-            ..ReplicaConfig::default()
-        };
+        let config = ReplicaConfig::for_identity(Identity::of(&user, device));
         let replica = Replica::open_with(dir.join(STORE_DIR), config).unwrap();
         let token = TokenResponse {
             access_token: "a".into(),

@@ -31,6 +31,17 @@ pub struct Identity {
     pub role: Role,
 }
 
+impl Identity {
+    /// The identity of `user` (as the server's login answered) on `device`.
+    pub fn of(user: &sync_protocol::wire::UserInfo, device: DeviceId) -> Self {
+        Self {
+            user: user.id,
+            device,
+            role: user.role,
+        }
+    }
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -47,6 +58,16 @@ pub struct ReplicaConfig {
     /// way up to `pull_limit_max`.
     pub pull_limit: usize,
     pub pull_limit_max: usize,
+}
+
+impl ReplicaConfig {
+    /// The defaults, for a store that belongs to `identity`.
+    pub fn for_identity(identity: Identity) -> Self {
+        Self {
+            identity: Some(identity),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for ReplicaConfig {

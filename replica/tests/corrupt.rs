@@ -8,14 +8,11 @@ use replica::{Identity, Replica, ReplicaConfig, ReplicaError, keys};
 #[test]
 fn a_corrupt_entry_is_an_error_naming_the_tree_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ReplicaConfig {
-        identity: Some(Identity {
-            user: UserId::generate(),
-            device: DeviceId::generate(),
-            role: Role::Inspector,
-        }),
-        ..ReplicaConfig::default()
-    };
+    let config = ReplicaConfig::for_identity(Identity {
+        user: UserId::generate(),
+        device: DeviceId::generate(),
+        role: Role::Inspector,
+    });
     drop(Replica::open_with(dir.path(), config).unwrap());
     let id = RecordId::generate();
     {

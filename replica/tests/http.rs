@@ -316,18 +316,13 @@ fn device(dir: &std::path::Path, url: &str, username: &str, clock: &ManualClock)
         )
         .unwrap();
     let config = ReplicaConfig {
-        identity: Some(Identity {
-            user: who.id,
-            device,
-            role: who.role,
-        }),
         clock: Arc::new(clock.clone()),
         // Fixed small sizes, so that every third request meets a 503.
         push_batch: 2,
         push_batch_max: 2,
         pull_limit: 2,
         pull_limit_max: 2,
-        ..ReplicaConfig::default()
+        ..ReplicaConfig::for_identity(Identity::of(&who, device))
     };
     (Replica::open_with(dir, config).unwrap(), t)
 }
@@ -413,13 +408,8 @@ fn bound_replica(url: &str) -> (tempfile::TempDir, Replica, HttpTransport) {
     let who = user();
     let device = DeviceId::generate();
     let config = ReplicaConfig {
-        identity: Some(Identity {
-            user: who.id,
-            device,
-            role: who.role,
-        }),
         clock: Arc::new(clock.clone()),
-        ..ReplicaConfig::default()
+        ..ReplicaConfig::for_identity(Identity::of(&who, device))
     };
     let dir = tempfile::tempdir().unwrap();
     let replica = Replica::open_with(dir.path(), config).unwrap();

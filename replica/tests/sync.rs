@@ -28,18 +28,17 @@ impl World {
 
     fn replica(&self, dir: &std::path::Path, role: Role) -> Replica {
         let config = ReplicaConfig {
-            identity: Some(Identity {
-                user: UserId::generate(),
-                device: DeviceId::generate(),
-                role,
-            }),
             clock: Arc::new(self.clock.clone()),
             // Fixed small sizes: the tests count requests and cut syncs between them.
             push_batch: 3,
             push_batch_max: 3,
             pull_limit: 2,
             pull_limit_max: 2,
-            ..ReplicaConfig::default()
+            ..ReplicaConfig::for_identity(Identity {
+                user: UserId::generate(),
+                device: DeviceId::generate(),
+                role,
+            })
         };
         Replica::open_with(dir, config).unwrap()
     }

@@ -107,11 +107,7 @@ impl Tablet {
             )
             .context("login")?;
         let config = ReplicaConfig {
-            identity: Some(Identity {
-                user: user.id,
-                device,
-                role: user.role,
-            }),
+            identity: Some(Identity::of(&user, device)),
             ..config
         };
         let replica = Replica::open_with(dir, config)?;

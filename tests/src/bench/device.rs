@@ -40,13 +40,8 @@ impl BenchDevice {
                 },
             )
             .with_context(|| format!("logging {name} in"))?;
-        let defaults = ReplicaConfig::default();
+        let defaults = ReplicaConfig::for_identity(Identity::of(&user, device));
         let config = ReplicaConfig {
-            identity: Some(Identity {
-                user: user.id,
-                device,
-                role: user.role,
-            }),
             // A size given on the command line is fixed; otherwise requests
             // grow as the replica's pacing lets them.
             push_batch: options.push_batch.unwrap_or(defaults.push_batch),
