@@ -63,6 +63,9 @@ fn every_scenario_runs_on_a_tiny_workload_and_prints_parseable_lines() -> anyhow
     for r in &parsed {
         assert!(r.seconds > 0.0 && r.per_second > 0.0, "{r:?}");
         assert!(r.server_peak_rss_mb.is_some_and(|mb| mb > 0.0), "{r:?}");
+        // Read from /proc; a tiny workload may use less than a tick (10 ms).
+        assert!(r.server_cpu_s.is_some_and(|s| s >= 0.0), "{r:?}");
+        assert!(r.tablets_cpu_s.is_some_and(|s| s >= 0.0), "{r:?}");
     }
     Ok(())
 }

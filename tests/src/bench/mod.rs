@@ -26,7 +26,7 @@ use serde_json::json;
 
 pub use device::{BenchDevice, parallel};
 use report::round;
-pub use report::{ScenarioReport, ServerMemory};
+pub use report::{CpuMark, ScenarioReport, ServerMemory};
 pub use workload::{WorkRecord, Workload};
 
 use crate::harness::ServerProcess;
@@ -161,6 +161,8 @@ struct Bench {
     devices: Vec<BenchDevice>,
     server: ServerProcess,
     memory: ServerMemory,
+    /// CPU times when the timed part of the scenario began.
+    cpu: CpuMark,
     /// Tablets made later (a fresh puller), numbered for their folders.
     extra: usize,
     pushed: bool,
@@ -200,6 +202,7 @@ impl Bench {
             devices: Vec::new(),
             server,
             memory,
+            cpu: CpuMark::default(),
             extra: 0,
             pushed: false,
             _root: tmp,
@@ -306,7 +309,13 @@ impl Bench {
         for d in &mut self.devices {
             d.transport.reset_stats();
         }
+        self.start_measuring();
+    }
+
+    /// The timed part begins: a new memory peak, CPU counted from now.
+    fn start_measuring(&mut self) {
         self.memory.reset_peak();
+        self.cpu = CpuMark::now(self.server.pid());
     }
 
     /// Catch a tablet up with the server, untimed.
@@ -331,7 +340,9 @@ impl Bench {
     }
 
     fn report(&self, scenario: Scenario, records: usize, seconds: f64) -> ScenarioReport {
-        ScenarioReport::new(scenario.as_str(), records, seconds, self.memory.peak_mb())
+        let mut r = ScenarioReport::new(scenario.as_str(), records, seconds, self.memory.peak_mb());
+        self.cpu.since(self.server.pid(), &mut r);
+        r
     }
 
     fn push_full(&mut self) -> anyhow::Result<ScenarioReport> {
@@ -354,7 +365,7 @@ impl Bench {
     fn pull_full(&mut self) -> anyhow::Result<ScenarioReport> {
         self.ensure_pushed()?;
         let mut fresh = self.new_device("puller")?;
-        self.memory.reset_peak();
+        self.start_measuring();
         fresh.transport.reset_stats();
         self.log("pull_full");
         let t = Instant::now();

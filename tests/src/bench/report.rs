@@ -25,6 +25,15 @@ pub struct ScenarioReport {
     /// Peak resident set of the server process during the scenario (VmHWM),
     /// or since it started when the peak cannot be reset.
     pub server_peak_rss_mb: Option<f64>,
+    /// CPU time (user and system, all threads) the server process and the
+    /// tablets (this process) used in the timed part. On this 2-core machine
+    /// the two share the cores, and CPU time varies far less from run to run
+    /// than the rate does: compare versions by these. The photo scenarios
+    /// count their upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablets_cpu_s: Option<f64>,
     /// Changes pushed (an inspection's create and submit, each hazard's create, edits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<usize>,
@@ -87,6 +96,8 @@ impl ScenarioReport {
             bytes_down_per_record: 0.0,
             requests: 0,
             server_peak_rss_mb,
+            server_cpu_s: None,
+            tablets_cpu_s: None,
             changes: None,
             record_states: None,
             devices: None,
@@ -123,6 +134,43 @@ impl ScenarioReport {
 pub(crate) fn round(x: f64, digits: i32) -> f64 {
     let p = 10f64.powi(digits);
     (x * p).round() / p
+}
+
+/// CPU seconds a process has used, user and system, its finished threads
+/// included: `utime` and `stime` of `/proc/<pid>/stat`, in USER_HZ ticks,
+/// which Linux fixes at 100 a second for /proc whatever the kernel's own HZ.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// CPU seconds of the server and of this process at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuMark {
+    server: Option<f64>,
+    tablets: Option<f64>,
+}
+
+impl CpuMark {
+    pub fn now(server_pid: u32) -> Self {
+        Self {
+            server: cpu_seconds(server_pid),
+            tablets: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// What each used since `self`, into `report`.
+    pub fn since(&self, server_pid: u32, report: &mut ScenarioReport) {
+        let now = Self::now(server_pid);
+        let used = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| round(b - a, 2));
+        report.server_cpu_s = used(self.server, now.server);
+        report.tablets_cpu_s = used(self.tablets, now.tablets);
+    }
 }
 
 /// The server process's memory, from `/proc/<pid>/status`.
