@@ -26,10 +26,12 @@ pub struct ScenarioReport {
     /// or since it started when the peak cannot be reset.
     pub server_peak_rss_mb: Option<f64>,
     /// CPU time (user and system, all threads) the server process and the
-    /// tablets (this process) used in the timed part. On this 2-core machine
-    /// the two share the cores, and CPU time varies far less from run to run
-    /// than the rate does: compare versions by these. The photo scenarios
-    /// count their upload.
+    /// tablets (this process) used in the timed part; the photo scenarios
+    /// count their upload. On a 2-core machine the two share the cores, so
+    /// these say which side a change saved on. They move less than the rate
+    /// between runs but still drift with the machine's load (push_full's
+    /// server: 1.94-2.29 s in one half hour, 2.43-2.74 s in the next), so
+    /// compare builds in alternating runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_cpu_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
