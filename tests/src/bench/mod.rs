@@ -489,6 +489,9 @@ impl Bench {
             });
         }
         let seconds = t.elapsed().as_secs_f64();
+        // Here, before the replicas are read back for the comparison: the
+        // report's CPU times end with the timed part.
+        let mut r = self.report(Scenario::Conflict, n, seconds);
         let acked: usize = reports.iter().map(|r| r.acked).sum();
         if acked != 2 * n {
             bail!("{acked} of {} edits acknowledged: {reports:?}", 2 * n);
@@ -508,7 +511,6 @@ impl Bench {
             let [va, vb] = views;
             identical &= va.map(|v| v.normalized()) == vb.map(|v| v.normalized());
         }
-        let mut r = self.report(Scenario::Conflict, n, seconds);
         r.changes = Some(reports.iter().map(|r| r.pushed).sum());
         r.record_states = Some(reports.iter().map(|r| r.pulled).sum());
         r.conflicts = Some(conflicts[0]);
