@@ -64,16 +64,9 @@ fn kill_loop_child() {
         role: Role::Inspector,
     };
     let mut r = match open_retrying(|| Replica::open(&dir)) {
-        Err(ReplicaError::NoIdentity) => open_retrying(|| {
-            Replica::open_with(
-                &dir,
-                ReplicaConfig {
-                    identity: Some(identity),
-                    ..ReplicaConfig::default()
-                },
-            )
-        })
-        .unwrap(),
+        Err(ReplicaError::NoIdentity) => {
+            open_retrying(|| Replica::open_with(&dir, ReplicaConfig::for_identity(identity))).unwrap()
+        }
         other => other.unwrap(),
     };
     let server = Arc::new(Mutex::new(ReferenceServer::new(EngineConfig::default())));

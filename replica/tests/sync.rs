@@ -376,9 +376,8 @@ fn a_store_restored_from_a_copy_rekeys_and_its_edits_still_sync() {
 
 fn config(w: &World, identity: Identity) -> ReplicaConfig {
     ReplicaConfig {
-        identity: Some(identity),
         clock: Arc::new(w.clock.clone()),
-        ..ReplicaConfig::default()
+        ..ReplicaConfig::for_identity(identity)
     }
 }
 

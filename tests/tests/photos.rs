@@ -367,13 +367,8 @@ fn the_same_photo_from_two_devices_is_stored_once() {
 fn tablet(env: &Env, name: &str) -> (Replica, HttpTransport) {
     let (t, device, who) = env.login();
     let config = ReplicaConfig {
-        identity: Some(replica::Identity {
-            user: who.id,
-            device,
-            role: who.role,
-        }),
         clock: Arc::new(SystemClock),
-        ..ReplicaConfig::default()
+        ..ReplicaConfig::for_identity(replica::Identity::of(&who, device))
     };
     (Replica::open_with(env.root.path().join(name), config).unwrap(), t)
 }
