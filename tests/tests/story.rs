@@ -178,6 +178,10 @@ fn story(records: &str, a_first: bool) {
 
     // The same unit: kept as a conflict on both tablets, the later writer's value shown.
     a.edit(INSPECTION, id, "conclusion", json!("A2：需复查")).unwrap();
+    // b writes a few milliseconds later: within the same millisecond the two
+    // HLCs may tie (then the version ids decide) or order by each tablet's
+    // logical counter, not by who wrote later (a CI run once had a's value win).
+    std::thread::sleep(std::time::Duration::from_millis(5));
     b.edit(INSPECTION, id, "conclusion", json!("B2：已整改")).unwrap();
     let (ra, rb) = round(&mut a, &mut b, a_first);
     assert_eq!(ra.conflicts + rb.conflicts, 1, "the second push surfaces the conflict");
