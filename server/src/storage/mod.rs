@@ -223,6 +223,7 @@ mod tests {
     use mobile_schema::ids::{DeviceId, InspectionId, ReviewId, SiteId, UserId};
     use mobile_schema::record::{AnyRecord, RecordKind};
     use mobile_schema::workflow::Role;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use sync_protocol::engine::EngineConfig;
     use sync_protocol::{Hlc, Op, Outcome, RefusalCode, UnitValue, UnitWrite};
 
@@ -505,8 +506,8 @@ mod tests {
         let db = sled::Config::new().path(folder.path().join("db")).open().unwrap();
         let store =
             SledStorage::open_with_full_disk_marker(db.clone(), EngineConfig::default(), marker.clone()).unwrap();
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let failures = std::sync::atomic::AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let failures = AtomicUsize::new(0);
         let tablets: Vec<(Actor, Vec<SiteId>)> = (0..TABLETS)
             .map(|_| {
                 let actor = Actor {
@@ -522,7 +523,7 @@ mod tests {
             // The disk fills and empties while the tablets push.
             let toggler = scope.spawn(|| {
                 let mut full = false;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                while !stop.load(Ordering::SeqCst) {
                     full = !full;
                     if full {
                         std::fs::write(&marker, b"").unwrap();
@@ -535,10 +536,10 @@ mod tests {
             });
             // Stops the toggler however the pushers end, so a failed
             // assertion fails the test rather than hanging it.
-            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            struct Stop<'a>(&'a AtomicBool);
             impl Drop for Stop<'_> {
                 fn drop(&mut self) {
-                    self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                    self.0.store(true, Ordering::SeqCst);
                 }
             }
             let _stop = Stop(&stop);
@@ -570,26 +571,7 @@ mod tests {
                                 rename(seq + 2),
                             ] {
                                 seq = change.seq;
-                                // Bounded, so that a store that never recovers fails
-                                // the test instead of hanging it.
-                                for attempt in 0.. {
-                                    assert!(attempt < 10_000, "seq {seq} never became durable");
-                                    match store.apply_push(actor, None, vec![change.clone()], 5_000) {
-                                        Ok(answer) => {
-                                            // Never a replay: a refused group left no outcome.
-                                            let done = &answer.outcomes[0];
-                                            assert!(
-                                                matches!(done.outcome, Outcome::Applied { .. }) && !done.replayed,
-                                                "{answer:?}"
-                                            );
-                                            break;
-                                        }
-                                        Err(e) => {
-                                            assert!(e.is_not_durable(), "{e}");
-                                            failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                        }
-                                    }
-                                }
+                                push_until_durable(store, actor, change, failures);
                             }
                         }
                     })
@@ -639,6 +621,30 @@ mod tests {
                     .is_none()
             );
         }
+    }
+
+    /// Push one change until it is acknowledged, counting the refusals for
+    /// durability. Bounded, so that a store that never recovers fails the test
+    /// instead of hanging it.
+    fn push_until_durable(store: &SledStorage, actor: &Actor, change: Change, failures: &AtomicUsize) {
+        for _ in 0..10_000 {
+            match store.apply_push(actor, None, vec![change.clone()], 5_000) {
+                Ok(answer) => {
+                    // Never a replay: a refused group left no outcome.
+                    let done = &answer.outcomes[0];
+                    assert!(
+                        matches!(done.outcome, Outcome::Applied { .. }) && !done.replayed,
+                        "{answer:?}"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    assert!(e.is_not_durable(), "{e}");
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        panic!("seq {} never became durable", change.seq);
     }
 
     fn conclusion_of(state: &RecordState) -> serde_json::Value {

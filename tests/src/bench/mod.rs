@@ -341,7 +341,7 @@ impl Bench {
 
     fn report(&self, scenario: Scenario, records: usize, seconds: f64) -> ScenarioReport {
         let mut r = ScenarioReport::new(scenario.as_str(), records, seconds, self.memory.peak_mb());
-        self.cpu.since(self.server.pid(), &mut r);
+        self.cpu.since(&mut r);
         r
     }
 

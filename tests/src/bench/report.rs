@@ -154,6 +154,7 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 /// CPU seconds of the server and of this process at one moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuMark {
+    server_pid: u32,
     server: Option<f64>,
     tablets: Option<f64>,
 }
@@ -161,14 +162,15 @@ pub struct CpuMark {
 impl CpuMark {
     pub fn now(server_pid: u32) -> Self {
         Self {
+            server_pid,
             server: cpu_seconds(server_pid),
             tablets: cpu_seconds(std::process::id()),
         }
     }
 
     /// What each used since `self`, into `report`.
-    pub fn since(&self, server_pid: u32, report: &mut ScenarioReport) {
-        let now = Self::now(server_pid);
+    pub fn since(&self, report: &mut ScenarioReport) {
+        let now = Self::now(self.server_pid);
         let used = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| round(b - a, 2));
         report.server_cpu_s = used(self.server, now.server);
         report.tablets_cpu_s = used(self.tablets, now.tablets);
