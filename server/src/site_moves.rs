@@ -1,10 +1,15 @@
-//! A site that moves to another region takes its records with it (issue 6):
-//! users of the new region must receive the site and its inspections, hazards,
-//! tasks, reviews and addenda although their cursors passed them long ago, and
-//! users of the old region must have them purged from their devices.
+//! A record that moves to another region takes the records hanging on it
+//! along (issue 6): a site whose `region_code` is corrected takes its
+//! inspections, hazards, tasks, reviews and addenda; an inspection whose
+//! `site_id` is corrected to a pond of another county takes its reviews and
+//! addenda. Users of the new region must receive them although their cursors
+//! passed them long ago, and users of the old region must have them purged
+//! from their devices (the moved record itself too: its own commit only
+//! re-sequences it, which a pull outside its new region skips).
 //!
-//! Before a push that edits a site's `region_code`, an intent is logged under
-//! the commit seq visible then; after it, if the region changed, the site and
+//! Before a push that rewrites a record's link (`region_code`, `site_id`,
+//! `inspection_id`), an intent is logged under the commit seq visible then;
+//! after it, if the region the link leads to changed, the record and
 //! everything hanging on it are re-sequenced (so pulls past them see them
 //! again) and the entry is completed. A pull whose range covers the entry
 //! names, in `purge`, the moved records its user could see in the old region
@@ -17,7 +22,7 @@ use mobile_schema::record::RecordKind;
 use mobile_schema::region::RegionCode;
 use serde::{Deserialize, Serialize};
 use sync_protocol::scope::{self, Link, Scope};
-use sync_protocol::{Change, Op};
+use sync_protocol::{Change, Op, RecordState};
 
 use crate::access::Visibility;
 use crate::storage::{self, StorageError, SyncStorage};
@@ -29,11 +34,14 @@ const MOVES_TREE: &str = "site_moves";
 /// the server stopped in between: a move is never half made.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Move {
-    site: RecordId,
+    /// The record whose link changed (stored as `site`: moves were of sites
+    /// first, and entries logged then still read).
+    #[serde(rename = "site")]
+    record: RecordId,
     from: RegionCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     to: Option<RegionCode>,
-    /// The site and the records hanging on it, once known.
+    /// The record and the records hanging on it, once known.
     #[serde(default)]
     records: Vec<RecordId>,
     /// The records have been re-sequenced.
@@ -71,27 +79,32 @@ fn encode(m: &Move) -> Result<Vec<u8>, StorageError> {
     })
 }
 
-/// Before a push: log an intent for each site whose `region_code` it edits.
-/// The key is the highest commit seq visible now: every record the move
-/// re-sequences gets a higher one, and a pull whose range includes the key
-/// sees the move (see [`purge_for`]).
+/// The region `state`'s link leads to now, if the records on the way are known.
+fn region_now(storage: &dyn SyncStorage, state: &RecordState) -> Result<Option<RegionCode>, StorageError> {
+    scope::region_of(scope::link_of_state(state), &mut |id| storage.record(id))
+}
+
+/// Before a push: log an intent for each stored record whose link it edits
+/// (a record whose region is not known yet was seen by its author only, so
+/// no device has it to purge). The key is the highest commit seq visible now:
+/// every record the move re-sequences gets a higher one, and a pull whose
+/// range includes the key sees the move (see [`purge_for`]).
 pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> Result<Intents, StorageError> {
     let mut out = Intents::default();
     let mut seen: Vec<RecordId> = Vec::new();
     for c in changes {
-        let rewrites_region = c.kind == RecordKind::Site
-            && matches!(&c.op, Op::Edit { units } if units.iter().any(|u| u.key == "region_code"));
-        if !rewrites_region || seen.contains(&c.record) {
+        let rewrites_link = matches!(c.op, Op::Edit { .. }) && scope::link_of_change(c.kind, c).is_some();
+        if !rewrites_link || seen.contains(&c.record) {
             continue;
         }
         seen.push(c.record);
         if let Some(state) = storage.record(c.record)?
-            && let Link::Region(from) = scope::link_of_state(&state)
+            && let Some(from) = region_now(storage, &state)?
         {
             let mut key = storage.visible_seq().to_be_bytes().to_vec();
             key.extend_from_slice(c.record.as_uuid().as_bytes());
             let entry = Move {
-                site: c.record,
+                record: c.record,
                 from,
                 to: None,
                 records: Vec::new(),
@@ -108,8 +121,9 @@ pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> R
     Ok(out)
 }
 
-/// After the push (or at start for intents left over): sites that did not
-/// move drop their intent; sites that moved get their records re-sequenced.
+/// After the push (or at start for intents left over): records that did not
+/// move drop their intent; records that moved are re-sequenced with what
+/// hangs on them.
 pub fn settle(storage: &dyn SyncStorage, db: &sled::Db, intents: Intents) -> Result<usize, StorageError> {
     let t = tree(db)?;
     let mut moved = 0;
@@ -119,17 +133,20 @@ pub fn settle(storage: &dyn SyncStorage, db: &sled::Db, intents: Intents) -> Res
         if entry.done {
             continue;
         }
-        let to = match storage.record(entry.site)?.map(|s| scope::link_of_state(&s)) {
-            Some(Link::Region(to)) => to,
-            _ => entry.from,
+        let outcome = match storage.record(entry.record)? {
+            Some(state) => {
+                let to = region_now(storage, &state)?;
+                (to != Some(entry.from)).then_some((state, to))
+            }
+            None => None,
         };
-        if to == entry.from {
+        let Some((state, to)) = outcome else {
             t.remove(&key)?;
             continue;
-        }
-        let mut records = dependents(storage, entry.site)?;
-        records.push(entry.site);
-        entry.to = Some(to);
+        };
+        let mut records = dependents(storage, &state)?;
+        records.push(entry.record);
+        entry.to = to;
         entry.records = records;
         // Who left the region is known before the records are re-sequenced.
         t.insert(key.as_slice(), encode(&entry)?)?;
@@ -137,7 +154,7 @@ pub fn settle(storage: &dyn SyncStorage, db: &sled::Db, intents: Intents) -> Res
         storage.resurface(&entry.records)?;
         entry.done = true;
         t.insert(key.as_slice(), encode(&entry)?)?;
-        tracing::info!(site = %entry.site, from = %entry.from, %to, records = entry.records.len(), "site moved; its records follow");
+        tracing::info!(record = %entry.record, kind = ?state.kind, from = %entry.from, to = ?to, records = entry.records.len(), "a record moved to another region; what hangs on it follows");
         moved += 1;
     }
     t.flush()?;
@@ -156,14 +173,21 @@ pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usiz
     settle(storage, db, Intents { keys })
 }
 
-/// The records that hang on `site`: directly, or through one of its inspections.
-fn dependents(storage: &dyn SyncStorage, site: RecordId) -> Result<Vec<RecordId>, StorageError> {
+/// The records that hang on `moved`: on a site directly or through one of its
+/// inspections; on an inspection, its reviews and addenda. Nothing hangs on
+/// the other kinds.
+fn dependents(storage: &dyn SyncStorage, moved: &RecordState) -> Result<Vec<RecordId>, StorageError> {
+    let link = match moved.kind {
+        RecordKind::Site => Link::Site(moved.id),
+        RecordKind::Inspection => Link::Inspection(moved.id),
+        _ => return Ok(Vec::new()),
+    };
     let mut direct = Vec::new();
     let mut inspections = HashSet::new();
     let mut via_inspection: Vec<(RecordId, RecordId)> = Vec::new();
     storage::each_record(storage, |state| {
         match scope::link_of_state(&state) {
-            Link::Site(s) if s == site => {
+            l if l == link => {
                 if state.kind == RecordKind::Inspection {
                     inspections.insert(state.id);
                 }
@@ -212,8 +236,11 @@ pub fn purge_for(
         let records = if entry.done {
             entry.records
         } else {
-            let mut r = dependents(storage, entry.site)?;
-            r.push(entry.site);
+            let mut r = match storage.record(entry.record)? {
+                Some(state) => dependents(storage, &state)?,
+                None => Vec::new(),
+            };
+            r.push(entry.record);
             r
         };
         for id in records {

@@ -266,3 +266,122 @@ fn a_site_that_moves_takes_its_records_to_the_new_region_and_out_of_the_old() {
     assert_eq!(li.sync().unwrap().purged, 0);
     assert!(has(&zhao, site));
 }
+
+#[test]
+fn an_inspection_corrected_to_a_pond_of_another_county_takes_its_review_along_and_leaves_the_old_county() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        &root.path().join("server"),
+        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    )
+    .unwrap();
+    let port = server.port;
+    let token = admin_token(port);
+    for (name, role, region) in [
+        ("li", "inspector", GONGCHENG),
+        ("wang", "supervisor", GUILIN),
+        ("chen", "supervisor", XINGNING),
+    ] {
+        admin(
+            port,
+            &token,
+            "POST",
+            "/api/v1/admin/users",
+            json!({"username": name, "password": PASSWORD, "role": role, "regions": [region.to_string()]}),
+        );
+    }
+    let http = || HttpConfig::new(server.url(""));
+    let enrol = |dir: &str, user: &str, password: &str| {
+        Tablet::enrol(&root.path().join(dir), http(), user, password, None).unwrap()
+    };
+    // An inspection filed against the 恭城 pond, submitted.
+    let mut office = enrol("office", "admin", ADMIN_PASSWORD);
+    let (pond_g, record_g) = site_in(GONGCHENG);
+    let (pond_x, record_x) = site_in(XINGNING);
+    let insp = InspectionId::generate();
+    let device = office.replica.identity().device;
+    office.replica.create(record_g).unwrap();
+    office.replica.create(record_x).unwrap();
+    office
+        .replica
+        .create(sample::inspection(insp, pond_g, device).into())
+        .unwrap();
+    office
+        .replica
+        .transition(RecordKind::Inspection, insp.into(), "submit")
+        .unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+
+    // 桂林's supervisor returns it: the comments are a review record.
+    let r = Request::post("/api/v1/auth/login")
+        .json(&json!({"username": "wang", "password": PASSWORD,
+                      "device": {"id": DeviceId::generate(), "name": "wang's desk"}}))
+        .send(port)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let wang_token = r.json().unwrap()["access_token"].as_str().unwrap().to_string();
+    admin(
+        port,
+        &wang_token,
+        "POST",
+        &format!("/api/v1/reviews/{insp}/return"),
+        json!({"comments": "塘号填错：这是兴宁区的尾矿库"}),
+    );
+
+    let mut li = enrol("li", "li", PASSWORD);
+    let mut wang = enrol("wang", "wang", PASSWORD);
+    let mut chen = enrol("chen", "chen", PASSWORD);
+    for t in [&mut li, &mut wang, &mut chen] {
+        t.sync().unwrap();
+    }
+    let reviews_of = |t: &Tablet| -> Vec<RecordId> {
+        t.replica
+            .list(RecordKind::Review)
+            .unwrap()
+            .into_iter()
+            .filter(|r| matches!(&r.record, AnyRecord::Review(v) if v.inspection_id == insp))
+            .map(|r| r.record.id())
+            .collect()
+    };
+    let review = match reviews_of(&wang).as_slice() {
+        [one] => *one,
+        other => panic!("wang holds the one review he made: {other:?}"),
+    };
+    assert!(has(&wang, insp) && has(&li, insp));
+    assert!(!has(&chen, insp) && !has(&chen, review));
+
+    // The inspector corrects the pond: it is one in 兴宁区.
+    office
+        .edit(
+            RecordKind::Inspection,
+            insp.into(),
+            "site_id",
+            json!(pond_x.to_string()),
+        )
+        .unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+
+    // 兴宁's supervisor gets the inspection and the review that returned it,
+    // although his cursor passed the review long ago.
+    chen.sync().unwrap();
+    assert!(has(&chen, insp), "the corrected inspection reaches the new county");
+    assert!(has(&chen, review), "its review follows it");
+    match &chen.replica.get(review).unwrap().unwrap().record {
+        AnyRecord::Review(v) => assert_eq!(v.decision, Decision::Return),
+        other => panic!("{other:?}"),
+    }
+    // The old county's tablets let both go; its ponds stay.
+    let report = wang.sync().unwrap();
+    assert!(report.purged >= 2, "{report:?}");
+    assert!(
+        !has(&wang, insp) && !has(&wang, review),
+        "the inspection and its review leave the old county's supervisor"
+    );
+    assert!(has(&wang, pond_g));
+    li.sync().unwrap();
+    assert!(!has(&li, insp), "and the old county's inspector");
+    assert!(has(&li, pond_g));
+    // Nothing more on the next pulls.
+    assert_eq!(wang.sync().unwrap().purged, 0);
+    assert!(has(&chen, insp) && has(&chen, review));
+}
