@@ -16,6 +16,7 @@ pub mod list_batches;
 pub mod metrics;
 pub mod office;
 pub mod openapi;
+pub mod orphans;
 pub mod photos;
 pub mod query;
 pub mod ratelimit;

@@ -363,6 +363,7 @@ impl SiteService {
             .collect();
         for changes in self.replica.changes(storage, ops, now_ms, CHUNK)? {
             let intents = crate::site_moves::intend(storage, &state.db, &changes)?;
+            let created = crate::orphans::created(&changes);
             let relevelled = crate::schedule::level_changes(&changes);
             let answer = storage.apply_push(&actor, Some(&scope), changes, now_ms)?;
             out.extend(answer.outcomes.into_iter().map(|o| o.outcome));
@@ -379,6 +380,9 @@ impl SiteService {
                 && let Err(e) = crate::site_moves::settle(storage, &state.db, intents)
             {
                 tracing::error!(error = %e, "moving a site's records failed; retried at the next start");
+            }
+            if let Err(e) = crate::orphans::arrived(storage, &state.db, &created) {
+                tracing::error!(error = %e, "records that waited for a site were not re-sequenced; retried at the next start");
             }
         }
         Ok(out)

@@ -225,6 +225,8 @@ impl Application {
         )?;
         // A site move a stop interrupted is finished before anyone pulls.
         crate::site_moves::settle_leftovers(state.storage.as_ref(), &state.db)?;
+        // And records that waited for a site that arrived just before a stop.
+        crate::orphans::settle_leftovers(state.storage.as_ref(), &state.db)?;
         let photos = web::Data::new(crate::photos::Photos::open(
             &settings.data_dir,
             state.db.clone(),

@@ -367,3 +367,62 @@ fn a_list_that_moves_a_pond_to_another_county_moves_its_records_from_the_old_cou
     assert_eq!(theirs.len(), 1);
     assert_eq!(theirs[0].record.id(), insp.into());
 }
+
+#[test]
+fn an_inspection_of_a_pond_the_list_brings_later_reaches_the_countys_other_tablets_when_the_list_arrives() {
+    let root = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with(&root.path().join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let url = server.url("");
+    let cli = Cli { url: url.clone() };
+    cli.ok(&["user", "add", "wei", "--role", "inspector", "--regions", "451221"]);
+    cli.ok(&["user", "add", "lan", "--role", "supervisor", "--regions", "451200"]);
+
+    let text = std::fs::read_to_string(fixture("examples/tailings_ponds_2025.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    assert!(row.contains(",河池市,南丹县,"), "{row}");
+    let code = row.split(',').next().unwrap();
+
+    let http = HttpConfig {
+        attempts: 2,
+        backoff_initial: Duration::from_millis(20),
+        ..HttpConfig::new(&url)
+    };
+    let mut wei = Tablet::enrol(&root.path().join("wei"), http.clone(), "wei", USER_PASSWORD, None).unwrap();
+    let mut lan = Tablet::enrol(&root.path().join("lan"), http, "lan", USER_PASSWORD, None).unwrap();
+    lan.sync().unwrap();
+
+    // wei inspects the pond by its code in this year's list, which the office
+    // has not imported yet: the server takes the inspection but has no region
+    // to show it in, so only wei sees it.
+    let pond = SiteId::from_name(mobile_schema::imports::ponds::POND_ID_NAMESPACE, code);
+    let insp = mobile_schema::ids::InspectionId::generate();
+    let device = wei.replica.identity().device;
+    wei.replica
+        .create(sample::inspection(insp, pond, device).into())
+        .unwrap();
+    let report = wei.sync().unwrap();
+    assert_eq!((report.acked, report.refused), (1, 0), "{report:?}");
+    lan.sync().unwrap();
+    assert!(lan.replica.list(RecordKind::Inspection).unwrap().is_empty());
+
+    // The list arrives: the county's supervisor gets the pond and the
+    // inspection, although the inspection is older than his cursor.
+    let list = root.path().join("ponds.csv");
+    std::fs::write(&list, format!("{header}\n{row}\n")).unwrap();
+    assert_eq!(
+        cli.ok(&["site", "import", "ponds", list.to_str().unwrap()])["created"],
+        1
+    );
+    lan.sync().unwrap();
+    assert_eq!(lan.replica.list(RecordKind::Site).unwrap().len(), 1);
+    let theirs = lan.replica.list(RecordKind::Inspection).unwrap();
+    assert_eq!(theirs.len(), 1, "the inspection that waited for its pond");
+    assert_eq!(theirs[0].record.id(), insp.into());
+    // wei's own tablet holds it once, and nothing more comes.
+    wei.sync().unwrap();
+    assert_eq!(wei.replica.list(RecordKind::Inspection).unwrap().len(), 1);
+    assert_eq!(lan.sync().unwrap().pulled, 0);
+}

@@ -14,6 +14,7 @@ use crate::body;
 use crate::device_status::{self, SyncKind};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::orphans;
 use crate::site_moves;
 use crate::startup::AppState;
 use crate::storage::StorageError;
@@ -65,6 +66,8 @@ pub async fn push(
     let response = web::block(move || -> Result<_, ApiError> {
         let now = st.clock.now_ms();
         let intents = site_moves::intend(st.storage.as_ref(), &st.db, &request.changes)?;
+        orphans::note(st.storage.as_ref(), &st.db, &request.changes)?;
+        let created = orphans::created(&request.changes);
         let relevelled = crate::schedule::level_changes(&request.changes);
         let response = st.storage.apply_push(&actor, Some(&scope), request.changes, now)?;
         device_status::note(&st.db, &st.settings.data_dir, auth.device, SyncKind::Push, &report, now);
@@ -91,6 +94,10 @@ pub async fn push(
             if let Err(e) = site_moves::settle(st.storage.as_ref(), &st.db, intents) {
                 tracing::error!(error = %e, "moving a site's records failed; retried at the next start");
             }
+        }
+        // Likewise for the records that waited for a record this push created.
+        if let Err(e) = orphans::arrived(st.storage.as_ref(), &st.db, &created) {
+            tracing::error!(error = %e, "records that waited for their site were not re-sequenced; retried at the next start");
         }
         Ok(response)
     })
