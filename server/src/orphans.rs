@@ -62,7 +62,13 @@ fn missing(
         let stored = match known.get(&id) {
             Some(l) => *l,
             None => {
-                let l = storage.record(id)?.map(|s| scope::link_of_state(&s));
+                let l = match link {
+                    // A site's link is its region, whatever it is: only whether
+                    // it is stored matters, and that needs no decoding (every
+                    // inspection pushed asks).
+                    Link::Site(_) => storage.contains(id)?.then_some(Link::Unknown),
+                    _ => storage.record(id)?.map(|s| scope::link_of_state(&s)),
+                };
                 known.insert(id, l);
                 l
             }

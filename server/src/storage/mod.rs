@@ -112,6 +112,11 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
 
     fn record(&self, id: RecordId) -> Result<Option<RecordState>, StorageError>;
 
+    /// Whether the store holds the record (without decoding it).
+    fn contains(&self, id: RecordId) -> Result<bool, StorageError> {
+        Ok(self.record(id)?.is_some())
+    }
+
     /// New commit sequences for these records, content unchanged, durable on
     /// return: pulls past their old place see them again. Returns how many exist.
     fn resurface(&self, ids: &[RecordId]) -> Result<usize, StorageError>;

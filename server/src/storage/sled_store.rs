@@ -371,6 +371,10 @@ impl SyncStorage for SledStorage {
         }
     }
 
+    fn contains(&self, id: RecordId) -> Result<bool, StorageError> {
+        Ok(self.tree.contains_key(keys::record(id))?)
+    }
+
     fn record_history(&self, id: RecordId, max: usize) -> Result<RecordHistory, StorageError> {
         let mut truncated = false;
         let mut events = Vec::new();
