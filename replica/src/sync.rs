@@ -5,7 +5,7 @@
 //! committed is pulled again from the stored cursor. A cursor the server no
 //! longer keeps restarts the pull from `0`; the outbox is untouched by that.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -443,6 +443,14 @@ impl Replica {
         mut cursor: String,
         report: &mut SyncReport,
     ) -> Result<Pulled, ReplicaError> {
+        // Read once per pull, not per page: a tablet back after days offline
+        // holds thousands. Only this loop changes them meanwhile (each page's
+        // commit deletes what its states contain), and the copy goes with it
+        // when a commit fails.
+        let mut acked: HashMap<RecordId, Vec<(Vec<u8>, AckedEntry)>> = HashMap::new();
+        for (key, a) in self.acked_entries()? {
+            acked.entry(a.change.record).or_default().push((key, a));
+        }
         for (answer, asked_at) in pages.iter() {
             let mut page = match answer {
                 Ok(page) => page,
@@ -478,24 +486,25 @@ impl Replica {
                 report.cursor_restarted = true;
                 return Ok(Pulled::Again);
             };
-            let acked = self.acked_entries()?;
             let mut w = Write::default();
             let mut hlc = self.hlc;
             let now = self.clock.now_ms();
             for state in &states {
                 let id = state.id;
-                let mut keep = Vec::new();
-                for (key, a) in &acked {
-                    if a.change.record != id {
-                        continue;
+                let keep: Vec<&AckedEntry> = match acked.get_mut(&id) {
+                    Some(entries) => {
+                        entries.retain(|(key, a)| {
+                            // Its effect is in this state: no longer needed on top.
+                            let contained = a.commit_seq <= state.commit_seq;
+                            if contained {
+                                w.del(T::Acked, key);
+                            }
+                            !contained
+                        });
+                        entries.iter().map(|(_, a)| a).collect()
                     }
-                    // Its effect is in this state: no longer needed on top.
-                    if a.commit_seq <= state.commit_seq {
-                        w.del(T::Acked, key);
-                    } else {
-                        keep.push(a);
-                    }
-                }
+                    None => Vec::new(),
+                };
                 let pending = self.pending_changes(id)?;
                 self.put_view(&mut w, id, Some(state.clone()), &keep, &pending)?;
                 w.put(T::Records, keys::record(id), encode(keys::RECORDS, state)?);
@@ -507,10 +516,8 @@ impl Replica {
             // it still has to send (the server will answer that, refusing it
             // with the reason if it is no longer allowed).
             for id in &page.purge {
-                for (key, a) in &acked {
-                    if a.change.record == *id {
-                        w.del(T::Acked, key);
-                    }
+                for (key, _) in acked.remove(id).unwrap_or_default() {
+                    w.del(T::Acked, &key);
                 }
                 w.del(T::Records, keys::record(*id));
                 if self.pending_changes(*id)?.is_empty() {
