@@ -2,29 +2,37 @@
 //! the official list brings later, a hazard of a site another tablet has not
 //! pushed yet. Their region is unknown, so only their authors see them (the
 //! record is let in: offline work is not lost for want of a site). When the
-//! awaited record arrives, the records that waited for it are re-sequenced, so
-//! that the region's other devices, whose cursors passed them, receive them.
+//! awaited record arrives, the records that waited for it, with the reviews
+//! and addenda hanging on them, are re-sequenced, so that the region's other
+//! devices, whose cursors passed them, receive them.
 //!
 //! Before a push, each change that creates a record or rewrites its link, and
 //! whose link leads to a record the server lacks, is logged under that
 //! record's id (`awaited id ++ waiting id`) and flushed: logged before, not
 //! after, so that a site committed between the two pushes' commits still
 //! finds what waits for it. After a push that created records, the records
-//! waiting for them are looked at again: those whose region is known now are
-//! re-sequenced; those still waiting (a review whose inspection arrived while
-//! its site did not) are logged under the next missing record. An entry goes
-//! only once its record is re-sequenced, so a crash in between is settled at
-//! the next start.
+//! waiting for those now stored are looked at again: those whose region is
+//! known are re-sequenced, unless they were sent whole after the awaited
+//! record was committed (created behind their site in one push); those still
+//! waiting (a review whose inspection arrived while its site did not) are
+//! logged under the next missing record. An entry goes only once its record
+//! is re-sequenced, so a crash in between is settled at the next start, which
+//! also logs, once, the records stored before this log existed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use mobile_schema::ids::RecordId;
+use mobile_schema::record::RecordKind;
 use sync_protocol::scope::{self, Link};
 use sync_protocol::{Change, Op};
 
-use crate::storage::{StorageError, SyncStorage};
+use crate::storage::{self, StorageError, SyncStorage};
 
 const ORPHANS_TREE: &str = "orphans";
+/// Holds `SCANNED` once the store's records were looked through for ones
+/// waiting (stores written before the log).
+const SCANNED_TREE: &str = "orphans_scanned";
+const SCANNED: &[u8] = b"scanned";
 
 fn tree(db: &sled::Db) -> Result<sled::Tree, StorageError> {
     Ok(db.open_tree(ORPHANS_TREE)?)
@@ -44,12 +52,11 @@ fn waiting_of(key: &[u8]) -> Option<RecordId> {
 
 /// Follows `link` through the store to the first record on the way the store
 /// lacks (`None` when the chain reaches a region, or a malformed link that no
-/// arrival can mend). `arriving` are links of records created by the same
-/// push, ahead of the change looked at; `known` remembers the store's answers.
+/// arrival can mend). `known` remembers the store's answers. A record created
+/// earlier in the same push counts as lacking: its create may be refused.
 fn missing(
     storage: &dyn SyncStorage,
     link: Link,
-    arriving: &HashMap<RecordId, Link>,
     known: &mut HashMap<RecordId, Option<Link>>,
 ) -> Result<Option<RecordId>, StorageError> {
     let mut link = link;
@@ -73,7 +80,7 @@ fn missing(
                 l
             }
         };
-        link = match stored.or_else(|| arriving.get(&id).copied()) {
+        link = match stored {
             Some(next) => next,
             None => return Ok(Some(id)),
         };
@@ -84,30 +91,27 @@ fn missing(
 /// Before a push: log the records it writes whose link leads to a record the
 /// server does not hold.
 pub fn note(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> Result<(), StorageError> {
-    let mut arriving = HashMap::new();
     let mut known = HashMap::new();
     let mut logged = Vec::new();
     for c in changes {
         let Some(link) = scope::link_of_change(c.kind, c) else {
             continue;
         };
-        // A site or a draw names its region itself: nothing to wait for.
-        if !matches!(link, Link::Region(_))
-            && let Some(awaited) = missing(storage, link, &arriving, &mut known)?
-        {
+        if let Some(awaited) = missing(storage, link, &mut known)? {
             logged.push(key(awaited, c.record));
         }
-        if matches!(c.op, Op::Create { .. }) {
-            arriving.insert(c.record, link);
-        }
     }
-    if !logged.is_empty() {
-        let t = tree(db)?;
-        for k in logged {
-            t.insert(k, &[])?;
-        }
-        t.flush()?;
+    log(&tree(db)?, logged)
+}
+
+fn log(t: &sled::Tree, keys: Vec<[u8; 32]>) -> Result<(), StorageError> {
+    if keys.is_empty() {
+        return Ok(());
     }
+    for k in keys {
+        t.insert(k, &[])?;
+    }
+    t.flush()?;
     Ok(())
 }
 
@@ -137,9 +141,31 @@ pub fn arrived(storage: &dyn SyncStorage, db: &sled::Db, ids: &[RecordId]) -> Re
     settle(storage, &t, entries)
 }
 
-/// At start: what a stop interrupted after its awaited record arrived.
+/// At start: log, once, the records a server without this log stored while
+/// their site was missing; then settle what waited for a record that arrived
+/// before a stop.
 pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usize, StorageError> {
     let t = tree(db)?;
+    let marks = db.open_tree(SCANNED_TREE)?;
+    if !marks.contains_key(SCANNED)? {
+        let mut known = HashMap::new();
+        let mut logged = Vec::new();
+        storage::each_record(storage, |state| {
+            if let Some(awaited) = missing(storage, scope::link_of_state(&state), &mut known)? {
+                logged.push(key(awaited, state.id));
+            }
+            Ok(())
+        })?;
+        if !logged.is_empty() {
+            tracing::info!(
+                records = logged.len(),
+                "records stored while their site was missing now wait for it"
+            );
+        }
+        log(&t, logged)?;
+        marks.insert(SCANNED, &[])?;
+        marks.flush()?;
+    }
     let mut entries = Vec::new();
     let mut present: HashMap<[u8; 16], bool> = HashMap::new();
     for item in t.iter() {
@@ -163,27 +189,60 @@ pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usiz
 }
 
 /// Entries whose awaited record is stored now: re-sequence their records whose
-/// region is known, log again those still missing a record further on, drop
-/// those whose record was never stored (its push was refused, or is still in
-/// flight and commits after the arrival, when its region is known).
+/// region is known, with what hangs on them; log again those still missing a
+/// record further on; drop those whose record was never stored (its push was
+/// refused, or is still in flight and commits after the arrival, when its
+/// region is known) or was sent whole after the awaited record's commit.
 fn settle(storage: &dyn SyncStorage, t: &sled::Tree, entries: Vec<Vec<u8>>) -> Result<usize, StorageError> {
-    if entries.is_empty() {
-        return Ok(0);
-    }
     let mut known = HashMap::new();
+    let mut awaited_seq: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
     let mut resurface = BTreeSet::new();
+    let mut inspections = HashSet::new();
+    let mut settled = Vec::new();
     let mut relog = Vec::new();
-    for k in &entries {
-        let Some(waiting) = waiting_of(k) else { continue };
-        let Some(state) = storage.record(waiting)? else {
+    for k in entries {
+        let (Some(waiting), Some(awaited)) = (waiting_of(&k), k.get(..16)) else {
             continue;
         };
-        match missing(storage, scope::link_of_state(&state), &HashMap::new(), &mut known)? {
-            Some(next) => relog.push(key(next, waiting)),
+        let seq = match awaited_seq.get(awaited) {
+            Some(seq) => *seq,
             None => {
-                resurface.insert(waiting);
+                let id = RecordId(uuid::Uuid::from_bytes(awaited.try_into().unwrap_or_default()));
+                let seq = storage.record(id)?.map(|s| s.commit_seq);
+                awaited_seq.insert(awaited.to_vec(), seq);
+                seq
+            }
+        };
+        // Not arrived after all (its create was refused): keep waiting.
+        let Some(seq) = seq else { continue };
+        if let Some(state) = storage.record(waiting)? {
+            match missing(storage, scope::link_of_state(&state), &mut known)? {
+                Some(next) => relog.push(key(next, waiting)),
+                None if state.whole_since > seq => {}
+                None => {
+                    if state.kind == RecordKind::Inspection {
+                        inspections.insert(waiting);
+                    }
+                    resurface.insert(waiting);
+                }
             }
         }
+        settled.push(k);
+    }
+    if settled.is_empty() {
+        return Ok(0);
+    }
+    // Reviews and addenda (the engine's pending ones too) went to their
+    // inspection's author only, like it.
+    if !inspections.is_empty() {
+        storage::each_record(storage, |state| {
+            if let Link::Inspection(i) = scope::link_of_state(&state)
+                && inspections.contains(&i)
+            {
+                resurface.insert(state.id);
+            }
+            Ok(())
+        })?;
     }
     let resurface: Vec<RecordId> = resurface.into_iter().collect();
     let count = if resurface.is_empty() {
@@ -194,7 +253,7 @@ fn settle(storage: &dyn SyncStorage, t: &sled::Tree, entries: Vec<Vec<u8>>) -> R
     for k in relog {
         t.insert(k, &[])?;
     }
-    for k in entries {
+    for k in settled {
         t.remove(k)?;
     }
     t.flush()?;
@@ -213,111 +272,276 @@ mod tests {
     use mobile_schema::record::AnyRecord;
     use mobile_schema::workflow::Role;
     use sync_protocol::engine::EngineConfig;
-    use sync_protocol::{Actor, Hlc, Outcome, ReplicaId, UnitValue};
+    use sync_protocol::scope::Scope;
+    use sync_protocol::{Actor, Hlc, Outcome, ReplicaId};
 
-    fn create(seq: u64, record: AnyRecord) -> Change {
-        let mut doc = serde_json::to_value(&record).unwrap();
-        doc.as_object_mut().unwrap().remove("kind");
-        Change {
-            seq,
-            hlc: Hlc::new(1_000 + seq, 0),
-            kind: record.kind(),
-            record: record.id(),
-            op: Op::Create {
-                record: UnitValue::of(&doc).unwrap(),
-                versions: None,
-            },
-        }
-    }
+    use crate::storage::test_create as create;
 
     fn inspection(site: SiteId, device: DeviceId) -> AnyRecord {
         mobile_schema::sample::inspection(InspectionId::generate(), site, device).into()
     }
 
-    fn push(store: &SledStorage, db: &sled::Db, actor: &Actor, changes: Vec<Change>) {
-        note(store, db, &changes).unwrap();
-        let answer = store.apply_push(actor, None, changes, 5_000).unwrap();
-        for o in &answer.outcomes {
-            assert!(matches!(o.outcome, Outcome::Applied { .. }), "{o:?}");
-        }
-    }
-
-    #[test]
-    fn records_that_waited_for_a_site_that_arrived_before_a_stop_are_resequenced_at_start() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let store = SledStorage::open(db.clone(), EngineConfig::default()).unwrap();
-        let actor = Actor {
+    fn admin() -> Actor {
+        Actor {
             replica: ReplicaId::generate(),
             user: UserId::generate(),
             device: DeviceId::generate(),
             role: Role::Admin,
-        };
+        }
+    }
+
+    /// A push through the route's steps: logged, applied, then what waited
+    /// for its creates looked at. Returns the outcomes.
+    fn push(
+        store: &SledStorage,
+        db: &sled::Db,
+        actor: &Actor,
+        scope: Option<&Scope>,
+        changes: Vec<Change>,
+    ) -> Vec<Outcome> {
+        note(store, db, &changes).unwrap();
+        let ids = created(&changes);
+        let answer = store.apply_push(actor, scope, changes, 5_000).unwrap();
+        arrived(store, db, &ids).unwrap();
+        answer.outcomes.into_iter().map(|o| o.outcome).collect()
+    }
+
+    fn applied(outcomes: &[Outcome]) -> bool {
+        outcomes.iter().all(|o| matches!(o, Outcome::Applied { .. }))
+    }
+
+    fn seq(store: &SledStorage, id: impl Into<RecordId>) -> u64 {
+        store.record(id.into()).unwrap().unwrap().commit_seq
+    }
+
+    fn fresh() -> (sled::Db, SledStorage) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledStorage::open(db.clone(), EngineConfig::default()).unwrap();
+        // As a server started on this store would have.
+        settle_leftovers(&store, &db).unwrap();
+        (db, store)
+    }
+
+    fn review(seq: u64, inspection: InspectionId, reviewer: UserId) -> Change {
+        create(
+            seq,
+            mobile_schema::review::Review {
+                id: mobile_schema::ids::ReviewId::generate(),
+                schema_version: mobile_schema::review::Review::SCHEMA_VERSION,
+                inspection_id: inspection,
+                reviewer,
+                decision: mobile_schema::review::Decision::Return,
+                decided_at: mobile_schema::time::shanghai_at_ms(1_030),
+                comments: vec![mobile_schema::review::Comment {
+                    id: mobile_schema::ids::ItemId::generate(),
+                    author: reviewer,
+                    text: "塘号有误".into(),
+                    unit: None,
+                    written_at: mobile_schema::time::shanghai_at_ms(1_030),
+                }],
+            }
+            .into(),
+        )
+    }
+
+    #[test]
+    fn an_inspection_and_its_review_that_waited_for_their_site_come_again_whole_when_it_arrives() {
+        let (db, store) = fresh();
+        let actor = admin();
         let (site, insp) = (SiteId::generate(), InspectionId::generate());
-        let waiting = inspection(site, actor.device);
-        let waiting_id = waiting.id();
-        push(
+        let submit = Change {
+            seq: 2,
+            hlc: Hlc::new(1_002, 0),
+            kind: RecordKind::Inspection,
+            record: insp.into(),
+            op: Op::Transition {
+                action: "submit".into(),
+                versions: None,
+            },
+        };
+        let outcomes = push(
             &store,
             &db,
             &actor,
+            None,
             vec![
                 create(1, mobile_schema::sample::inspection(insp, site, actor.device).into()),
-                create(2, waiting),
+                submit,
+                review(3, insp, actor.user),
             ],
         );
-        assert_eq!(tree(&db).unwrap().len(), 2, "both wait for the site");
-        // The site arrives; the server stops before it looks at what waited.
+        assert!(applied(&outcomes), "{outcomes:?}");
+        let review_id = tree(&db)
+            .unwrap()
+            .iter()
+            .keys()
+            .filter_map(|k| waiting_of(&k.unwrap()))
+            .find(|id| *id != RecordId::from(insp))
+            .unwrap();
+        let keys: Vec<Vec<u8>> = tree(&db).unwrap().iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        assert_eq!(
+            keys.len(),
+            2,
+            "both wait for the site, the review under it once its inspection is stored"
+        );
+        assert!(keys.iter().all(|k| k[..16] == *site.as_uuid().as_bytes()));
+        // As for a pending addendum, which the engine makes and no push names:
+        // the review follows its inspection without an entry of its own.
+        tree(&db).unwrap().remove(key(site.into(), review_id)).unwrap();
+
+        let outcomes = push(
+            &store,
+            &db,
+            &actor,
+            None,
+            vec![create(4, mobile_schema::sample::pond(site).into())],
+        );
+        assert!(applied(&outcomes), "{outcomes:?}");
+        for id in [RecordId::from(insp), review_id] {
+            let state = store.record(id).unwrap().unwrap();
+            assert!(state.commit_seq > seq(&store, site), "{id} comes again after its site");
+            assert_eq!(state.whole_since, state.commit_seq, "and whole");
+        }
+        assert!(tree(&db).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refused_create_of_the_awaited_site_leaves_its_records_waiting() {
+        let (db, store) = fresh();
+        let actor = admin();
+        let (site, insp) = (SiteId::generate(), InspectionId::generate());
         push(
             &store,
             &db,
             &actor,
+            None,
+            vec![create(
+                1,
+                mobile_schema::sample::inspection(insp, site, actor.device).into(),
+            )],
+        );
+        let before = seq(&store, insp);
+        // A supervisor of another county may not create the pond (南丹县).
+        let elsewhere = Scope {
+            user: actor.user,
+            role: Role::Supervisor,
+            regions: vec![mobile_schema::region::RegionCode::new(450_332).unwrap()],
+        };
+        let supervisor = Actor {
+            role: Role::Supervisor,
+            ..actor
+        };
+        let outcomes = push(
+            &store,
+            &db,
+            &supervisor,
+            Some(&elsewhere),
+            vec![create(2, mobile_schema::sample::pond(site).into())],
+        );
+        assert!(!applied(&outcomes), "{outcomes:?}");
+        assert_eq!(seq(&store, insp), before);
+        assert_eq!(tree(&db).unwrap().len(), 1, "still waiting");
+        // The office creates it: now it comes.
+        let outcomes = push(
+            &store,
+            &db,
+            &actor,
+            None,
             vec![create(3, mobile_schema::sample::pond(site).into())],
         );
-        let site_seq = store.record(site.into()).unwrap().unwrap().commit_seq;
+        assert!(applied(&outcomes), "{outcomes:?}");
+        assert!(seq(&store, insp) > seq(&store, site));
+        assert!(tree(&db).unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_stored_before_the_log_and_after_a_stop_are_settled_at_start() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledStorage::open(db.clone(), EngineConfig::default()).unwrap();
+        let actor = admin();
+        let (site, insp, later) = (SiteId::generate(), InspectionId::generate(), InspectionId::generate());
+        // A server without the log took an inspection of a missing pond...
+        store
+            .apply_push(
+                &actor,
+                None,
+                vec![create(
+                    1,
+                    mobile_schema::sample::inspection(insp, site, actor.device).into(),
+                )],
+                5_000,
+            )
+            .unwrap();
+        settle_leftovers(&store, &db).unwrap();
+        assert_eq!(tree(&db).unwrap().len(), 1, "found by the first start's scan");
+        // ... this one logs another; the pond arrives and the server stops
+        // before it looks at what waited.
+        note(
+            &store,
+            &db,
+            &[create(
+                2,
+                mobile_schema::sample::inspection(later, site, actor.device).into(),
+            )],
+        )
+        .unwrap();
+        store
+            .apply_push(
+                &actor,
+                None,
+                vec![
+                    create(2, mobile_schema::sample::inspection(later, site, actor.device).into()),
+                    create(3, mobile_schema::sample::pond(site).into()),
+                ],
+                5_000,
+            )
+            .unwrap();
         assert_eq!(settle_leftovers(&store, &db).unwrap(), 2);
-        for id in [RecordId::from(insp), waiting_id] {
-            let state = store.record(id).unwrap().unwrap();
-            assert!(state.commit_seq > site_seq, "{id} comes again after its site");
-            assert_eq!(state.whole_since, state.commit_seq, "and whole");
+        for id in [insp, later] {
+            assert!(seq(&store, id) > seq(&store, site), "{id} comes again after its site");
         }
         assert!(tree(&db).unwrap().is_empty());
         assert_eq!(settle_leftovers(&store, &db).unwrap(), 0);
     }
 
     #[test]
-    fn a_record_still_missing_a_site_further_on_waits_for_it_and_one_never_stored_is_let_go() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let store = SledStorage::open(db.clone(), EngineConfig::default()).unwrap();
-        let actor = Actor {
-            replica: ReplicaId::generate(),
-            user: UserId::generate(),
-            device: DeviceId::generate(),
-            role: Role::Admin,
-        };
+    fn a_record_created_behind_its_site_in_one_push_is_not_sent_again_and_one_missing_a_site_further_on_waits() {
+        let (db, store) = fresh();
+        let actor = admin();
         let (here, missing_site) = (SiteId::generate(), SiteId::generate());
         let insp = InspectionId::generate();
-        push(
-            &store,
-            &db,
-            &actor,
-            vec![
-                create(1, mobile_schema::sample::pond(here).into()),
-                // Same push: its site arrives ahead of it, nothing waits.
-                create(2, mobile_schema::sample::inspection(insp, here, actor.device).into()),
-            ],
+        let changes = vec![
+            create(1, mobile_schema::sample::pond(here).into()),
+            create(2, mobile_schema::sample::inspection(insp, here, actor.device).into()),
+        ];
+        note(&store, &db, &changes).unwrap();
+        assert_eq!(tree(&db).unwrap().len(), 1, "the pond's create might be refused");
+        let ids = created(&changes);
+        store.apply_push(&actor, None, changes, 5_000).unwrap();
+        assert_eq!(
+            arrived(&store, &db, &ids).unwrap(),
+            0,
+            "sent whole after its pond already"
         );
-        assert!(tree(&db).unwrap().is_empty());
+        let first = seq(&store, insp);
+        assert!(first > seq(&store, here));
+        assert!(
+            tree(&db).unwrap().is_empty(),
+            "its entry went once the push was answered"
+        );
         let waiting = inspection(missing_site, actor.device);
         let waiting_id = waiting.id();
-        push(&store, &db, &actor, vec![create(3, waiting)]);
-        let before = store.record(waiting_id).unwrap().unwrap().commit_seq;
-        // Entries under a record that arrived, for an inspection whose own site is
-        // still missing, and for a record the store never took.
+        push(&store, &db, &actor, None, vec![create(3, waiting)]);
+        assert_eq!(seq(&store, insp), first, "not re-sequenced");
+        let before = seq(&store, waiting_id);
+        // Entries under a record that arrived, for an inspection whose own
+        // site is still missing, and for a record the store never took.
         let t = tree(&db).unwrap();
         t.insert(key(here.into(), waiting_id), &[]).unwrap();
         t.insert(key(here.into(), InspectionId::generate().into()), &[])
             .unwrap();
         assert_eq!(arrived(&store, &db, &[here.into()]).unwrap(), 0);
-        assert_eq!(store.record(waiting_id).unwrap().unwrap().commit_seq, before);
+        assert_eq!(seq(&store, waiting_id), before);
         let keys: Vec<Vec<u8>> = t.iter().keys().map(|k| k.unwrap().to_vec()).collect();
         assert_eq!(keys, vec![key(missing_site.into(), waiting_id).to_vec()]);
         // Its site arrives: it is re-sequenced and nothing waits any more.
@@ -325,10 +549,10 @@ mod tests {
             &store,
             &db,
             &actor,
+            None,
             vec![create(4, mobile_schema::sample::pond(missing_site).into())],
         );
-        assert_eq!(arrived(&store, &db, &[missing_site.into()]).unwrap(), 1);
-        assert!(store.record(waiting_id).unwrap().unwrap().commit_seq > before);
+        assert!(seq(&store, waiting_id) > before);
         assert!(t.is_empty());
     }
 }

@@ -221,32 +221,38 @@ pub fn each_record(
     }
 }
 
+/// A change creating `record`, stamped `1000 + seq` ms: for the tests of the
+/// modules that push through a store.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_create(seq: u64, record: mobile_schema::record::AnyRecord) -> Change {
+    // The document is the record without the enum's `kind` tag.
+    let mut doc = serde_json::to_value(&record).unwrap();
+    doc.as_object_mut().unwrap().remove("kind");
+    Change {
+        seq,
+        hlc: sync_protocol::Hlc::new(1_000 + seq, 0),
+        kind: record.kind(),
+        record: record.id(),
+        op: sync_protocol::Op::Create {
+            record: sync_protocol::UnitValue::of(&doc).unwrap(),
+            versions: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use mobile_schema::ids::{DeviceId, InspectionId, ReviewId, SiteId, UserId};
-    use mobile_schema::record::{AnyRecord, RecordKind};
+    use mobile_schema::record::RecordKind;
     use mobile_schema::workflow::Role;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use sync_protocol::engine::EngineConfig;
     use sync_protocol::{Hlc, Op, Outcome, RefusalCode, UnitValue, UnitWrite};
 
-    fn create(seq: u64, record: AnyRecord) -> Change {
-        // The document is the record without the enum's `kind` tag.
-        let mut doc = serde_json::to_value(&record).unwrap();
-        doc.as_object_mut().unwrap().remove("kind");
-        Change {
-            seq,
-            hlc: Hlc::new(1_000 + seq, 0),
-            kind: record.kind(),
-            record: record.id(),
-            op: Op::Create {
-                record: UnitValue::of(&doc).unwrap(),
-                versions: None,
-            },
-        }
-    }
+    use super::test_create as create;
 
     /// Both stores keep the same history: refusals with their codes, no
     /// transient refusal (it is not an answer), in HLC order.
