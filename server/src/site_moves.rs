@@ -38,7 +38,9 @@ struct Move {
     /// first, and entries logged then still read).
     #[serde(rename = "site")]
     record: RecordId,
-    from: RegionCode,
+    /// `None`: the record's site was not known, so only its author saw it
+    /// and no device has it to purge; what hangs on it still has to follow.
+    from: Option<RegionCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     to: Option<RegionCode>,
     /// The record and the records hanging on it, once known.
@@ -84,9 +86,8 @@ fn region_now(storage: &dyn SyncStorage, state: &RecordState) -> Result<Option<R
     scope::region_of(scope::link_of_state(state), &mut |id| storage.record(id))
 }
 
-/// Before a push: log an intent for each stored record whose link it edits
-/// (a record whose region is not known yet was seen by its author only, so
-/// no device has it to purge). The key is the highest commit seq visible now:
+/// Before a push: log an intent for each stored record whose link it edits.
+/// The key is the highest commit seq visible now:
 /// every record the move re-sequences gets a higher one, and a pull whose
 /// range includes the key sees the move (see [`purge_for`]).
 pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> Result<Intents, StorageError> {
@@ -98,9 +99,8 @@ pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> R
             continue;
         }
         seen.push(c.record);
-        if let Some(state) = storage.record(c.record)?
-            && let Some(from) = region_now(storage, &state)?
-        {
+        if let Some(state) = storage.record(c.record)? {
+            let from = region_now(storage, &state)?;
             let mut key = storage.visible_seq().to_be_bytes().to_vec();
             key.extend_from_slice(c.record.as_uuid().as_bytes());
             let entry = Move {
@@ -136,7 +136,7 @@ pub fn settle(storage: &dyn SyncStorage, db: &sled::Db, intents: Intents) -> Res
         let outcome = match storage.record(entry.record)? {
             Some(state) => {
                 let to = region_now(storage, &state)?;
-                (to != Some(entry.from)).then_some((state, to))
+                (to != entry.from).then_some((state, to))
             }
             None => None,
         };
@@ -154,7 +154,7 @@ pub fn settle(storage: &dyn SyncStorage, db: &sled::Db, intents: Intents) -> Res
         storage.resurface(&entry.records)?;
         entry.done = true;
         t.insert(key.as_slice(), encode(&entry)?)?;
-        tracing::info!(record = %entry.record, kind = ?state.kind, from = %entry.from, to = ?to, records = entry.records.len(), "a record moved to another region; what hangs on it follows");
+        tracing::info!(record = %entry.record, kind = ?state.kind, from = ?entry.from, to = ?to, records = entry.records.len(), "a record moved to another region; what hangs on it follows");
         moved += 1;
     }
     t.flush()?;
@@ -228,7 +228,8 @@ pub fn purge_for(
     for item in tree(db)?.range(from..=to) {
         let (_, bytes) = item?;
         let entry = decode(&bytes)?;
-        if !scope.covers(entry.from) {
+        // From nowhere: no one but its author saw it, and the author still does.
+        if !entry.from.is_some_and(|from| scope.covers(from)) {
             continue;
         }
         // Not settled yet (the push is being answered): find its records now,
@@ -253,4 +254,92 @@ pub fn purge_for(
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::storage::SledStorage;
+    use crate::storage::test_create as create;
+    use mobile_schema::ids::{DeviceId, InspectionId, ReviewId, SiteId, UserId};
+    use mobile_schema::sample;
+    use mobile_schema::workflow::Role;
+    use sync_protocol::engine::EngineConfig;
+    use sync_protocol::{Actor, Hlc, Outcome, ReplicaId, UnitValue, UnitWrite, VersionId};
+
+    #[test]
+    fn an_inspection_whose_site_was_missing_takes_its_review_along_when_it_is_corrected_to_a_known_pond() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledStorage::open(db.clone(), EngineConfig::default()).unwrap();
+        let actor = Actor {
+            replica: ReplicaId::generate(),
+            user: UserId::generate(),
+            device: DeviceId::generate(),
+            role: Role::Admin,
+        };
+        let (pond, insp, review) = (SiteId::generate(), InspectionId::generate(), ReviewId::generate());
+        // Filed against a pond code the server does not know, submitted and
+        // returned: the inspection and its review are seen by their authors only.
+        let changes = vec![
+            create(1, sample::pond(pond).into()),
+            create(2, sample::inspection(insp, SiteId::generate(), actor.device).into()),
+            Change {
+                seq: 3,
+                hlc: Hlc::new(1_003, 0),
+                kind: RecordKind::Inspection,
+                record: insp.into(),
+                op: Op::Transition {
+                    action: "submit".into(),
+                    versions: None,
+                },
+            },
+            create(
+                4,
+                mobile_schema::review::Review {
+                    id: review,
+                    schema_version: mobile_schema::review::Review::SCHEMA_VERSION,
+                    inspection_id: insp,
+                    reviewer: actor.user,
+                    decision: mobile_schema::review::Decision::Approve,
+                    decided_at: mobile_schema::time::shanghai_at_ms(1_004),
+                    comments: Vec::new(),
+                }
+                .into(),
+            ),
+        ];
+        let answer = store.apply_push(&actor, None, changes, 5_000).unwrap();
+        assert!(
+            answer
+                .outcomes
+                .iter()
+                .all(|o| matches!(o.outcome, Outcome::Applied { .. })),
+            "{answer:?}"
+        );
+        let review_seq = store.record(review.into()).unwrap().unwrap().commit_seq;
+
+        // The inspector corrects the pond to one the server has.
+        let edit = Change {
+            seq: 5,
+            hlc: Hlc::new(1_005, 0),
+            kind: RecordKind::Inspection,
+            record: insp.into(),
+            op: Op::Edit {
+                units: vec![UnitWrite {
+                    key: "site_id".into(),
+                    bases: vec![VersionId::new(actor.replica, 2)],
+                    value: UnitValue::of(&pond).unwrap(),
+                }],
+            },
+        };
+        let intents = intend(&store, &db, std::slice::from_ref(&edit)).unwrap();
+        store.apply_push(&actor, None, vec![edit], 6_000).unwrap();
+        assert_eq!(settle(&store, &db, intents).unwrap(), 1);
+        let moved = store.record(review.into()).unwrap().unwrap();
+        assert!(
+            moved.commit_seq > review_seq,
+            "the review comes again for the pond's county"
+        );
+        assert_eq!(moved.whole_since, moved.commit_seq);
+    }
 }
