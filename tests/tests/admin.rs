@@ -305,21 +305,26 @@ fn users_devices_and_sites_are_managed_with_the_cli_and_imports_are_idempotent()
     assert!(seen.contains(&pond.to_string()));
 }
 
+/// A server with an admin, and the first pond of the example list (in 南丹县)
+/// with the list's header.
+fn server_and_first_pond(root: &Path) -> (ServerProcess, Cli, String, String) {
+    let server = ServerProcess::start_with(&root.join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let cli = Cli { url: server.url("") };
+    let text = std::fs::read_to_string(fixture("examples/tailings_ponds_2025.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().to_string();
+    let row = lines.next().unwrap().to_string();
+    assert!(row.contains(",河池市,南丹县,"), "{row}");
+    (server, cli, header, row)
+}
+
 #[test]
 fn a_list_that_moves_a_pond_to_another_county_moves_its_records_from_the_old_countys_tablets_to_the_new() {
     let root = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::start_with(&root.path().join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let (server, cli, header, row) = server_and_first_pond(root.path());
     let url = server.url("");
-    let cli = Cli { url: url.clone() };
     cli.ok(&["user", "add", "wei", "--role", "inspector", "--regions", "451221"]);
     cli.ok(&["user", "add", "mo", "--role", "inspector", "--regions", "451226"]);
-
-    let text = std::fs::read_to_string(fixture("examples/tailings_ponds_2025.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let row = lines.next().unwrap();
-    assert!(row.contains(",河池市,南丹县,"), "{row}");
     let list = root.path().join("ponds.csv");
     std::fs::write(&list, format!("{header}\n{row}\n")).unwrap();
     assert_eq!(
@@ -371,18 +376,10 @@ fn a_list_that_moves_a_pond_to_another_county_moves_its_records_from_the_old_cou
 #[test]
 fn an_inspection_of_a_pond_the_list_brings_later_reaches_the_countys_other_tablets_when_the_list_arrives() {
     let root = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::start_with(&root.path().join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let (server, cli, header, row) = server_and_first_pond(root.path());
     let url = server.url("");
-    let cli = Cli { url: url.clone() };
     cli.ok(&["user", "add", "wei", "--role", "inspector", "--regions", "451221"]);
     cli.ok(&["user", "add", "lan", "--role", "supervisor", "--regions", "451200"]);
-
-    let text = std::fs::read_to_string(fixture("examples/tailings_ponds_2025.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let row = lines.next().unwrap();
-    assert!(row.contains(",河池市,南丹县,"), "{row}");
     let code = row.split(',').next().unwrap();
 
     let http = HttpConfig {

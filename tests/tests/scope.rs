@@ -192,31 +192,37 @@ fn pulls_and_pushes_follow_role_and_regions_and_a_scope_change_backfills_and_pur
     assert!(has(&wang, site_g) && has(&wang, insp_g));
 }
 
-#[test]
-fn a_site_that_moves_takes_its_records_to_the_new_region_and_out_of_the_old() {
-    let root = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start_with(
-        &root.path().join("server"),
-        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-    )
-    .unwrap();
-    let port = server.port;
-    let token = admin_token(port);
-    for (name, region) in [("li", GONGCHENG), ("zhao", XINGNING)] {
+/// A server with these users (name, role, region) and the admin's token.
+fn server_with(root: &std::path::Path, users: &[(&str, &str, u32)]) -> (ServerProcess, String) {
+    let server =
+        ServerProcess::start_with(&root.join("server"), &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)]).unwrap();
+    let token = admin_token(server.port);
+    for (name, role, region) in users {
         admin(
-            port,
+            server.port,
             &token,
             "POST",
             "/api/v1/admin/users",
-            json!({"username": name, "password": PASSWORD, "role": "inspector", "regions": [region.to_string()]}),
+            json!({"username": name, "password": PASSWORD, "role": role, "regions": [region.to_string()]}),
         );
     }
-    let http = || HttpConfig::new(server.url(""));
-    let enrol = |dir: &str, user: &str, password: &str| {
-        Tablet::enrol(&root.path().join(dir), http(), user, password, None).unwrap()
-    };
+    (server, token)
+}
+
+fn enrol(root: &std::path::Path, server: &ServerProcess, user: &str, password: &str) -> Tablet {
+    Tablet::enrol(&root.join(user), HttpConfig::new(server.url("")), user, password, None).unwrap()
+}
+
+#[test]
+fn a_site_that_moves_takes_its_records_to_the_new_region_and_out_of_the_old() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, _) = server_with(
+        root.path(),
+        &[("li", "inspector", GONGCHENG), ("zhao", "inspector", XINGNING)],
+    );
+    let enrol = |user: &str, password: &str| enrol(root.path(), &server, user, password);
     // A pond recorded in 恭城 by mistake, with an inspection.
-    let mut office = enrol("office", "admin", ADMIN_PASSWORD);
+    let mut office = enrol("admin", ADMIN_PASSWORD);
     let (site, pond) = site_in(GONGCHENG);
     let (stays, other_pond) = site_in(GONGCHENG);
     let insp = InspectionId::generate();
@@ -229,8 +235,8 @@ fn a_site_that_moves_takes_its_records_to_the_new_region_and_out_of_the_old() {
         .unwrap();
     assert_eq!(office.sync().unwrap().refused, 0);
 
-    let mut li = enrol("li", "li", PASSWORD);
-    let mut zhao = enrol("zhao", "zhao", PASSWORD);
+    let mut li = enrol("li", PASSWORD);
+    let mut zhao = enrol("zhao", PASSWORD);
     li.sync().unwrap();
     zhao.sync().unwrap();
     assert!(has(&li, site) && has(&li, insp) && has(&li, stays));
@@ -270,32 +276,18 @@ fn a_site_that_moves_takes_its_records_to_the_new_region_and_out_of_the_old() {
 #[test]
 fn an_inspection_corrected_to_a_pond_of_another_county_takes_its_review_along_and_leaves_the_old_county() {
     let root = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start_with(
-        &root.path().join("server"),
-        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-    )
-    .unwrap();
+    let (server, _) = server_with(
+        root.path(),
+        &[
+            ("li", "inspector", GONGCHENG),
+            ("wang", "supervisor", GUILIN),
+            ("chen", "supervisor", XINGNING),
+        ],
+    );
     let port = server.port;
-    let token = admin_token(port);
-    for (name, role, region) in [
-        ("li", "inspector", GONGCHENG),
-        ("wang", "supervisor", GUILIN),
-        ("chen", "supervisor", XINGNING),
-    ] {
-        admin(
-            port,
-            &token,
-            "POST",
-            "/api/v1/admin/users",
-            json!({"username": name, "password": PASSWORD, "role": role, "regions": [region.to_string()]}),
-        );
-    }
-    let http = || HttpConfig::new(server.url(""));
-    let enrol = |dir: &str, user: &str, password: &str| {
-        Tablet::enrol(&root.path().join(dir), http(), user, password, None).unwrap()
-    };
+    let enrol = |user: &str, password: &str| enrol(root.path(), &server, user, password);
     // An inspection filed against the 恭城 pond, submitted.
-    let mut office = enrol("office", "admin", ADMIN_PASSWORD);
+    let mut office = enrol("admin", ADMIN_PASSWORD);
     let (pond_g, record_g) = site_in(GONGCHENG);
     let (pond_x, record_x) = site_in(XINGNING);
     let insp = InspectionId::generate();
@@ -328,9 +320,9 @@ fn an_inspection_corrected_to_a_pond_of_another_county_takes_its_review_along_an
         json!({"comments": "塘号填错：这是兴宁区的尾矿库"}),
     );
 
-    let mut li = enrol("li", "li", PASSWORD);
-    let mut wang = enrol("wang", "wang", PASSWORD);
-    let mut chen = enrol("chen", "chen", PASSWORD);
+    let mut li = enrol("li", PASSWORD);
+    let mut wang = enrol("wang", PASSWORD);
+    let mut chen = enrol("chen", PASSWORD);
     for t in [&mut li, &mut wang, &mut chen] {
         t.sync().unwrap();
     }
