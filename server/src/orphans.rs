@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use mobile_schema::ids::RecordId;
 use mobile_schema::record::RecordKind;
 use sync_protocol::scope::{self, Link};
-use sync_protocol::{Change, Op};
+use sync_protocol::{Change, Op, RecordState};
 
 use crate::storage::{self, StorageError, SyncStorage};
 
@@ -91,14 +91,27 @@ fn missing(
 /// Before a push: log the records it writes whose link leads to a record the
 /// server does not hold.
 pub fn note(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> Result<(), StorageError> {
+    let links = changes
+        .iter()
+        .filter_map(|c| scope::link_of_change(c.kind, c).map(|link| (c.record, link)));
+    note_links(storage, db, links)
+}
+
+/// Before an epoch recovery: the same for the states a tablet brings back.
+pub fn note_states(storage: &dyn SyncStorage, db: &sled::Db, states: &[RecordState]) -> Result<(), StorageError> {
+    note_links(storage, db, states.iter().map(|s| (s.id, scope::link_of_state(s))))
+}
+
+fn note_links(
+    storage: &dyn SyncStorage,
+    db: &sled::Db,
+    links: impl Iterator<Item = (RecordId, Link)>,
+) -> Result<(), StorageError> {
     let mut known = HashMap::new();
     let mut logged = Vec::new();
-    for c in changes {
-        let Some(link) = scope::link_of_change(c.kind, c) else {
-            continue;
-        };
+    for (record, link) in links {
         if let Some(awaited) = missing(storage, link, &mut known)? {
-            logged.push(key(awaited, c.record));
+            logged.push(key(awaited, record));
         }
     }
     log(&tree(db)?, logged)
@@ -502,6 +515,29 @@ mod tests {
         }
         assert!(tree(&db).unwrap().is_empty());
         assert_eq!(settle_leftovers(&store, &db).unwrap(), 0);
+    }
+
+    #[test]
+    fn states_a_tablet_brings_back_after_a_restore_wait_for_their_site_too() {
+        let (db, store) = fresh();
+        let actor = admin();
+        let (site, insp) = (SiteId::generate(), InspectionId::generate());
+        store
+            .apply_push(
+                &actor,
+                None,
+                vec![create(
+                    1,
+                    mobile_schema::sample::inspection(insp, site, actor.device).into(),
+                )],
+                5_000,
+            )
+            .unwrap();
+        let state = store.record(insp.into()).unwrap().unwrap();
+        assert!(tree(&db).unwrap().is_empty());
+        note_states(&store, &db, &[state]).unwrap();
+        let keys: Vec<Vec<u8>> = tree(&db).unwrap().iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        assert_eq!(keys, vec![key(site.into(), insp.into()).to_vec()]);
     }
 
     #[test]
