@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use mobile_schema::ids::{InspectionId, RecordId, SiteId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::sample;
-use replica::HttpConfig;
+use replica::{HttpConfig, ReplicaConfig};
 use serde_json::{Value, json};
 use sync_protocol::RecordState;
+use sync_protocol::clock::{Clock, ManualClock, SystemClock};
 use sync_protocol::engine::EngineConfig;
 use sync_protocol::reference::ReferenceServer;
 use tests::harness::ServerProcess;
@@ -149,13 +150,20 @@ fn story(records: &str, a_first: bool) {
     .unwrap();
     let reference = Arc::new(Mutex::new(ReferenceServer::new(EngineConfig::default())));
     let http = || HttpConfig::new(server.url(""));
+    // One clock for both tablets, moved by hand: "b wrote later" is then
+    // exact, not a matter of which millisecond each edit fell in.
+    let clock = ManualClock::at(SystemClock.now_ms());
     let tablet = |name: &str| {
-        Tablet::enrol(
+        Tablet::enrol_with(
             &root.path().join(name),
             http(),
             "admin",
             PASSWORD,
             Some(reference.clone()),
+            ReplicaConfig {
+                clock: Arc::new(clock.clone()),
+                ..ReplicaConfig::default()
+            },
         )
         .unwrap()
     };
@@ -178,10 +186,9 @@ fn story(records: &str, a_first: bool) {
 
     // The same unit: kept as a conflict on both tablets, the later writer's value shown.
     a.edit(INSPECTION, id, "conclusion", json!("A2：需复查")).unwrap();
-    // b writes a few milliseconds later: within the same millisecond the two
-    // HLCs may tie (then the version ids decide) or order by each tablet's
-    // logical counter, not by who wrote later (a CI run once had a's value win).
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    // b writes a moment later (within one millisecond the two HLCs would tie
+    // and the version ids decide, or order by each tablet's logical counter).
+    clock.advance(5);
     b.edit(INSPECTION, id, "conclusion", json!("B2：已整改")).unwrap();
     let (ra, rb) = round(&mut a, &mut b, a_first);
     assert_eq!(ra.conflicts + rb.conflicts, 1, "the second push surfaces the conflict");
