@@ -228,8 +228,9 @@ pub fn purge_for(
     for item in tree(db)?.range(from..=to) {
         let (_, bytes) = item?;
         let entry = decode(&bytes)?;
-        // From nowhere: no one but its author saw it, and the author still does.
-        if !entry.from.is_some_and(|from| scope.covers(from)) {
+        // From no region, a record was seen by those who wrote a version of
+        // it (checked per record below); from a region, by that region's users.
+        if entry.from.is_some_and(|from| !scope.covers(from)) {
             continue;
         }
         // Not settled yet (the push is being answered): find its records now,
@@ -247,6 +248,8 @@ pub fn purge_for(
         for id in records {
             match storage.record(id)? {
                 Some(state) if visibility.visible(scope, &state)? => {}
+                // Never on this user's devices: nothing to purge.
+                Some(state) if entry.from.is_none() && !scope::authored(&state, scope.user) => {}
                 _ => out.push(id),
             }
         }
@@ -341,5 +344,23 @@ mod tests {
             "the review comes again for the pond's county"
         );
         assert_eq!(moved.whole_since, moved.commit_seq);
+
+        // Who wrote them saw them while they had no region: their tablets let
+        // them go unless the pond's county is theirs; others had nothing.
+        let county = |user, code| Scope {
+            user,
+            role: Role::Inspector,
+            regions: vec![RegionCode::new(code).unwrap()],
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        let purge = |scope: &Scope| {
+            let mut visibility = crate::access::Visibility::new(&store, today);
+            purge_for(&db, &mut visibility, &store, scope, 0, store.visible_seq()).unwrap()
+        };
+        let mut expected = vec![RecordId::from(insp), RecordId::from(review)];
+        expected.sort();
+        assert_eq!(purge(&county(actor.user, 450_332)), expected);
+        assert_eq!(purge(&county(actor.user, 451_221)), Vec::<RecordId>::new());
+        assert_eq!(purge(&county(UserId::generate(), 450_332)), Vec::<RecordId>::new());
     }
 }

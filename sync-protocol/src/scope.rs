@@ -145,7 +145,7 @@ pub fn region_of<E>(
 }
 
 /// Whether the user wrote any version of the record.
-fn authored(state: &RecordState, user: UserId) -> bool {
+pub fn authored(state: &RecordState, user: UserId) -> bool {
     state.meta.values().any(|m| m.user == user)
 }
 
