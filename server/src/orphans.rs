@@ -15,9 +15,14 @@
 //! known are re-sequenced, unless they were sent whole after the awaited
 //! record was committed (created behind their site in one push); those still
 //! waiting (a review whose inspection arrived while its site did not) are
-//! logged under the next missing record. An entry goes only once its record
-//! is re-sequenced, so a crash in between is settled at the next start, which
-//! also logs, once, the records stored before this log existed.
+//! logged under the next missing record. An entry goes once its record is
+//! re-sequenced, needs no re-sequencing (sent whole after the arrival, or
+//! never stored: its push refused, or in flight and committed behind the
+//! arrival) or is logged under the next missing record; it stays while its
+//! awaited record is still not stored (a create of it refused). A crash
+//! between re-sequencing and removing is settled at the next start, whose
+//! first run on a store written before this log also logs the records
+//! already waiting, and re-sequences those whose site arrived meanwhile.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -163,19 +168,54 @@ pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usiz
     if !marks.contains_key(SCANNED)? {
         let mut known = HashMap::new();
         let mut logged = Vec::new();
+        // Whole since when each parent (a site, an inspection) was, and the
+        // records hanging on inspections.
+        let mut parents: HashMap<RecordId, Option<u64>> = HashMap::new();
+        let mut stale = BTreeSet::new();
+        let mut on_inspection = Vec::new();
         storage::each_record(storage, |state| {
-            if let Some(awaited) = missing(storage, scope::link_of_state(&state), &mut known)? {
+            let link = scope::link_of_state(&state);
+            if let Some(awaited) = missing(storage, link, &mut known)? {
                 logged.push(key(awaited, state.id));
+            }
+            let (Link::Site(parent) | Link::Inspection(parent)) = link else {
+                return Ok(());
+            };
+            if let Link::Inspection(i) = link {
+                on_inspection.push((state.id, i));
+            }
+            let parent_whole = match parents.get(&parent) {
+                Some(w) => *w,
+                None => {
+                    let w = storage.record(parent)?.map(|p| p.whole_since);
+                    parents.insert(parent, w);
+                    w
+                }
+            };
+            // Its parent arrived (or moved) after it was last sent whole: an
+            // older server may have let it wait for a site that has come.
+            if parent_whole.is_some_and(|w| w > state.whole_since) {
+                stale.insert(state.id);
             }
             Ok(())
         })?;
-        if !logged.is_empty() {
+        let follow: Vec<RecordId> = on_inspection
+            .into_iter()
+            .filter(|(_, i)| stale.contains(i))
+            .map(|(id, _)| id)
+            .collect();
+        stale.extend(follow);
+        if !logged.is_empty() || !stale.is_empty() {
             tracing::info!(
-                records = logged.len(),
-                "records stored while their site was missing now wait for it"
+                waiting = logged.len(),
+                resent = stale.len(),
+                "records stored while their site was missing now wait for it, or come again whole"
             );
         }
         log(&t, logged)?;
+        if !stale.is_empty() {
+            storage.resurface(&stale.into_iter().collect::<Vec<_>>())?;
+        }
         marks.insert(SCANNED, &[])?;
         marks.flush()?;
     }
@@ -473,27 +513,64 @@ mod tests {
         let store = SledStorage::open(db.clone(), EngineConfig::default()).unwrap();
         let actor = admin();
         let (site, insp, later) = (SiteId::generate(), InspectionId::generate(), InspectionId::generate());
-        // A server without the log took an inspection of a missing pond...
-        store
+        let (came, early, fine) = (SiteId::generate(), InspectionId::generate(), InspectionId::generate());
+        // A server without the log took an inspection of a missing pond; and
+        // one of another pond that came later, with its review; and one of a
+        // pond it had.
+        let outcomes = store
             .apply_push(
                 &actor,
                 None,
-                vec![create(
-                    1,
-                    mobile_schema::sample::inspection(insp, site, actor.device).into(),
-                )],
+                vec![
+                    create(1, mobile_schema::sample::inspection(insp, site, actor.device).into()),
+                    create(2, mobile_schema::sample::inspection(early, came, actor.device).into()),
+                    Change {
+                        seq: 3,
+                        hlc: Hlc::new(1_003, 0),
+                        kind: RecordKind::Inspection,
+                        record: early.into(),
+                        op: Op::Transition {
+                            action: "submit".into(),
+                            versions: None,
+                        },
+                    },
+                    review(4, early, actor.user),
+                    create(5, mobile_schema::sample::pond(came).into()),
+                    create(6, mobile_schema::sample::inspection(fine, came, actor.device).into()),
+                ],
                 5_000,
             )
-            .unwrap();
+            .unwrap()
+            .outcomes;
+        assert!(
+            outcomes.iter().all(|o| matches!(o.outcome, Outcome::Applied { .. })),
+            "{outcomes:?}"
+        );
+        let review_id = store
+            .records_since(0, 100, usize::MAX)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| serde_json::from_slice::<sync_protocol::RecordState>(r).unwrap())
+            .find(|r| r.kind == RecordKind::Review)
+            .unwrap()
+            .id;
+        let seqs = |ids: &[RecordId]| ids.iter().map(|id| seq(&store, *id)).collect::<Vec<_>>();
+        let resent = [RecordId::from(early), review_id];
+        let (before, fine_before) = (seqs(&resent), seq(&store, fine));
         settle_leftovers(&store, &db).unwrap();
         assert_eq!(tree(&db).unwrap().len(), 1, "found by the first start's scan");
-        // ... this one logs another; the pond arrives and the server stops
+        for (after, before) in seqs(&resent).into_iter().zip(before) {
+            assert!(after > before, "what waited for the pond that came is sent again");
+        }
+        assert_eq!(seq(&store, fine), fine_before, "what came after its pond is not");
+        // This server logs another of the missing pond; the pond arrives and it stops
         // before it looks at what waited.
         note(
             &store,
             &db,
             &[create(
-                2,
+                7,
                 mobile_schema::sample::inspection(later, site, actor.device).into(),
             )],
         )
@@ -503,8 +580,8 @@ mod tests {
                 &actor,
                 None,
                 vec![
-                    create(2, mobile_schema::sample::inspection(later, site, actor.device).into()),
-                    create(3, mobile_schema::sample::pond(site).into()),
+                    create(7, mobile_schema::sample::inspection(later, site, actor.device).into()),
+                    create(8, mobile_schema::sample::pond(site).into()),
                 ],
                 5_000,
             )
@@ -573,6 +650,9 @@ mod tests {
         // Entries under a record that arrived, for an inspection whose own
         // site is still missing, and for a record the store never took.
         let t = tree(&db).unwrap();
+        // (Its own entry, logged by its push, taken away: the one found under
+        // the arrived pond must log it again.)
+        assert!(t.remove(key(missing_site.into(), waiting_id)).unwrap().is_some());
         t.insert(key(here.into(), waiting_id), &[]).unwrap();
         t.insert(key(here.into(), InspectionId::generate().into()), &[])
             .unwrap();
