@@ -4,7 +4,9 @@
 //! record is let in: offline work is not lost for want of a site). When the
 //! awaited record arrives, the records that waited for it, with the reviews
 //! and addenda hanging on them, are re-sequenced, so that the region's other
-//! devices, whose cursors passed them, receive them.
+//! devices, whose cursors passed them, receive them; the arrival is logged as
+//! a move from no region (`site_moves::log_arrival`), so that their writers
+//! outside that region let them go.
 //!
 //! Before a push, each change that creates a record or rewrites its link, and
 //! whose link leads to a record the server lacks, is logged under that
@@ -156,7 +158,7 @@ pub fn arrived(storage: &dyn SyncStorage, db: &sled::Db, ids: &[RecordId]) -> Re
             entries.push(item?.0.to_vec());
         }
     }
-    settle(storage, &t, entries)
+    settle(storage, db, entries)
 }
 
 /// At start: log, once, the records a server without this log stored while
@@ -214,7 +216,9 @@ pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usiz
         }
         log(&t, logged)?;
         if !stale.is_empty() {
-            storage.resurface(&stale.into_iter().collect::<Vec<_>>())?;
+            let stale: Vec<RecordId> = stale.into_iter().collect();
+            crate::site_moves::log_arrival(storage, db, &stale)?;
+            storage.resurface(&stale)?;
         }
         marks.insert(SCANNED, &[])?;
         marks.flush()?;
@@ -238,7 +242,7 @@ pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usiz
             entries.push(k.to_vec());
         }
     }
-    settle(storage, &t, entries)
+    settle(storage, db, entries)
 }
 
 /// Entries whose awaited record is stored now: re-sequence their records whose
@@ -246,7 +250,8 @@ pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usiz
 /// record further on; drop those whose record was never stored (its push was
 /// refused, or is still in flight and commits after the arrival, when its
 /// region is known) or was sent whole after the awaited record's commit.
-fn settle(storage: &dyn SyncStorage, t: &sled::Tree, entries: Vec<Vec<u8>>) -> Result<usize, StorageError> {
+fn settle(storage: &dyn SyncStorage, db: &sled::Db, entries: Vec<Vec<u8>>) -> Result<usize, StorageError> {
+    let t = tree(db)?;
     let mut known = HashMap::new();
     let mut awaited_seq: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
     let mut resurface = BTreeSet::new();
@@ -301,6 +306,8 @@ fn settle(storage: &dyn SyncStorage, t: &sled::Tree, entries: Vec<Vec<u8>>) -> R
     let count = if resurface.is_empty() {
         0
     } else {
+        // Their writers outside the region they now have let them go.
+        crate::site_moves::log_arrival(storage, db, &resurface)?;
         storage.resurface(&resurface)?
     };
     for k in relog {

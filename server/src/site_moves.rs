@@ -121,6 +121,28 @@ pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> R
     Ok(out)
 }
 
+/// Records that had no region got one (what they waited for arrived, see
+/// `orphans`): logged as a finished move from no region, so that pulls by
+/// those who wrote them and cannot see them there purge them.
+pub fn log_arrival(storage: &dyn SyncStorage, db: &sled::Db, records: &[RecordId]) -> Result<(), StorageError> {
+    let Some(first) = records.first() else {
+        return Ok(());
+    };
+    let mut key = storage.visible_seq().to_be_bytes().to_vec();
+    key.extend_from_slice(first.as_uuid().as_bytes());
+    let entry = Move {
+        record: *first,
+        from: None,
+        to: None,
+        records: records.to_vec(),
+        done: true,
+    };
+    let t = tree(db)?;
+    t.insert(key, encode(&entry)?)?;
+    t.flush()?;
+    Ok(())
+}
+
 /// After the push (or at start for intents left over): records that did not
 /// move drop their intent; records that moved are re-sequenced with what
 /// hangs on them.

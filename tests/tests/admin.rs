@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mobile_schema::ids::SiteId;
+use mobile_schema::ids::{RecordId, SiteId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::sample;
 use replica::HttpConfig;
@@ -380,6 +380,7 @@ fn an_inspection_of_a_pond_the_list_brings_later_reaches_the_countys_other_table
     let url = server.url("");
     cli.ok(&["user", "add", "wei", "--role", "inspector", "--regions", "451221"]);
     cli.ok(&["user", "add", "lan", "--role", "supervisor", "--regions", "451200"]);
+    cli.ok(&["user", "add", "mo", "--role", "inspector", "--regions", "451226"]);
     let code = row.split(',').next().unwrap();
 
     let http = HttpConfig {
@@ -388,7 +389,8 @@ fn an_inspection_of_a_pond_the_list_brings_later_reaches_the_countys_other_table
         ..HttpConfig::new(&url)
     };
     let mut wei = Tablet::enrol(&root.path().join("wei"), http.clone(), "wei", USER_PASSWORD, None).unwrap();
-    let mut lan = Tablet::enrol(&root.path().join("lan"), http, "lan", USER_PASSWORD, None).unwrap();
+    let mut lan = Tablet::enrol(&root.path().join("lan"), http.clone(), "lan", USER_PASSWORD, None).unwrap();
+    let mut mo = Tablet::enrol(&root.path().join("mo"), http, "mo", USER_PASSWORD, None).unwrap();
     lan.sync().unwrap();
 
     // wei inspects the pond by its code in this year's list, which the office
@@ -404,6 +406,13 @@ fn an_inspection_of_a_pond_the_list_brings_later_reaches_the_countys_other_table
     assert_eq!((report.acked, report.refused), (1, 0), "{report:?}");
     lan.sync().unwrap();
     assert!(lan.replica.list(RecordKind::Inspection).unwrap().is_empty());
+    // mo, of 环江, takes the pond for one of his county's and inspects it too.
+    let mistaken = mobile_schema::ids::InspectionId::generate();
+    let device = mo.replica.identity().device;
+    mo.replica
+        .create(sample::inspection(mistaken, pond, device).into())
+        .unwrap();
+    assert_eq!(mo.sync().unwrap().acked, 1);
 
     // The list arrives: the county's supervisor gets the pond and the
     // inspection, although the inspection is older than his cursor.
@@ -415,11 +424,33 @@ fn an_inspection_of_a_pond_the_list_brings_later_reaches_the_countys_other_table
     );
     lan.sync().unwrap();
     assert_eq!(lan.replica.list(RecordKind::Site).unwrap().len(), 1);
-    let theirs = lan.replica.list(RecordKind::Inspection).unwrap();
-    assert_eq!(theirs.len(), 1, "the inspection that waited for its pond");
-    assert_eq!(theirs[0].record.id(), insp.into());
-    // wei's own tablet holds it once, and nothing more comes.
+    let mut theirs: Vec<RecordId> = lan
+        .replica
+        .list(RecordKind::Inspection)
+        .unwrap()
+        .iter()
+        .map(|v| v.record.id())
+        .collect();
+    theirs.sort();
+    let mut expected = vec![RecordId::from(insp), mistaken.into()];
+    expected.sort();
+    assert_eq!(theirs, expected, "the inspections that waited for their pond");
+    // wei, of 南丹 too, gets mo's, and holds his own once; mo's tablet lets
+    // his go, as the pond is in a county not his (it stays on the server).
     wei.sync().unwrap();
-    assert_eq!(wei.replica.list(RecordKind::Inspection).unwrap().len(), 1);
+    let mut wei_holds: Vec<RecordId> = wei
+        .replica
+        .list(RecordKind::Inspection)
+        .unwrap()
+        .iter()
+        .map(|v| v.record.id())
+        .collect();
+    wei_holds.sort();
+    assert_eq!(wei_holds, expected);
+    let report = mo.sync().unwrap();
+    assert_eq!(report.purged, 1, "{report:?}");
+    assert!(mo.replica.list(RecordKind::Inspection).unwrap().is_empty());
+    // Nothing more comes.
     assert_eq!(lan.sync().unwrap().pulled, 0);
+    assert_eq!(mo.sync().unwrap().purged, 0);
 }
