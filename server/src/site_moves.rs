@@ -38,8 +38,8 @@ struct Move {
     /// first, and entries logged then still read).
     #[serde(rename = "site")]
     record: RecordId,
-    /// `None`: the record's site was not known, so only its author saw it
-    /// and no device has it to purge; what hangs on it still has to follow.
+    /// `None`: the record had no region (its site was missing), so only those
+    /// who wrote a version of it saw it, and only their devices purge it.
     from: Option<RegionCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     to: Option<RegionCode>,
@@ -87,9 +87,9 @@ fn region_now(storage: &dyn SyncStorage, state: &RecordState) -> Result<Option<R
 }
 
 /// Before a push: log an intent for each stored record whose link it edits.
-/// The key is the highest commit seq visible now:
-/// every record the move re-sequences gets a higher one, and a pull whose
-/// range includes the key sees the move (see [`purge_for`]).
+/// The key is the highest commit seq visible now: every record the move
+/// re-sequences gets a higher one, and a pull whose range includes the key
+/// sees the move (see [`purge_for`]).
 pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> Result<Intents, StorageError> {
     let mut out = Intents::default();
     let mut seen: Vec<RecordId> = Vec::new();
