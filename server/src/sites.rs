@@ -368,14 +368,11 @@ impl SiteService {
             let answer = storage.apply_push(&actor, Some(&scope), changes, now_ms)?;
             out.extend(answer.outcomes.into_iter().map(|o| o.outcome));
             // The sites stand whatever happens below, as after a push.
-            for site in relevelled {
-                if let Err(e) = state
+            let replanned =
+                state
                     .schedule
-                    .replan_pond(storage, &state.accounts, who, site, state.today(), now_ms)
-                {
-                    tracing::warn!(%site, error = %e, "a pond's level changed by an import but its tasks were not re-planned");
-                }
-            }
+                    .replan_ponds(storage, &state.accounts, who, &relevelled, state.today(), now_ms);
+            crate::schedule::log_replans(replanned);
             if !intents.is_empty()
                 && let Err(e) = crate::site_moves::settle(storage, &state.db, intents)
             {

@@ -73,21 +73,10 @@ pub async fn push(
         device_status::note(&st.db, &st.settings.data_dir, auth.device, SyncKind::Push, &report, now);
         // A pond's level changed: its remaining tasks of the year follow. The
         // push stands whatever happens here; a supervisor can re-plan by hand.
-        for site in relevelled {
-            match st
-                .schedule
-                .replan_pond(st.storage.as_ref(), &st.accounts, &auth, site, st.today(), now)
-            {
-                Ok(Some(plan)) => tracing::info!(
-                    %site,
-                    cancelled = plan.cancelled.len(),
-                    added = plan.added.len(),
-                    "a pond's level changed: its tasks were re-planned"
-                ),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(%site, error = %e, "a pond's level changed but its tasks were not re-planned"),
-            }
-        }
+        let replanned = st
+            .schedule
+            .replan_ponds(st.storage.as_ref(), &st.accounts, &auth, &relevelled, st.today(), now);
+        crate::schedule::log_replans(replanned);
         if !intents.is_empty() {
             // The push is durable already: a failure here is retried at the next
             // start from the logged intent, so the answer stands.
