@@ -304,7 +304,19 @@ impl ScheduleService {
             drawn_by: user.id,
             drawn_at: mobile_schema::time::shanghai_at_ms(now_ms),
         };
-        let plan = schedule::regenerate_for_pond(&request, pond, &records.tasks, change_day)?;
+        let mut plan = schedule::regenerate_for_pond(&request, pond, &records.tasks, change_day)?;
+        // `records` was read before: a task an inspector started since is kept.
+        let mut still_planned = Vec::with_capacity(plan.cancel.len());
+        for id in plan.cancel {
+            let planned = storage
+                .record(RecordId::from(id))?
+                .and_then(|state| state.materialize().ok())
+                .is_some_and(|r| matches!(r, AnyRecord::Task(t) if t.state == TaskState::Planned));
+            if planned {
+                still_planned.push(id);
+            }
+        }
+        plan.cancel = still_planned;
         let existing: HashSet<TaskId> = records.tasks.iter().map(|t| t.id).collect();
         let added: Vec<Task> = plan.add.into_iter().filter(|t| !existing.contains(&t.id)).collect();
         let mut ops = Vec::with_capacity(plan.cancel.len() + added.len());
@@ -385,11 +397,15 @@ impl ScheduleService {
                 recusals: HashMap::new(),
             };
             let answer = self.replan(storage, accounts, who, &req, &records, now_ms);
-            if let Ok(plan) = &answer {
-                for t in records.tasks.iter_mut().filter(|t| plan.cancelled.contains(&t.id)) {
-                    t.state = TaskState::Cancelled;
+            match &answer {
+                Ok(plan) => {
+                    for t in records.tasks.iter_mut().filter(|t| plan.cancelled.contains(&t.id)) {
+                        t.state = TaskState::Cancelled;
+                    }
+                    records.tasks.extend(plan.added.iter().cloned());
                 }
-                records.tasks.extend(plan.added.iter().cloned());
+                // Part of its changes may be stored: read again what is.
+                Err(_) => records = Records::load(storage)?,
             }
             out.push((site, answer.map(Some)));
         }
@@ -849,5 +865,67 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(together, tasks(&storage, &accounts));
+    }
+
+    #[test]
+    fn a_task_started_after_the_store_was_read_is_not_cancelled_by_the_replan() {
+        let (_db, storage, accounts, service, who) = raised_store(None);
+        let read_before = Records::load(&storage).unwrap();
+        let pond = pond_id(1);
+        let planned: Vec<TaskId> = read_before
+            .tasks
+            .iter()
+            .filter(|t| t.site_id == pond && t.state == TaskState::Planned)
+            .map(|t| t.id)
+            .collect();
+        assert!(!planned.is_empty());
+        // Meanwhile the team starts them on site.
+        let actor = Actor {
+            replica: ReplicaId::generate(),
+            user: who.user.id,
+            device: who.device,
+            role: Role::Admin,
+        };
+        let starts = planned
+            .iter()
+            .zip(1u64..)
+            .map(|(id, seq)| Change {
+                seq,
+                hlc: Hlc::new(5_000 + seq, 0),
+                kind: RecordKind::Task,
+                record: (*id).into(),
+                op: Op::Transition {
+                    action: "start".into(),
+                    versions: None,
+                },
+            })
+            .collect();
+        let answer = storage.apply_push(&actor, None, starts, 5_000).unwrap();
+        assert!(
+            answer
+                .outcomes
+                .iter()
+                .all(|o| matches!(o.outcome, Outcome::Applied { .. }))
+        );
+        let req = RegenerateRequest {
+            year: 2026,
+            site_id: pond,
+            change_day: Some(day(2, 1)),
+            flood_seasons: Vec::new(),
+            intensified: Vec::new(),
+            recusals: HashMap::new(),
+        };
+        let plan = service
+            .replan(&storage, &accounts, &who, &req, &read_before, 6_000)
+            .unwrap();
+        assert!(
+            plan.cancelled.iter().all(|id| !planned.contains(id)),
+            "{:?}",
+            plan.cancelled
+        );
+        let now = Records::load(&storage).unwrap();
+        for t in now.tasks.iter().filter(|t| planned.contains(&t.id)) {
+            assert_eq!(t.state, TaskState::InProgress, "{:?}", t.id);
+        }
     }
 }
