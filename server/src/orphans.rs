@@ -233,7 +233,7 @@ pub fn settle_leftovers(storage: &dyn SyncStorage, db: &sled::Db) -> Result<usiz
         let here = match present.get(&awaited) {
             Some(h) => *h,
             None => {
-                let h = storage.record(RecordId(uuid::Uuid::from_bytes(awaited)))?.is_some();
+                let h = storage.contains(RecordId(uuid::Uuid::from_bytes(awaited)))?;
                 present.insert(awaited, h);
                 h
             }

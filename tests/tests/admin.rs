@@ -424,29 +424,28 @@ fn an_inspection_of_a_pond_the_list_brings_later_reaches_the_countys_other_table
     );
     lan.sync().unwrap();
     assert_eq!(lan.replica.list(RecordKind::Site).unwrap().len(), 1);
-    let mut theirs: Vec<RecordId> = lan
-        .replica
-        .list(RecordKind::Inspection)
-        .unwrap()
-        .iter()
-        .map(|v| v.record.id())
-        .collect();
-    theirs.sort();
+    let inspections = |t: &Tablet| {
+        let mut ids: Vec<RecordId> = t
+            .replica
+            .list(RecordKind::Inspection)
+            .unwrap()
+            .iter()
+            .map(|v| v.record.id())
+            .collect();
+        ids.sort();
+        ids
+    };
     let mut expected = vec![RecordId::from(insp), mistaken.into()];
     expected.sort();
-    assert_eq!(theirs, expected, "the inspections that waited for their pond");
+    assert_eq!(
+        inspections(&lan),
+        expected,
+        "the inspections that waited for their pond"
+    );
     // wei, of 南丹 too, gets mo's, and holds his own once; mo's tablet lets
     // his go, as the pond is in a county not his (it stays on the server).
     wei.sync().unwrap();
-    let mut wei_holds: Vec<RecordId> = wei
-        .replica
-        .list(RecordKind::Inspection)
-        .unwrap()
-        .iter()
-        .map(|v| v.record.id())
-        .collect();
-    wei_holds.sort();
-    assert_eq!(wei_holds, expected);
+    assert_eq!(inspections(&wei), expected);
     let report = mo.sync().unwrap();
     assert_eq!(report.purged, 1, "{report:?}");
     assert!(mo.replica.list(RecordKind::Inspection).unwrap().is_empty());
