@@ -18,6 +18,7 @@ pub mod office;
 pub mod openapi;
 pub mod orphans;
 pub mod photos;
+pub mod push_effects;
 pub mod query;
 pub mod ratelimit;
 pub mod record_detail;

@@ -362,25 +362,8 @@ impl SiteService {
             .map(|(record, op)| (RecordKind::Site, record, op))
             .collect();
         for changes in self.replica.changes(storage, ops, now_ms, CHUNK)? {
-            let intents = crate::site_moves::intend(storage, &state.db, &changes)?;
-            let created = crate::orphans::created(&changes);
-            let relevelled = crate::schedule::level_changes(&changes);
-            let answer = storage.apply_push(&actor, Some(&scope), changes, now_ms)?;
+            let answer = crate::push_effects::apply(state, who, &actor, &scope, changes, now_ms)?;
             out.extend(answer.outcomes.into_iter().map(|o| o.outcome));
-            // The sites stand whatever happens below, as after a push.
-            let replanned =
-                state
-                    .schedule
-                    .replan_ponds(storage, &state.accounts, who, &relevelled, state.today(), now_ms);
-            crate::schedule::log_replans(replanned);
-            if !intents.is_empty()
-                && let Err(e) = crate::site_moves::settle(storage, &state.db, intents)
-            {
-                tracing::error!(error = %e, "moving a site's records failed; retried at the next start");
-            }
-            if let Err(e) = crate::orphans::arrived(storage, &state.db, &created) {
-                tracing::error!(error = %e, "records that waited for a site were not re-sequenced; retried at the next start");
-            }
         }
         Ok(out)
     }

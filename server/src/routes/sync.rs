@@ -14,7 +14,7 @@ use crate::body;
 use crate::device_status::{self, SyncKind};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::orphans;
+use crate::push_effects;
 use crate::site_moves;
 use crate::startup::AppState;
 use crate::storage::StorageError;
@@ -65,29 +65,8 @@ pub async fn push(
     let report = device_status::report_of(&req);
     let response = web::block(move || -> Result<_, ApiError> {
         let now = st.clock.now_ms();
-        let intents = site_moves::intend(st.storage.as_ref(), &st.db, &request.changes)?;
-        orphans::note(st.storage.as_ref(), &st.db, &request.changes)?;
-        let created = orphans::created(&request.changes);
-        let relevelled = crate::schedule::level_changes(&request.changes);
-        let response = st.storage.apply_push(&actor, Some(&scope), request.changes, now)?;
+        let response = push_effects::apply(&st, &auth, &actor, &scope, request.changes, now)?;
         device_status::note(&st.db, &st.settings.data_dir, auth.device, SyncKind::Push, &report, now);
-        // A pond's level changed: its remaining tasks of the year follow. The
-        // push stands whatever happens here; a supervisor can re-plan by hand.
-        let replanned = st
-            .schedule
-            .replan_ponds(st.storage.as_ref(), &st.accounts, &auth, &relevelled, st.today(), now);
-        crate::schedule::log_replans(replanned);
-        if !intents.is_empty() {
-            // The push is durable already: a failure here is retried at the next
-            // start from the logged intent, so the answer stands.
-            if let Err(e) = site_moves::settle(st.storage.as_ref(), &st.db, intents) {
-                tracing::error!(error = %e, "moving a site's records failed; retried at the next start");
-            }
-        }
-        // Likewise for the records that waited for a record this push created.
-        if let Err(e) = orphans::arrived(st.storage.as_ref(), &st.db, &created) {
-            tracing::error!(error = %e, "records that waited for their site were not re-sequenced; retried at the next start");
-        }
         Ok(response)
     })
     .await??;
