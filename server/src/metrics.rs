@@ -7,7 +7,8 @@
 //! counts as `unmatched`.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
@@ -62,7 +63,14 @@ pub struct Metrics {
     pulled_records: IntCounter,
     store_bytes: IntGaugeVec,
     data_dir: PathBuf,
+    /// The photo folder's size and when it was measured: shared by clones.
+    photos_measured: Arc<Mutex<Option<(Instant, u64)>>>,
 }
+
+/// How long a measure of the photo folder serves scrapes: walking a folder of
+/// a province's photos on every scrape (Prometheus' default is every 15 s,
+/// often from two scrapers) would cost more than the gauge is worth.
+pub const PHOTO_WALK_EVERY: Duration = Duration::from_secs(300);
 
 impl Metrics {
     pub fn new(data_dir: &Path) -> Result<Self, MetricsError> {
@@ -135,6 +143,7 @@ impl Metrics {
             pulled_records,
             store_bytes,
             data_dir: data_dir.to_path_buf(),
+            photos_measured: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -173,19 +182,40 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Everything in Prometheus' text format. Measures the store first: it walks
-    /// the data folder, so call it off the async workers.
+    /// Everything in Prometheus' text format. Measures the store first (the
+    /// photo folder at most every `PHOTO_WALK_EVERY`, by walking it), so call
+    /// it off the async workers.
     pub fn render(&self, sled_bytes: u64) -> Result<String, MetricsError> {
+        self.render_at(sled_bytes, Instant::now())
+    }
+
+    fn render_at(&self, sled_bytes: u64, now: Instant) -> Result<String, MetricsError> {
         self.store_bytes
             .with_label_values(&["sled"])
             .set(i64::try_from(sled_bytes).unwrap_or(i64::MAX));
-        let photos = folder_bytes(&self.data_dir.join("photos"));
+        let photos = self.photo_bytes(now);
         self.store_bytes
             .with_label_values(&["photos"])
             .set(i64::try_from(photos).unwrap_or(i64::MAX));
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8(out)?)
+    }
+
+    /// The photo folder's size, measured again once the last measure is older
+    /// than `PHOTO_WALK_EVERY`. Scrapes arriving during a walk wait for it
+    /// rather than start their own.
+    fn photo_bytes(&self, now: Instant) -> u64 {
+        // A scrape that panicked mid-walk left only a stale number behind.
+        let mut measured = self.photos_measured.lock().unwrap_or_else(|p| p.into_inner());
+        match *measured {
+            Some((at, bytes)) if now.saturating_duration_since(at) < PHOTO_WALK_EVERY => bytes,
+            _ => {
+                let bytes = folder_bytes(&self.data_dir.join("photos"));
+                *measured = Some((now, bytes));
+                bytes
+            }
+        }
     }
 }
 
@@ -236,4 +266,35 @@ pub async fn count_requests(
         );
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photos_gauge(text: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("fieldsync_store_bytes{store=\"photos\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no photos gauge in\n{text}"))
+    }
+
+    #[test]
+    fn the_photo_folder_is_walked_again_only_when_its_measure_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let photos = dir.path().join("photos").join("ab");
+        std::fs::create_dir_all(&photos).unwrap();
+        std::fs::write(photos.join("one"), vec![0u8; 1000]).unwrap();
+        let metrics = Metrics::new(dir.path()).unwrap();
+        let start = Instant::now();
+        assert_eq!(photos_gauge(&metrics.render_at(0, start).unwrap()), 1000);
+
+        // A photo stored since: scrapes inside the period see the last walk.
+        std::fs::write(photos.join("two"), vec![0u8; 500]).unwrap();
+        let soon = start + PHOTO_WALK_EVERY / 2;
+        assert_eq!(photos_gauge(&metrics.clone().render_at(0, soon).unwrap()), 1000);
+
+        let later = start + PHOTO_WALK_EVERY;
+        assert_eq!(photos_gauge(&metrics.render_at(0, later).unwrap()), 1500);
+    }
 }

@@ -117,6 +117,7 @@ fn metrics_count_requests_pushes_pulls_outcomes_and_refusals_for_an_admin_or_the
     assert!(!text.contains("/no/such/path"), "a raw path became a label");
     assert!(value("fieldsync_http_request_duration_seconds_count{route=\"/api/v1/sync/pull\"}") >= 2.0);
     assert!(value("fieldsync_store_bytes{store=\"sled\"}") > 0.0);
+    assert!(value("fieldsync_store_bytes{store=\"photos\"}") >= 0.0);
     assert!(value("process_resident_memory_bytes") > 0.0);
 }
 
