@@ -45,6 +45,8 @@ pub struct AppState {
     /// Review decisions and hazard steps made through the API.
     pub office: Arc<crate::office::OfficeReplica>,
     pub sites: Arc<crate::sites::SiteService>,
+    /// Moves and arrivals a push could not settle, retried while serving.
+    pub follow_ups: Arc<crate::push_effects::FollowUps>,
 }
 
 impl AppState {
@@ -214,6 +216,7 @@ impl Application {
             schedule,
             office,
             sites,
+            follow_ups: Arc::default(),
         };
         // Windows that opened while the server was down reach tablets on the
         // first pull after start, not a minute later.
@@ -348,7 +351,8 @@ impl Application {
     }
 }
 
-/// Re-sequence drawn tasks as their windows open (see `schedule::windows`).
+/// Re-sequence drawn tasks as their windows open (see `schedule::windows`),
+/// and finish the follow-ups of pushes that failed (`push_effects::FollowUps`).
 async fn open_windows_every(state: AppState) {
     let period = Duration::from_secs(state.settings.schedule.window_check_s.max(1));
     // The day last opened by this process (startup did the first): a drill's
@@ -356,6 +360,13 @@ async fn open_windows_every(state: AppState) {
     let mut last = Some(state.today());
     loop {
         actix_web::rt::time::sleep(period).await;
+        let st = state.clone();
+        match web::block(move || st.follow_ups.retry(st.storage.as_ref(), &st.db)).await {
+            Ok(Ok(true)) => tracing::info!("moves and arrivals a push left unsettled are settled"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "settling what pushes left failed; retrying later"),
+            Err(e) => tracing::error!(error = %e, "settling what pushes left stopped abnormally; retrying later"),
+        }
         let today = state.today();
         if last == Some(today) {
             continue;
