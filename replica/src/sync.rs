@@ -489,6 +489,13 @@ impl Replica {
             let mut w = Write::default();
             let mut hlc = self.hlc;
             let now = self.clock.now_ms();
+            // The server orders a change more than a day ahead of its clock at
+            // its own time, so no stored time is further ahead than that. One
+            // beyond (a bad server store, a server clock gone wild) is not taken
+            // in: it would drag every later edit of this tablet after it.
+            let ceiling = now
+                .max(page.server_time_ms.min(Hlc::PLAUSIBLE_MS))
+                .saturating_add(OBSERVE_AHEAD_MS);
             for state in &states {
                 let id = state.id;
                 let keep: Vec<&AckedEntry> = match acked.get_mut(&id) {
@@ -508,7 +515,9 @@ impl Replica {
                 let pending = self.pending_changes(id)?;
                 self.put_view(&mut w, id, Some(state.clone()), &keep, &pending)?;
                 w.put(T::Records, keys::record(id), encode(keys::RECORDS, state)?);
-                if let Some(top) = highest_hlc(state) {
+                if let Some(top) = highest_hlc(state)
+                    && top.ms <= ceiling
+                {
                     hlc.observe(top, now);
                 }
             }
@@ -637,6 +646,10 @@ impl Replica {
 fn offset(server_ms: u64, local_ms: u64) -> i64 {
     (server_ms as i128 - local_ms as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
+
+/// How far ahead of the later of its own and the server's clock a pulled time
+/// may be and still be taken in: the server's bound (a day) and a margin.
+const OBSERVE_AHEAD_MS: u64 = 2 * 24 * 3600 * 1000;
 
 fn highest_hlc(state: &RecordState) -> Option<Hlc> {
     state.units.values().flat_map(|u| u.live.iter().map(|v| v.hlc)).max()

@@ -8,10 +8,10 @@ use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::sample;
 use mobile_schema::workflow::Role;
 use replica::{Identity, InProcessTransport, PushFailure, Replica, ReplicaConfig, ReplicaError};
-use sync_protocol::RefusalCode;
 use sync_protocol::clock::ManualClock;
 use sync_protocol::engine::EngineConfig;
 use sync_protocol::reference::ReferenceServer;
+use sync_protocol::{RefusalCode, ReplicaId};
 
 struct World {
     server: Arc<Mutex<ReferenceServer>>,
@@ -411,4 +411,59 @@ fn a_photo_is_stored_under_its_sha256_and_queued() {
     assert_eq!(q[0].bytes, 200_000);
     a.attach_photo(&src).unwrap();
     assert_eq!(a.queued_photos().unwrap().len(), 1, "the same photo is queued once");
+}
+
+/// A server whose clock ran wild stored a version at the very top of time.
+/// A tablet that pulls it keeps its own clock sane and goes on editing (it
+/// used to take the time in, then overflow on its next edit).
+#[test]
+fn a_pulled_time_at_the_top_of_the_clock_does_not_poison_the_tablet() {
+    let w = World::new();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = w.replica(da.path(), Role::Inspector);
+    let mut b = w.replica(db.path(), Role::Inspector);
+    let mut ta = w.transport();
+    let (_, insp) = seeded(&mut a);
+    a.sync(&mut ta).unwrap();
+    // Written straight into the server, at a server time past any true clock
+    // (the server caps only times ahead of its own).
+    let wild = ReplicaId::generate();
+    let actor = sync_protocol::Actor {
+        replica: wild,
+        user: UserId::generate(),
+        device: DeviceId::generate(),
+        role: Role::Inspector,
+    };
+    let change = sync_protocol::Change {
+        seq: 1,
+        hlc: sync_protocol::Hlc::new(u64::MAX, u32::MAX),
+        kind: RecordKind::Inspection,
+        record: insp.into(),
+        op: sync_protocol::Op::Edit {
+            units: vec![sync_protocol::UnitWrite {
+                key: "conclusion".into(),
+                bases: Vec::new(),
+                value: sync_protocol::UnitValue::of(&"时钟失常").unwrap(),
+            }],
+        },
+    };
+    let answer = w.server.lock().unwrap().push(&actor, &[change], u64::MAX - 1);
+    assert!(answer.outcomes[0].outcome.commit_seq().is_some(), "{answer:?}");
+
+    b.sync(&mut w.transport()).unwrap();
+    assert!(b.last_hlc().ms < sync_protocol::Hlc::PLAUSIBLE_MS, "{:?}", b.last_hlc());
+    // Two edits in a row (the second used to bump past the top).
+    for text in ["甲", "乙"] {
+        b.edit(
+            RecordKind::Inspection,
+            insp.into(),
+            vec![("conclusion".into(), text.into())],
+        )
+        .unwrap();
+    }
+    assert!(b.last_hlc().ms < sync_protocol::Hlc::PLAUSIBLE_MS);
+    // Reopened, the clock is still sane.
+    drop(b);
+    let b = w.replica(db.path(), Role::Inspector);
+    assert!(b.last_hlc().ms < sync_protocol::Hlc::PLAUSIBLE_MS);
 }

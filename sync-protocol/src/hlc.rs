@@ -15,6 +15,11 @@ pub struct Hlc {
 impl Hlc {
     pub const ZERO: Hlc = Hlc { ms: 0, c: 0 };
 
+    /// 2100-01-01T00:00Z. No true clock of a tablet or the server reads later:
+    /// a time beyond it came from a broken clock or a bad store, and taking it
+    /// in would push every later timestamp out of reach.
+    pub const PLAUSIBLE_MS: u64 = 4_102_444_800_000;
+
     pub fn new(ms: u64, c: u32) -> Self {
         Self { ms, c }
     }
@@ -23,8 +28,13 @@ impl Hlc {
     fn bump(self) -> Self {
         match self.c.checked_add(1) {
             Some(c) => Hlc { ms: self.ms, c },
-            // A counter overflow borrows a millisecond from the future: still monotone.
-            None => Hlc { ms: self.ms + 1, c: 0 },
+            // A counter overflow borrows a millisecond from the future: still
+            // monotone. At the very top the clock stays put rather than wrap to
+            // zero (replicas refuse to observe such times; see `PLAUSIBLE_MS`).
+            None => match self.ms.checked_add(1) {
+                Some(ms) => Hlc { ms, c: 0 },
+                None => self,
+            },
         }
     }
 }
@@ -67,6 +77,14 @@ impl HlcClock {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_clock_at_the_very_top_stays_there_instead_of_wrapping() {
+        let mut c = HlcClock::resume(Hlc::new(u64::MAX, u32::MAX));
+        assert_eq!(c.tick(1_000), Hlc::new(u64::MAX, u32::MAX));
+        let mut c = HlcClock::resume(Hlc::new(7, u32::MAX));
+        assert_eq!(c.tick(1), Hlc::new(8, 0));
+    }
 
     #[test]
     fn tick_is_monotone_when_the_wall_clock_jumps_back() {
