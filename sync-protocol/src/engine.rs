@@ -33,6 +33,12 @@ pub struct EngineConfig {
     pub skew_bound_ms: u64,
     pub max_units_per_change: usize,
     pub max_value_bytes: usize,
+    /// Bases one unit write may name. A tablet names the live versions it saw
+    /// (one, a few in a conflict); every base is kept in the record for good,
+    /// so without a bound one push could grow a record without limit.
+    pub max_bases_per_write: usize,
+    /// Bases all the writes of one change may name together.
+    pub max_bases_per_change: usize,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +47,8 @@ impl Default for EngineConfig {
             skew_bound_ms: 24 * 3600 * 1000,
             max_units_per_change: 512,
             max_value_bytes: 256 * 1024,
+            max_bases_per_write: 64,
+            max_bases_per_change: 2048,
         }
     }
 }
@@ -407,6 +415,18 @@ impl Engine {
         hlc: Hlc,
         meta: VersionMeta,
     ) -> Result<Applied, S::Error> {
+        if let Op::Create {
+            versions: Some(versions),
+            ..
+        }
+        | Op::Transition {
+            versions: Some(versions),
+            ..
+        } = &change.op
+            && let Err(refusal) = self.bounded(versions)
+        {
+            return Ok(Err(refusal));
+        }
         match &change.op {
             Op::Create { record, versions } => {
                 self.create(store, actor, change, parsed, id, hlc, meta, record, versions.as_ref())
@@ -414,6 +434,25 @@ impl Engine {
             Op::Edit { units } => self.edit(store, change, id, hlc, meta, units),
             Op::Transition { action, versions } => self.transition(store, actor, change, id, action, versions.as_ref()),
         }
+    }
+
+    /// A version set (what a review covers, what a signature locks) is kept in
+    /// the record: bounded like the bases of an edit, with room for a record
+    /// of many units (an inspection with hundreds of photos).
+    fn bounded(&self, versions: &VersionSet) -> Result<(), Refusal> {
+        let most = self.config.max_bases_per_change.saturating_mul(4);
+        let ids: usize = versions.values().map(Vec::len).sum();
+        if versions.len() > most || ids > most || versions.values().any(|v| v.len() > self.config.max_bases_per_write) {
+            return Err(Refusal::new(
+                RefusalCode::TooLarge,
+                format!(
+                    "too many versions named: at most {most} units and ids, {} per unit",
+                    self.config.max_bases_per_write
+                ),
+            )
+            .at("versions"));
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -534,7 +573,19 @@ impl Engine {
         }
         let layout = change.kind.layout();
         let mut seen = std::collections::BTreeSet::new();
+        let mut bases = 0usize;
         for w in writes {
+            bases = bases.saturating_add(w.bases.len());
+            if w.bases.len() > self.config.max_bases_per_write || bases > self.config.max_bases_per_change {
+                return Ok(Err(Refusal::new(
+                    RefusalCode::TooLarge,
+                    format!(
+                        "too many bases: at most {} per unit and {} per change",
+                        self.config.max_bases_per_write, self.config.max_bases_per_change
+                    ),
+                )
+                .at(format!("{}.bases", w.key))));
+            }
             if layout.field_of(&w.key).is_none() {
                 return Ok(Err(Refusal::new(
                     RefusalCode::InvalidStructure,

@@ -365,7 +365,14 @@ fn each_change_of_a_push_gets_its_own_outcome(tablet: &mut Tablet, made: &mut BT
     wrong_type["conclusion"] = json!(42);
     let mut off_earth = inspection_doc(far_insp, site);
     off_earth["fix"]["lat"] = json!(95.0);
-    let s: Vec<u64> = (0..13).map(|_| tablet.seq()).collect();
+    let s: Vec<u64> = (0..15).map(|_| tablet.seq()).collect();
+    // Made-up bases: every base is kept in the record for good, so their
+    // number is bounded (a tablet names the one or few live versions it saw).
+    let many_bases: Vec<String> = (1..=65).map(|n| format!("{}:{n}", ReplicaId::generate())).collect();
+    let mut too_many_bases = edit(s[13], "site", site, "name", json!("尾矿库"));
+    too_many_bases["op"]["edit"]["units"][0]["bases"] = json!(many_bases);
+    let mut sign_too_much = transition(s[14], "inspection", insp, "sign");
+    sign_too_much["op"]["transition"]["versions"] = json!({ "conclusion": many_bases });
     let changes = vec![
         create(s[0], "site", site, site_doc(site)),
         edit(s[1], "site", SiteId::generate(), "name", json!("nowhere")),
@@ -383,6 +390,8 @@ fn each_change_of_a_push_gets_its_own_outcome(tablet: &mut Tablet, made: &mut BT
             &format!("{}:{}", tablet.replica.unwrap(), s[9]),
         ),
         edit(s[12], "site", insp, "name", json!("a site?")),
+        too_many_bases,
+        sign_too_much,
     ];
     let out = tablet.push(&changes);
     let o = out["outcomes"].as_array().unwrap();
@@ -400,7 +409,9 @@ fn each_change_of_a_push_gets_its_own_outcome(tablet: &mut Tablet, made: &mut BT
     refusal(&o[10], s[10], "unknown_action", Some("action"));
     outcome(&o[11], s[11], "applied");
     refusal(&o[12], s[12], "invalid_structure", Some("kind"));
-    assert_eq!(out["expected_seq"], s[12] + 1);
+    refusal(&o[13], s[13], "too_large", Some("name.bases"));
+    refusal(&o[14], s[14], "too_large", Some("versions"));
+    assert_eq!(out["expected_seq"], s[14] + 1);
     made.insert(site.to_string());
     made.insert(insp.to_string());
 
