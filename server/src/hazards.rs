@@ -214,8 +214,8 @@ fn office_action(action: &str) -> Result<HazardAction, ReviewError> {
 }
 
 /// Take one lifecycle step: check role, state and evidence first (so a refused
-/// step changes nothing), then commit the filled-in fields and the transition
-/// in one push through the office replica.
+/// step changes nothing), then commit the filled-in fields and, if they were
+/// taken, the transition, through the office replica.
 #[allow(clippy::too_many_arguments)]
 pub fn step(
     office: &OfficeReplica,
@@ -316,28 +316,36 @@ pub fn step(
             sync_protocol::Refusal::new(sync_protocol::RefusalCode::EvidenceRequired, m.message).at(m.field),
         ));
     }
-    let mut ops = Vec::new();
-    if !units.is_empty() {
-        ops.push((RecordKind::Hazard, record, Op::Edit { units }));
+    let refusal_of = |outcomes: Vec<sync_protocol::ChangeOutcome>| {
+        outcomes.into_iter().find_map(|o| match o.outcome {
+            Outcome::Refused(r) => Some(r),
+            _ => None,
+        })
+    };
+    // The fields first, on their own: a refused edit (evidence the record
+    // cannot hold) must leave the step untaken, which one push of both would
+    // not, since each change of a push gets its own outcome.
+    let edited = !units.is_empty();
+    if edited
+        && let Some(refusal) = refusal_of(office.commit(
+            storage,
+            who,
+            vec![(RecordKind::Hazard, record, Op::Edit { units })],
+            now_ms,
+        )?)
+    {
+        return Err(ReviewError::Refused(refusal));
     }
-    ops.push((
-        RecordKind::Hazard,
-        record,
-        Op::Transition {
-            action: HazardState::action_name(action).into(),
-            versions: None,
-        },
-    ));
-    let edited = ops.len() > 1;
-    let outcomes = office.commit(storage, who, ops, now_ms)?;
-    let saved = edited && outcomes.first().is_some_and(|o| o.outcome.commit_seq().is_some());
-    if let Some(mut refusal) = outcomes.into_iter().find_map(|o| match o.outcome {
-        Outcome::Refused(r) => Some(r),
-        _ => None,
-    }) {
+    let transition = Op::Transition {
+        action: HazardState::action_name(action).into(),
+        versions: None,
+    };
+    if let Some(mut refusal) =
+        refusal_of(office.commit(storage, who, vec![(RecordKind::Hazard, record, transition)], now_ms)?)
+    {
         // Checked above, yet a tablet's step got in between: the fields stand
         // (they are content), the step does not. Say so rather than imply nothing changed.
-        if saved {
+        if edited {
             refusal
                 .message
                 .push_str(" (the fields sent were saved; the step was not taken)");

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use mobile_schema::geo::LatLon;
 use mobile_schema::hazard::Hazard;
 use mobile_schema::ids::{DeviceId, HazardId, InspectionId, ItemId, RecordId, Sha256Hex, SiteId};
 use mobile_schema::inspection::{Evidence, EvidenceKind};
@@ -413,6 +414,25 @@ fn a_hazard_goes_to_closure_with_each_forbidden_step_refused_and_overdue_follows
     assert_eq!((r.status, r.code()), (403, "on_site_only"), "{:?}", r.body);
     let r = step(&wei_api, "close", json!({}));
     assert_eq!((r.status, r.code()), (403, "role_not_allowed"), "{:?}", r.body);
+    // Evidence the hazard cannot hold (a position off the earth) with a step
+    // that needs none: the whole step is refused, the hazard stays notified.
+    let mut off_earth = evidence("坐标错误");
+    off_earth.position = Some(LatLon { lat: 95.0, lon: 110.5 });
+    let r = step(
+        &li,
+        "start_rectification",
+        json!({"rectification_evidence": [off_earth]}),
+    );
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let listed = api
+        .get("/api/v1/hazards?status=notified", Some(&li))
+        .unwrap()
+        .ok()
+        .unwrap();
+    assert!(
+        ids(&listed).contains(&hid.to_string()),
+        "the refused step was taken: {listed}"
+    );
     step(&li, "start_rectification", json!({})).ok().unwrap();
     // The date filters of hazards compare the notice day.
     for (query, expected) in [
