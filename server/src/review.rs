@@ -341,7 +341,7 @@ impl DecisionRequest {
 }
 
 /// Supervisors and admins review; inspectors are refused before anything is read.
-fn may_review(who: &Authenticated) -> Result<(), ReviewError> {
+pub(crate) fn may_review(who: &Authenticated) -> Result<(), ReviewError> {
     if who.user.role == Role::Inspector {
         return Err(ReviewError::Denied {
             code: "role_not_allowed",

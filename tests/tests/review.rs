@@ -157,6 +157,11 @@ fn a_returned_inspection_reaches_the_tablet_with_comments_and_comes_back_to_revi
         .post(&format!("/api/v1/reviews/{id}/approve"), Some(&wei_api), &json!({}))
         .unwrap();
     assert_eq!((r.status, r.code()), (403, "role_not_allowed"), "{:?}", r.body);
+    // The role before the body: a malformed body from an inspector is still 403.
+    let r = api
+        .post(&path, Some(&wei_api), &json!({"comments": 42, "other": true}))
+        .unwrap();
+    assert_eq!((r.status, r.code()), (403, "role_not_allowed"), "{:?}", r.body);
     let r = api.post(&path, Some(&li), &json!({"comments": "  "})).unwrap();
     assert_eq!(
         (r.status, r.body["field"].as_str()),

@@ -156,6 +156,8 @@ async fn decide(
     decision: Decision,
 ) -> Result<HttpResponse, ApiError> {
     let id = inspection_id(path)?;
+    // The role before the body (a body is read only for those who may decide).
+    crate::review::may_review(&auth)?;
     let request: DecisionRequest = body::json_or_default(&req, payload, MAX_DECISION_BYTES).await?;
     let st = state.clone();
     let answer = web::block(move || {

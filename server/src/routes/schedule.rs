@@ -70,6 +70,8 @@ pub async fn generate(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // The role before the body; the regions are checked once the body names them.
+    crate::schedule::may_plan_somewhere(&auth.user)?;
     let request: GenerateRequest = body::json(&req, payload, MAX_GENERATE_BYTES).await?;
     let st = state.clone();
     let answer = web::block(move || {
@@ -107,6 +109,7 @@ pub async fn regenerate(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::schedule::may_plan_somewhere(&auth.user)?;
     let request: RegenerateRequest = body::json(&req, payload, MAX_GENERATE_BYTES).await?;
     let st = state.clone();
     let answer = web::block(move || {

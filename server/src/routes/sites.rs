@@ -119,6 +119,8 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // The role before the body: a tablet user is told 403, not how to fix a body.
+    crate::sites::may_write_sites(&auth)?;
     let site: Site = body::json(&req, payload, state.settings.limits.max_small_body_bytes).await?;
     let st = state.clone();
     let entry = web::block(move || st.sites.create(&st, &auth, site, st.clock.now_ms())).await??;
@@ -140,6 +142,7 @@ pub async fn import(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::sites::may_write_sites(&auth)?;
     let request: ImportRequest = body::json(&req, payload, MAX_IMPORT_BYTES).await?;
     let st = state.clone();
     let who = auth.user.username.clone();

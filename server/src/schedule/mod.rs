@@ -493,14 +493,22 @@ fn rand_seed() -> u64 {
     OsRng.next_u64()
 }
 
-/// Only supervisors and admins plan, and a supervisor only within their regions.
-fn may_plan(user: &User, region: RegionCode) -> Result<(), ScheduleServiceError> {
-    let scope = crate::access::scope_of(user);
+/// Only supervisors and admins plan: checked before a request's body is read.
+pub(crate) fn may_plan_somewhere(user: &User) -> Result<(), ScheduleServiceError> {
     match user.role {
         Role::Inspector => Err(ScheduleServiceError::Denied {
             code: "role_not_allowed",
             message: "schedules are generated and reported by supervisors and admins".into(),
         }),
+        Role::Supervisor | Role::Admin => Ok(()),
+    }
+}
+
+/// Only supervisors and admins plan, and a supervisor only within their regions.
+fn may_plan(user: &User, region: RegionCode) -> Result<(), ScheduleServiceError> {
+    let scope = crate::access::scope_of(user);
+    may_plan_somewhere(user)?;
+    match user.role {
         _ if !scope.covers(region) => Err(ScheduleServiceError::Denied {
             code: "forbidden_scope",
             message: format!("region {region} is outside this user's regions"),
