@@ -280,6 +280,39 @@ fn users_devices_and_sites_are_managed_with_the_cli_and_imports_are_idempotent()
         )
         .unwrap();
     assert_eq!((a.status, a.code()), (400, "invalid_list"), "{:?}", a.body);
+    // Rows ended by a bare CR are rows: the limit of 500 per request holds.
+    let example = std::fs::read_to_string(fixture("examples/tailings_ponds_2025.csv")).unwrap();
+    let mut lines = example.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    let (_, rest) = row.split_once(',').unwrap();
+    let cr_rows: String = std::iter::once(header.to_string())
+        .chain((0..600).map(|i| format!("WK451221{:03},{rest}", 400 + i)))
+        .collect::<Vec<_>>()
+        .join("\r");
+    let a = api
+        .post(
+            "/api/v1/sites/import",
+            Some(&admin.access),
+            &json!({"kind": "ponds", "csv": cr_rows}),
+        )
+        .unwrap();
+    assert_eq!((a.status, a.body["field"].as_str()), (400, Some("csv")), "{:?}", a.body);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("at most 500"),
+        "{:?}",
+        a.body
+    );
+    // The role is checked before the body: an inspector's malformed body is 403.
+    for path in [
+        "/api/v1/sites",
+        "/api/v1/sites/import",
+        "/api/v1/schedule/generate",
+        "/api/v1/schedule/regenerate",
+    ] {
+        let a = api.post(path, Some(&wei.access), &json!({"no": "such field"})).unwrap();
+        assert_eq!((a.status, a.code()), (403, "role_not_allowed"), "{path}: {:?}", a.body);
+    }
 
     // Imported sites are records: an inspector's tablet in 南丹县 gets its ponds.
     let http = HttpConfig {
