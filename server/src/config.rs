@@ -64,6 +64,11 @@ pub struct ScheduleSettings {
     /// clock's date in Asia/Shanghai: for drills and tests of a schedule ahead
     /// of time. Unset in production.
     pub today: Option<chrono::NaiveDate>,
+    /// A file of official working-day arrangements (`date,kind,festival`, as
+    /// `fixtures/cn_official_calendar.csv`) for years the built-in calendar
+    /// lacks, such as next year's once the State Council publishes it. A year
+    /// the file names replaces the built-in one.
+    pub calendar: Option<std::path::PathBuf>,
 }
 
 impl Default for ScheduleSettings {
@@ -71,6 +76,7 @@ impl Default for ScheduleSettings {
         Self {
             window_check_s: 60,
             today: None,
+            calendar: None,
         }
     }
 }

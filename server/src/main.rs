@@ -299,6 +299,10 @@ struct ServeArgs {
     /// Record store: `sled` (durable, the default) or `memory` (tests only: lost on exit).
     #[arg(long, env = "FIELDSYNC_RECORDS", hide = true)]
     records: Option<server::config::RecordStore>,
+    /// Official working-day arrangements of years the built-in calendar lacks
+    /// (`date,kind,festival` lines, e.g. next year's once published).
+    #[arg(long, env = "FIELDSYNC_CALENDAR")]
+    calendar: Option<PathBuf>,
     /// The day taken as today for task windows (drills and tests only).
     #[arg(long, env = "FIELDSYNC_TODAY", hide = true)]
     today: Option<chrono::NaiveDate>,
@@ -336,6 +340,9 @@ impl ServeArgs {
         }
         if let Some(day) = self.today {
             s.schedule.today = Some(day);
+        }
+        if let Some(c) = &self.calendar {
+            s.schedule.calendar = Some(c.clone());
         }
         if self.log_json {
             s.log_json = true;

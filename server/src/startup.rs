@@ -199,7 +199,7 @@ impl Application {
             }
         };
         let scopes = Scopes::open(&db)?;
-        let schedule = Arc::new(ScheduleService::open(&db)?);
+        let schedule = Arc::new(ScheduleService::open(&db, settings.schedule.calendar.as_deref())?);
         let office = Arc::new(crate::office::OfficeReplica::open(&db)?);
         let sites = Arc::new(crate::sites::SiteService::open(&db)?);
         let state = AppState {
@@ -330,6 +330,7 @@ impl Application {
             mut signals,
             ..
         } = self;
+        state.schedule.warn_of_missing_years(state.today());
         let handle = server.handle();
         let mut server = actix_web::rt::spawn(server);
         let opener = actix_web::rt::spawn(open_windows_every(state.clone()));

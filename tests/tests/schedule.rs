@@ -62,10 +62,17 @@ fn pond(n: u32, region: u32, level: SupervisionLevel, flagged: bool) -> (SiteId,
     (id, site.into())
 }
 
+/// The config with `today`; a `calendar` line already there is kept.
 fn write_config(path: &Path, today: &str) {
+    let calendar: String = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("calendar ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(
         path,
-        format!("[schedule]\ntoday = \"{today}\"\nwindow_check_s = 3600\n"),
+        format!("[schedule]\ntoday = \"{today}\"\nwindow_check_s = 3600\n{calendar}"),
     )
     .unwrap();
 }
@@ -86,6 +93,19 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     let config = root.path().join("fieldsync.toml");
     // Planned in December for the next year: every drawn window is still ahead.
     write_config(&config, "2026-12-20");
+    // The operator loads next year's working-day arrangement. A stand-in for
+    // the test (not the official 2027 one): National Day 10-01..07 off,
+    // Saturday 10-09 worked.
+    let calendar_file = root.path().join("calendar-2027.csv");
+    let national_day: String = (1..=7).map(|d| format!("2027-10-{d:02},holiday,国庆节\n")).collect();
+    std::fs::write(
+        &calendar_file,
+        format!("date,kind,festival\n{national_day}2027-10-09,working_weekend,国庆节\n"),
+    )
+    .unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("calendar = {:?}\n", calendar_file.to_str().unwrap()));
+    std::fs::write(&config, text).unwrap();
     let mut server = ServerProcess::start_with_config(
         &root.path().join("server"),
         &config,
@@ -459,15 +479,14 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     assert_eq!(status, 200, "{text}");
     let list = obl["obligations"].as_array().unwrap();
     assert_eq!(list.len(), 2, "{obl}");
-    let calendar = mobile_schema::schedule::WorkingCalendar::official().unwrap();
     let of = |kind: &str| list.iter().find(|o| o["kind"] == kind).unwrap();
     assert_eq!(of("emission_report")["state"], "late");
     let plan_due = of("demolition_plan_filing");
-    assert_eq!(plan_due["due"], calendar.latest_filing_date(works).to_string());
-    assert_eq!(
-        calendar.working_days_between(calendar.latest_filing_date(works), works),
-        15
-    );
+    // Counted by hand, 15 working days strictly between filing and works on
+    // Monday 10-25: 09-28..30, 10-08, 10-09 (worked), 10-11..15, 10-18..22.
+    // Without the loaded year it would be 10-01, a holiday, and provisional.
+    assert_eq!(plan_due["due"], "2027-09-27", "{plan_due}");
+    assert_eq!(plan_due.get("provisional"), None, "{plan_due}");
     assert_eq!(plan_due["state"], "overdue");
 
     // CSV for Excel: a byte-order mark, then the Chinese names as UTF-8.

@@ -5,6 +5,7 @@
 //! (拆除活动土壤污染防治工作方案备案) are counted with it.
 
 use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 
@@ -26,6 +27,9 @@ pub enum CalendarError {
 pub struct WorkingCalendar {
     holidays: BTreeSet<NaiveDate>,
     working_weekends: BTreeSet<NaiveDate>,
+    /// The years the calendar has entries for: every year has holidays, so a
+    /// year without any is one whose arrangement was not loaded.
+    years: BTreeSet<i32>,
 }
 
 impl WorkingCalendar {
@@ -39,6 +43,7 @@ impl WorkingCalendar {
         let mut cal = WorkingCalendar {
             holidays: BTreeSet::new(),
             working_weekends: BTreeSet::new(),
+            years: BTreeSet::new(),
         };
         for (i, raw) in csv_text.lines().enumerate() {
             let line = i + 1;
@@ -57,6 +62,7 @@ impl WorkingCalendar {
                 line,
                 reason: format!("bad date: {e}"),
             })?;
+            cal.years.insert(date.year());
             match kind.trim() {
                 "holiday" => cal.holidays.insert(date),
                 "working_weekend" => cal.working_weekends.insert(date),
@@ -71,8 +77,33 @@ impl WorkingCalendar {
         Ok(cal)
     }
 
+    /// This calendar with the years of `more` taken from it: a year `more` has
+    /// entries for is replaced whole (the State Council publishes each year's
+    /// arrangement in the autumn before; an operator loads it).
+    pub fn extended(mut self, more: &WorkingCalendar) -> Self {
+        let replaced = |d: &NaiveDate| more.years.contains(&d.year());
+        self.holidays.retain(|d| !replaced(d));
+        self.working_weekends.retain(|d| !replaced(d));
+        self.holidays.extend(more.holidays.iter().copied());
+        self.working_weekends.extend(more.working_weekends.iter().copied());
+        self.years.extend(more.years.iter().copied());
+        self
+    }
+
+    /// Whether the official arrangement of `year` is loaded.
+    pub fn knows_year(&self, year: i32) -> bool {
+        self.years.contains(&year)
+    }
+
+    /// Whether every year `days` touches is loaded: a count of working days
+    /// over them is then official, not provisional.
+    pub fn knows_days(&self, days: RangeInclusive<NaiveDate>) -> bool {
+        (days.start().year()..=days.end().year()).all(|y| self.knows_year(y))
+    }
+
     /// Whether `date` is a working day. Outside the calendar's years only weekends
-    /// are known, so Monday to Friday count as working days there.
+    /// are known, so Monday to Friday count as working days there (see
+    /// [`Self::knows_days`] to tell such a count apart).
     pub fn is_working_day(&self, date: NaiveDate) -> bool {
         if self.working_weekends.contains(&date) {
             return true;
@@ -128,6 +159,31 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_loaded_year_replaces_that_year_and_makes_its_counts_official() {
+        let official = WorkingCalendar::official().unwrap();
+        assert!(official.knows_year(2026) && !official.knows_year(2027));
+        // Unknown 2027: Monday to Friday, National Day included.
+        assert!(official.is_working_day(d("2027-10-01")));
+        assert!(!official.knows_days(d("2027-09-20")..=d("2027-10-25")));
+        assert!(!official.knows_days(d("2026-12-20")..=d("2027-01-10")));
+        // A stand-in arrangement for 2027 (for the test; not the official one).
+        let more = WorkingCalendar::parse(
+            "date,kind,festival\n2027-10-01,holiday,国庆节\n2027-10-04,holiday,国庆节\n2027-10-09,working_weekend,国庆节\n",
+        )
+        .unwrap();
+        let cal = official.extended(&more);
+        assert!(!cal.is_working_day(d("2027-10-01")) && !cal.is_working_day(d("2027-10-04")));
+        assert!(cal.is_working_day(d("2027-10-09")));
+        assert!(cal.knows_days(d("2026-12-20")..=d("2027-01-10")));
+        // 2026 untouched, and a loaded 2026 would replace the embedded one whole.
+        assert!(!cal.is_working_day(d("2026-10-01")));
+        let redone = WorkingCalendar::official()
+            .unwrap()
+            .extended(&WorkingCalendar::parse("2026-10-02,holiday,x").unwrap());
+        assert!(redone.is_working_day(d("2026-10-01")) && !redone.is_working_day(d("2026-10-02")));
     }
 
     #[test]

@@ -44,6 +44,24 @@ pub struct ObligationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received: Option<NaiveDate>,
     pub state: ObligationState,
+    /// The due date was counted over a year whose official calendar is not
+    /// loaded (Monday to Friday taken as working days): it may move once the
+    /// operator loads that year's arrangement.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub provisional: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Whether `o`'s due date rests on a working-day count over a year the
+/// calendar does not know.
+pub fn provisional(o: &Obligation, due: Option<NaiveDate>, calendar: &WorkingCalendar) -> bool {
+    match (o.kind, o.works_start, due) {
+        (ObligationKind::DemolitionPlanFiling, Some(start), Some(due)) => !calendar.knows_days(due.min(start)..=start),
+        _ => false,
+    }
 }
 
 /// The due date an obligation is judged by.
@@ -100,6 +118,7 @@ pub fn obligations_report(
                 due,
                 received: o.received,
                 state: state_for(due, o.received, today),
+                provisional: provisional(o, due, calendar),
             });
         }
     }
@@ -167,5 +186,36 @@ mod tests {
         let mut typed = o.clone();
         typed.due = Some(d("2024-10-20"));
         assert_eq!(due_date(&typed, &cal), Some(due));
+        assert!(!provisional(&o, Some(due), &cal));
+    }
+
+    #[test]
+    fn a_due_date_counted_over_a_year_without_its_calendar_is_provisional() {
+        let cal = WorkingCalendar::official().unwrap();
+        let mut o = obligation(ObligationKind::DemolitionPlanFiling, None, None, Some("2027-10-25"));
+        o.period = "2027".into();
+        let site = crate::sample::pond(SiteId::generate());
+        let mut unit = site.clone();
+        unit.details = crate::site::SiteDetails::KeyUnit(crate::site::KeySupervisionUnit {
+            industry: "有色金属冶炼".into(),
+            list_year: 2025,
+            credit_code: None,
+        });
+        unit.obligations = vec![o.clone()];
+        let region = unit.region_code;
+        let report = obligations_report(2027, region, d("2027-01-01"), std::slice::from_ref(&unit), &cal);
+        assert_eq!(report.len(), 1);
+        // Monday to Friday: 2027-10-01 (National Day) counted as a working day.
+        assert_eq!(report[0].due, Some(d("2027-10-01")));
+        assert!(report[0].provisional);
+        // With 2027 loaded, the count is official.
+        let more = WorkingCalendar::parse("2027-10-01,holiday,国庆节").unwrap();
+        let cal = cal.extended(&more);
+        let report = obligations_report(2027, region, d("2027-01-01"), &[unit], &cal);
+        assert_eq!(report[0].due, Some(d("2027-09-30")));
+        assert!(!report[0].provisional);
+        // A typed due date of a report is never provisional.
+        let typed = obligation(ObligationKind::EmissionReport, Some("2027-06-30"), None, None);
+        assert!(!provisional(&typed, typed.due, &cal));
     }
 }

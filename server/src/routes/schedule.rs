@@ -50,7 +50,9 @@ impl From<ScheduleServiceError> for ApiError {
                 message: format!("{e}; retry"),
                 field: None,
             },
-            e @ ScheduleServiceError::Calendar(_) => ApiError::Internal(e.to_string()),
+            e @ (ScheduleServiceError::Calendar(_) | ScheduleServiceError::CalendarFile { .. }) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }

@@ -107,6 +107,7 @@ pub fn obligations_csv(list: &[mobile_schema::schedule::ObligationStatus]) -> St
         "due",
         "received",
         "state",
+        "due_provisional",
     ]);
     for o in list {
         let _ = w.write_record([
@@ -118,6 +119,7 @@ pub fn obligations_csv(list: &[mobile_schema::schedule::ObligationStatus]) -> St
             o.due.map(|d| d.to_string()).unwrap_or_default(),
             o.received.map(|d| d.to_string()).unwrap_or_default(),
             snake(&o.state),
+            if o.provisional { "yes" } else { "" }.to_string(),
         ]);
     }
     finish(w)

@@ -69,6 +69,8 @@ pub enum ScheduleServiceError {
     NotFound(String),
     #[error("the official calendar does not load: {0}")]
     Calendar(#[from] mobile_schema::schedule::CalendarError),
+    #[error("the calendar file {path} does not load: {reason}")]
+    CalendarFile { path: String, reason: String },
 }
 
 /// `POST /api/v1/schedule/generate`.
@@ -142,11 +144,40 @@ pub struct ScheduleService {
 }
 
 impl ScheduleService {
-    pub fn open(db: &sled::Db) -> Result<Self, ScheduleServiceError> {
+    /// `calendar`: a file of the arrangements of years the built-in calendar
+    /// lacks (see `ScheduleSettings::calendar`).
+    pub fn open(db: &sled::Db, calendar: Option<&std::path::Path>) -> Result<Self, ScheduleServiceError> {
+        let mut official = WorkingCalendar::official()?;
+        if let Some(path) = calendar {
+            let failed = |reason: String| ScheduleServiceError::CalendarFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+            let more = WorkingCalendar::parse(&text).map_err(|e| failed(e.to_string()))?;
+            official = official.extended(&more);
+        }
         Ok(Self {
             replica: ServerReplica::open(db, server_replica::SCHEDULE)?,
-            calendar: WorkingCalendar::official()?,
+            calendar: official,
         })
+    }
+
+    /// Says in the log which of this year and the next have no official
+    /// working-day arrangement loaded: filing deadlines there are counted
+    /// Monday to Friday and reported as provisional.
+    pub fn warn_of_missing_years(&self, today: NaiveDate) {
+        use chrono::Datelike as _;
+        for year in [today.year(), today.year() + 1] {
+            if !self.calendar.knows_year(year) {
+                tracing::warn!(
+                    year,
+                    "the official working-day calendar of this year is not loaded: filing deadlines \
+                     that fall in it are counted Monday to Friday and marked provisional; load the \
+                     State Council's arrangement with --calendar FILE"
+                );
+            }
+        }
     }
 
     /// Generate `req` for `user` and, unless a dry run, commit it.
@@ -795,7 +826,7 @@ mod tests {
             })
             .collect();
         storage.apply_push(&actor, None, ponds, 1_000).unwrap();
-        let service = ScheduleService::open(&db).unwrap();
+        let service = ScheduleService::open(&db, None).unwrap();
         let req = GenerateRequest {
             year: 2026,
             region: nandan,
