@@ -335,10 +335,26 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
         fix.fix_time = march;
     }
     let inspection_id = inspection.id;
+    // And again ten days later, still before the flood season, for no task:
+    // the rule (two a year, one before the flood season) is met, though the
+    // plan had put the second in its own window after 04-01.
+    let mut again = inspection.clone();
+    again.id = InspectionId::generate();
+    again.task_id = None;
+    let later = march + chrono::Duration::days(10);
+    again.times.start = later;
+    again.times.end = Some(later + chrono::Duration::hours(1));
+    if let Some(fix) = again.fix.as_mut() {
+        fix.fix_time = later;
+    }
+    let again_id = again.id;
     li.replica.create(inspection.into()).unwrap();
-    li.replica
-        .transition(RecordKind::Inspection, inspection_id.into(), "submit")
-        .unwrap();
+    li.replica.create(again.into()).unwrap();
+    for id in [inspection_id, again_id] {
+        li.replica
+            .transition(RecordKind::Inspection, id.into(), "submit")
+            .unwrap();
+    }
     assert_eq!(li.sync().unwrap().refused, 0);
 
     // Compliance, as the supervisor sees it.
@@ -361,12 +377,25 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     };
     let p1 = by_site(one);
     assert_eq!(
-        (p1["required"].as_u64(), p1["done"].as_u64()),
-        (Some(2), Some(1)),
+        (p1["required"].as_u64(), p1["done"].as_u64(), p1["outcome"].as_str()),
+        (Some(2), Some(2), Some("met")),
         "{p1}"
     );
-    assert!(p1["message"].as_str().unwrap().starts_with("一级: 1 of 2 done"), "{p1}");
-    assert_eq!(by_site(two)["done"].as_u64(), Some(0));
+    assert_eq!(p1["message"], "一级: 2 of 2 done", "{p1}");
+    // The plan's own view: the pre-flood task done, the second not (yet).
+    let second = p1["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "level_one_second")
+        .unwrap();
+    assert_eq!(second["done"].as_u64(), Some(0), "{p1}");
+    let p2 = by_site(two);
+    assert_eq!(
+        (p2["required"].as_u64(), p2["done"].as_u64(), p2["outcome"].as_str()),
+        (Some(1), Some(0), Some("pending")),
+        "{p2}"
+    );
     let overdue: HashSet<String> = report["overdue"]
         .as_array()
         .unwrap()
@@ -499,7 +528,11 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     .unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body.starts_with("\u{feff}site_id,".as_bytes()), "{}", r.text());
-    assert!(r.text().contains("尾矿库1号") && r.text().contains("一级: 1 of 2 done"));
+    assert!(
+        r.text().contains("尾矿库1号,450332,一级,2,2,yes,一级: 2 of 2 done"),
+        "{}",
+        r.text()
+    );
     let (status, _, text) = call(port, &wang_token, "GET", "/api/v1/schedule/compliance?year=x", None);
     assert_eq!(status, 400, "{text}");
 

@@ -1,14 +1,22 @@
 //! Compliance: per pond and level, what the rules required against what was done,
-//! and the overdue tasks. An inspection counts for a task when it is submitted,
+//! and the overdue tasks.
+//!
+//! A pond is judged by the rule itself (DOMAIN): 一级 at least two on-site
+//! inspections in the calendar year, one of them before the flood season; 二级
+//! at least one; a drawn 三级 pond at least one. Every submitted inspection of
+//! the pond in the year counts, on distinct days (two records of one visit are
+//! one inspection), wherever the plan's windows put its tasks. The plan is
+//! reported beside it: an inspection counts for a task when it is submitted,
 //! of the task's site, and made inside the task's window; an off-site fix still
 //! counts but is flagged for the supervisor.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use chrono::NaiveDate;
+use chrono::{Datelike as _, NaiveDate};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::flood::FloodSeason;
 use crate::ids::{SiteId, TaskId};
 use crate::region::RegionCode;
 use crate::site::{Site, SiteKind, SupervisionLevel};
@@ -57,8 +65,17 @@ pub struct PondCompliance {
     /// The level in force on the report's day (or on December 31 for a past year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<SupervisionLevel>,
+    /// Inspections the rule requires this year (一级 2, 二级 1, drawn 三级 1).
     pub required: u32,
+    /// Submitted inspections of the pond this year, one per day.
     pub done: u32,
+    /// The rule's verdict: met, missed (the year or the pre-flood deadline has
+    /// passed short of it), or pending.
+    pub outcome: RuleOutcome,
+    /// Whether the plan holds tasks of the pond's level for it this year; a
+    /// pond the rule requires inspections of without them needs a re-plan.
+    pub planned: bool,
+    /// The plan's tasks by rule, as counted against their windows.
     pub rules: Vec<RuleStatus>,
     /// E.g. "一级: 1 of 2 done; none before the flood season".
     pub message: String,
@@ -70,8 +87,9 @@ pub struct PondCompliance {
 pub struct LevelSummary {
     pub level: SupervisionLevel,
     pub ponds: u32,
-    /// 三级: ponds with a drawn task; others: all ponds.
+    /// Ponds with tasks of their level in the plan (三级: the drawn ones).
     pub ponds_scheduled: u32,
+    /// Ponds the rule requires inspections of that met it.
     pub ponds_met: u32,
     pub required: u32,
     pub done: u32,
@@ -159,6 +177,12 @@ pub fn compliance(
         .filter(|t| t.year == year && t.state != TaskState::Cancelled && pond_ids.contains_key(&t.site_id))
         .collect();
     let done = match_inspections(&live, inspections);
+    // The days each pond was inspected this year, for the rule itself.
+    let mut visits: HashMap<SiteId, BTreeSet<NaiveDate>> = HashMap::new();
+    for i in inspections.iter().filter(|i| i.submitted && i.when.year() == year) {
+        visits.entry(i.site_id).or_default().insert(i.when);
+    }
+    let year_end = NaiveDate::from_ymd_opt(year, 12, 31).unwrap_or(today);
     let mut by_site: HashMap<SiteId, Vec<&Task>> = HashMap::new();
     for t in &live {
         by_site.entry(t.site_id).or_default().push(t);
@@ -220,20 +244,52 @@ pub fn compliance(
         rules.sort_by_key(|r| r.rule);
         // The level's own rules; extras of intensified periods are shown apart.
         let own = |r: &&RuleStatus| r.rule != TaskRule::Intensified;
-        let required: u32 = rules.iter().filter(own).map(|r| r.required).sum();
-        let done_n: u32 = rules.iter().filter(own).map(|r| r.done).sum();
+        let planned = rules.iter().any(|r| own(&r));
+        let drawn = rules.iter().any(|r| r.rule == TaskRule::LevelThreeDrawn);
+        // The rule itself, whatever the plan.
+        let days = visits.get(&s.id);
+        let done_n = days.map_or(0, |d| d.len() as u32);
+        let required: u32 = match level {
+            Some(SupervisionLevel::One) => 2,
+            Some(SupervisionLevel::Two) => 1,
+            Some(SupervisionLevel::Three) => u32::from(drawn),
+            None => 0,
+        };
+        // Before the flood season the plan was made with (its pre-flood task's
+        // deadline), else the default season.
+        let pre_flood_deadline = mine
+            .iter()
+            .find(|t| t.rule == TaskRule::LevelOnePreFlood)
+            .map(|t| t.window.due)
+            .unwrap_or_else(|| FloodSeason::default_for(year).pre_flood_deadline());
+        let pre_flood_needed = level == Some(SupervisionLevel::One);
+        let pre_flood_done = days.is_some_and(|d| d.iter().any(|day| *day <= pre_flood_deadline));
+        let outcome = if done_n >= required && (!pre_flood_needed || pre_flood_done) {
+            RuleOutcome::Met
+        } else if today > year_end || (pre_flood_needed && !pre_flood_done && today > pre_flood_deadline) {
+            RuleOutcome::Missed
+        } else {
+            RuleOutcome::Pending
+        };
         let label = level.map(|l| l.label_zh()).unwrap_or("无等级");
-        let mut message = if level == Some(SupervisionLevel::Three) && required == 0 {
+        let mut message = if level == Some(SupervisionLevel::Three) && !drawn {
             format!("{label}: not drawn this year")
         } else {
             format!("{label}: {done_n} of {required} done")
         };
+        if pre_flood_needed && !pre_flood_done {
+            message.push_str("; none before the flood season");
+        }
+        if required > 0 && !planned {
+            message.push_str("; no task planned: re-plan the year");
+        }
         for r in rules.iter().filter(|r| r.done < r.required) {
-            if r.rule == TaskRule::LevelOnePreFlood {
-                message.push_str("; none before the flood season");
-            } else if r.rule == TaskRule::Intensified {
+            if r.rule == TaskRule::Intensified {
                 message.push_str(&format!("; intensified: {} of {} done", r.done, r.required));
-            } else if r.outcome == RuleOutcome::Missed {
+            } else if r.outcome == RuleOutcome::Missed
+                && outcome != RuleOutcome::Met
+                && r.rule != TaskRule::LevelOnePreFlood
+            {
                 message.push_str(&format!("; {} missed", rule_label(r.rule)));
             }
         }
@@ -244,14 +300,14 @@ pub fn compliance(
             && let Some(sum) = levels.iter_mut().find(|x| x.level == l)
         {
             sum.ponds += 1;
-            if required > 0 {
+            if planned {
                 sum.ponds_scheduled += 1;
-                if rules.iter().all(|r| r.outcome == RuleOutcome::Met) {
-                    sum.ponds_met += 1;
-                }
+            }
+            if required > 0 && outcome == RuleOutcome::Met {
+                sum.ponds_met += 1;
             }
             sum.required += required;
-            sum.done += done_n;
+            sum.done += done_n.min(required);
         }
         report_ponds.push(PondCompliance {
             site_id: s.id,
@@ -260,6 +316,8 @@ pub fn compliance(
             level,
             required,
             done: done_n,
+            outcome,
+            planned,
             rules,
             message,
             off_site,
@@ -333,7 +391,85 @@ mod tests {
         let pre = s.tasks.iter().find(|t| t.rule == TaskRule::LevelOnePreFlood).unwrap();
         let done = [insp(sites[0].id, Some(pre.id), "2025-04-02", false)];
         let report = compliance(2025, r("450332"), d("2025-04-03"), &sites, &s.tasks, &done);
-        assert_eq!(report.ponds[0].done, 0);
+        let p = &report.ponds[0];
+        // Not for the pre-flood task: its window closed on 03-31 ...
+        let pre_rule = p.rules.iter().find(|x| x.rule == TaskRule::LevelOnePreFlood).unwrap();
+        assert_eq!((pre_rule.done, pre_rule.outcome), (0, RuleOutcome::Missed));
+        // ... but one of the year's two, and the pre-flood one is missed for good.
+        assert_eq!((p.required, p.done, p.outcome), (2, 1, RuleOutcome::Missed));
+        assert_eq!(p.message, "一级: 1 of 2 done; none before the flood season");
+    }
+
+    #[test]
+    fn the_rule_counts_every_inspection_of_the_year_whatever_the_task_windows() {
+        let sites = [
+            pond(1, "450332", &[(One, "2025-01-01")], false),
+            pond(2, "450332", &[(Three, "2025-01-01")], false),
+            pond(3, "450332", &[(Three, "2025-01-01")], false),
+        ];
+        let people = [inspector("a", "450332"), inspector("b", "450332")];
+        let flood = FloodCalendar::new();
+        let s = generate(&request(2025, "450332", &sites, &flood, &[], &people)).unwrap();
+        let drawn: Vec<SiteId> = s
+            .tasks
+            .iter()
+            .filter(|t| t.rule == TaskRule::LevelThreeDrawn)
+            .map(|t| t.site_id)
+            .collect();
+        assert!(!drawn.is_empty());
+        let drawn_task = s.tasks.iter().find(|t| t.rule == TaskRule::LevelThreeDrawn).unwrap();
+        // A day of the year outside the drawn task's window.
+        let outside = ["2025-02-15", "2025-11-20"]
+            .into_iter()
+            .find(|day| !drawn_task.window.contains(d(day)))
+            .unwrap();
+        let done = [
+            // 一级: twice before the flood season, on two days; a second record
+            // of the second visit is the same inspection.
+            insp(sites[0].id, None, "2025-02-10", false),
+            insp(sites[0].id, None, "2025-03-20", false),
+            insp(sites[0].id, None, "2025-03-20", false),
+            // Last year's does not count.
+            insp(sites[0].id, None, "2024-12-30", false),
+            insp(drawn_task.site_id, None, outside, false),
+        ];
+        let report = compliance(2025, r("450332"), d("2025-12-01"), &sites, &s.tasks, &done);
+        let one = &report.ponds.iter().find(|p| p.site_id == sites[0].id).unwrap();
+        assert_eq!(
+            (one.required, one.done, one.outcome),
+            (2, 2, RuleOutcome::Met),
+            "{one:?}"
+        );
+        assert_eq!(one.message, "一级: 2 of 2 done");
+        let three = &report.ponds.iter().find(|p| p.site_id == drawn_task.site_id).unwrap();
+        assert_eq!(
+            (three.required, three.done, three.outcome),
+            (1, 1, RuleOutcome::Met),
+            "{three:?}"
+        );
+        let sum = report.levels.iter().find(|l| l.level == One).unwrap();
+        assert_eq!((sum.ponds, sum.ponds_met, sum.required, sum.done), (1, 1, 2, 2));
+    }
+
+    #[test]
+    fn a_pond_the_rule_requires_inspections_of_without_tasks_does_not_look_compliant() {
+        let sites = [pond(1, "450332", &[(One, "2025-01-01")], false)];
+        // No schedule generated at all.
+        let report = compliance(2025, r("450332"), d("2025-02-01"), &sites, &[], &[]);
+        let p = &report.ponds[0];
+        assert_eq!(
+            (p.required, p.done, p.outcome, p.planned),
+            (2, 0, RuleOutcome::Pending, false)
+        );
+        assert_eq!(
+            p.message,
+            "一级: 0 of 2 done; none before the flood season; no task planned: re-plan the year"
+        );
+        // After the pre-flood deadline of the default season it is missed.
+        let report = compliance(2025, r("450332"), d("2025-04-01"), &sites, &[], &[]);
+        assert_eq!(report.ponds[0].outcome, RuleOutcome::Missed);
+        let sum = report.levels.iter().find(|l| l.level == One).unwrap();
+        assert_eq!((sum.ponds, sum.ponds_scheduled, sum.ponds_met), (1, 0, 0));
     }
 
     #[test]

@@ -77,10 +77,8 @@ pub fn compliance_csv(report: &ComplianceReport) -> String {
         "message",
     ]);
     for p in &report.ponds {
-        let met = p.required > 0
-            && p.rules
-                .iter()
-                .all(|r| r.outcome == mobile_schema::schedule::compliance::RuleOutcome::Met);
+        // The rule's verdict, not the plan's windows.
+        let met = p.required > 0 && p.outcome == mobile_schema::schedule::compliance::RuleOutcome::Met;
         let _ = w.write_record([
             p.site_id.to_string(),
             p.site_name.clone(),
