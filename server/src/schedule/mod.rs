@@ -19,7 +19,7 @@ use mobile_schema::schedule::{
     self, ComplianceReport, DoneInspection, FloodCalendar, FloodOverride, Inspector, IntensifiedPeriod,
     ObligationStatus, PeriodicCheck, Schedule, ScheduleError, ScheduleRequest, WorkingCalendar,
 };
-use mobile_schema::site::Site;
+use mobile_schema::site::{Site, SiteKind};
 use mobile_schema::task::{RandomDraw, Task};
 use mobile_schema::workflow::{InspectionStatus, Role, TaskState};
 use serde::{Deserialize, Serialize};
@@ -402,23 +402,43 @@ impl ScheduleService {
         }
         let _one_at_a_time = self.replica.hold()?;
         let mut records = Records::load(storage)?;
+        // The counties whose year is planned: a pond there without tasks (one
+        // the list brings mid-year, an undrawn 三级 raised) is planned now; in
+        // a county not yet planned, the year's generation will include it.
+        let region_of: HashMap<SiteId, RegionCode> = records.sites.iter().map(|s| (s.id, s.region_code)).collect();
+        let planned: HashSet<RegionCode> = records
+            .tasks
+            .iter()
+            .filter(|t| t.year == year && t.state != TaskState::Cancelled)
+            .filter_map(|t| region_of.get(&t.site_id).copied())
+            .collect();
         let mut out = Vec::with_capacity(sites.len());
         for &site in sites {
-            let Some(pond) = records.sites.iter().find(|s| RecordId::from(s.id) == site) else {
+            let Some(pond) = records
+                .sites
+                .iter()
+                .find(|s| RecordId::from(s.id) == site && s.kind() == SiteKind::TailingsPond)
+            else {
                 out.push((site, Ok(None)));
                 continue;
             };
-            if !records.tasks.iter().any(|t| t.site_id == pond.id && t.year == year) {
+            let has_tasks = records.tasks.iter().any(|t| t.site_id == pond.id && t.year == year);
+            if !has_tasks && !planned.contains(&pond.region_code) {
                 out.push((site, Ok(None)));
                 continue;
             }
-            let change_day = pond
-                .levels
-                .iter()
-                .filter(|l| l.effective_from.year() == year)
-                .map(|l| l.effective_from)
-                .max()
-                .unwrap_or(today);
+            // A pond new to the plan is planned from today: a window already
+            // closed helps no one (compliance reports what the rule missed).
+            let change_day = if has_tasks {
+                pond.levels
+                    .iter()
+                    .filter(|l| l.effective_from.year() == year)
+                    .map(|l| l.effective_from)
+                    .max()
+                    .unwrap_or(today)
+            } else {
+                today
+            };
             let req = RegenerateRequest {
                 year,
                 site_id: pond.id,
@@ -727,12 +747,17 @@ pub fn log_replans(replanned: Result<Vec<PondReplan>, ScheduleServiceError>) {
     }
 }
 
-/// Sites whose supervision levels a batch edits.
+/// Sites whose supervision levels a batch edits, and sites it creates (a pond
+/// the list brings mid-year joins a planned year).
 pub fn level_changes(changes: &[Change]) -> Vec<RecordId> {
     let mut out: Vec<RecordId> = Vec::new();
     for c in changes {
         let edits_levels = c.kind == RecordKind::Site
-            && matches!(&c.op, Op::Edit { units } if units.iter().any(|u| u.key.starts_with("levels/") || u.key == "levels"));
+            && match &c.op {
+                Op::Edit { units } => units.iter().any(|u| u.key.starts_with("levels/") || u.key == "levels"),
+                Op::Create { .. } => true,
+                Op::Transition { .. } => false,
+            };
         if edits_levels && !out.contains(&c.record) {
             out.push(c.record);
         }
@@ -904,6 +929,43 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(together, tasks(&storage, &accounts));
+    }
+
+    #[test]
+    fn a_pond_created_mid_year_is_planned_where_its_county_has_a_schedule_and_not_elsewhere() {
+        let (_db, storage, accounts, service, who) = raised_store(None);
+        let actor = Actor {
+            replica: ReplicaId::generate(),
+            user: who.user.id,
+            device: who.device,
+            role: Role::Admin,
+        };
+        // One more pond of 南丹县 (planned), one of 环江 (no schedule this year).
+        let late = |seq: u64, n: u32, county: u32| {
+            let mut site = mobile_schema::sample::pond(pond_id(n));
+            site.region_code = RegionCode::new(county).unwrap();
+            site.levels = vec![level(n, SupervisionLevel::One, day(1, 1))];
+            test_create(seq, site.into())
+        };
+        let creates = vec![late(1, 100, 451_221), late(2, 101, 451_226)];
+        let changed = level_changes(&creates);
+        assert_eq!(changed, vec![pond_id(100).into(), pond_id(101).into()]);
+        let pushed = storage.apply_push(&actor, None, creates, 4_000).unwrap();
+        assert!(
+            pushed.outcomes.iter().all(|o| o.outcome.commit_seq().is_some()),
+            "{pushed:?}"
+        );
+        let answers = service
+            .replan_ponds(&storage, &accounts, &who, &changed, day(5, 20), 5_000)
+            .unwrap();
+        let nandan = answers[0].1.as_ref().unwrap().as_ref().expect("planned");
+        // 一级 from May: the pre-flood slot has closed, the second is added.
+        assert_eq!(nandan.added.len(), 1, "{nandan:?}");
+        assert_eq!(nandan.added[0].rule, mobile_schema::task::TaskRule::LevelOneSecond);
+        assert!(
+            answers[1].1.as_ref().unwrap().is_none(),
+            "环江 has no schedule this year"
+        );
     }
 
     #[test]
