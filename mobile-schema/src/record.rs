@@ -256,6 +256,8 @@ static RANDOM_DRAW: Layout = Layout {
         scalar("region_code"),
         scalar("pool_hash"),
         scalar("pool_size"),
+        scalar("pool"),
+        scalar("flagged"),
         scalar("seed"),
         scalar("method"),
         scalar("drawn_sites"),

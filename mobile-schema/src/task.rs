@@ -75,9 +75,18 @@ pub struct RandomDraw {
     pub schema_version: u32,
     pub year: i32,
     pub region_code: RegionCode,
-    /// SHA-256 of the pool (ids sorted) the draw was made from.
+    /// SHA-256 of the pool (ids sorted, flags marked) the draw was made from:
+    /// see `schedule::draw::pool_hash`.
     pub pool_hash: String,
     pub pool_size: u32,
+    /// The pool: the county's 三级 ponds on the day of the draw, sorted. Empty
+    /// in draws recorded before pools were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool: Vec<SiteId>,
+    /// The ponds of the pool flagged for priority (优先抽查) that day, sorted:
+    /// a later list may change the flags, the draw must still re-run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flagged: Vec<SiteId>,
     /// The seed, as decimal text (a u64 does not fit a JSON number everywhere).
     pub seed: String,
     /// How the draw was made, e.g. `chacha20-v1: flagged first, then Fisher-Yates`.

@@ -273,6 +273,15 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     // Each county's draw records the seed derived for it, so it re-runs alone.
     let county_seed = mobile_schema::schedule::draw::county_seed(20_261_220, RegionCode::new(GONGCHENG).unwrap());
     assert_eq!(draws[0]["seed"], county_seed.to_string());
+    // It records its pool and which ponds were flagged that day, so the draw
+    // re-runs from the record alone, whatever later lists flag.
+    let recorded: mobile_schema::task::RandomDraw = serde_json::from_value(draws[0].clone()).unwrap();
+    assert_eq!(recorded.pool.len(), 3, "{}", draws[0]);
+    assert_eq!(recorded.flagged, vec![ponds[2].0], "{}", draws[0]);
+    assert_eq!(
+        mobile_schema::schedule::draw::rerun(&recorded).unwrap(),
+        recorded.drawn_sites
+    );
 
     // Undrawn tasks reach the inspector at once; drawn ones and the draw do not.
     li.sync().unwrap();

@@ -63,16 +63,47 @@ pub fn county_seed(seed: u64, county: RegionCode) -> u64 {
 }
 
 /// SHA-256 (lower-case hex) over the pool's ids, sorted, each as hyphenated
-/// lower-case UUID text followed by `\n`.
-pub fn pool_hash(pool: &[SiteId]) -> String {
-    let mut ids: Vec<SiteId> = pool.to_vec();
+/// lower-case UUID text followed by ` flagged` when it is flagged (优先抽查:
+/// flags decide the draw too) and `\n`. A pool without flags hashes as it did
+/// before flags were hashed.
+pub fn pool_hash(pool: &[(SiteId, bool)]) -> String {
+    let mut ids: Vec<(SiteId, bool)> = pool.to_vec();
     ids.sort_unstable();
     let mut hasher = Sha256::new();
-    for id in &ids {
+    for (id, flagged) in &ids {
         hasher.update(id.to_string().as_bytes());
+        if *flagged {
+            hasher.update(b" flagged");
+        }
         hasher.update(b"\n");
     }
     hex::encode(hasher.finalize())
+}
+
+/// Why a recorded draw cannot be re-run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RerunError {
+    #[error("the draw does not record its pool (made before pools were recorded)")]
+    NoPool,
+    #[error("the recorded pool does not hash to the recorded pool_hash")]
+    PoolMismatch,
+    #[error("the seed {0:?} is not a decimal u64")]
+    BadSeed(String),
+}
+
+/// Re-runs a recorded draw from what it records (its pool, flags and seed):
+/// the sites it must have drawn, in order. Equal to `drawn_sites` for an
+/// honest record, whatever the sites' flags are today.
+pub fn rerun(draw: &crate::task::RandomDraw) -> Result<Vec<SiteId>, RerunError> {
+    if draw.pool.is_empty() {
+        return Err(RerunError::NoPool);
+    }
+    let pool: Vec<(SiteId, bool)> = draw.pool.iter().map(|id| (*id, draw.flagged.contains(id))).collect();
+    if pool_hash(&pool) != draw.pool_hash {
+        return Err(RerunError::PoolMismatch);
+    }
+    let seed: u64 = draw.seed.parse().map_err(|_| RerunError::BadSeed(draw.seed.clone()))?;
+    Ok(draw_county(seed, &pool, &[]).sites)
 }
 
 /// How many of a county's `pool` 三级 ponds must be inspected: at least half, rounded up.
@@ -168,6 +199,40 @@ mod tests {
         assert!(!d.sites.contains(&p[4].0));
     }
 
+    #[test]
+    fn a_flag_changes_the_pool_hash_and_a_recorded_draw_reruns_from_its_record() {
+        let mut p = pool(9);
+        let plain = pool_hash(&p);
+        p[3].1 = true;
+        assert_ne!(pool_hash(&p), plain, "the flags decide the draw, so they are hashed");
+        let d = draw_county(5, &p, &[]);
+        assert_eq!(d.sites[0], p[3].0);
+        let record = crate::task::RandomDraw {
+            id: crate::ids::DrawId::generate(),
+            schema_version: crate::task::RandomDraw::SCHEMA_VERSION,
+            year: 2025,
+            region_code: "450332".parse().unwrap(),
+            pool_hash: pool_hash(&p),
+            pool_size: p.len() as u32,
+            pool: p.iter().map(|(id, _)| *id).collect(),
+            flagged: vec![p[3].0],
+            seed: "5".into(),
+            method: DRAW_METHOD.into(),
+            drawn_sites: d.sites.clone(),
+            drawn_inspectors: Vec::new(),
+            drawn_by: UserId::generate(),
+            drawn_at: "2025-01-02T09:00:00+08:00".parse().unwrap(),
+        };
+        assert_eq!(rerun(&record), Ok(d.sites.clone()));
+        // A record whose flags were altered no longer matches its hash.
+        let mut altered = record.clone();
+        altered.flagged.clear();
+        assert_eq!(rerun(&altered), Err(RerunError::PoolMismatch));
+        let mut old = record;
+        old.pool.clear();
+        assert_eq!(rerun(&old), Err(RerunError::NoPool));
+    }
+
     /// Pinned: if this changes, recorded draws can no longer be re-run. Do not
     /// update the expected ids to make it pass; find what changed the draw.
     #[test]
@@ -176,10 +241,7 @@ mod tests {
         let d = draw_county(20250101, &p, &[]);
         let drawn: Vec<String> = d.sites.iter().map(|s| s.to_string()).collect();
         assert_eq!(drawn, PINNED);
-        assert_eq!(
-            pool_hash(&p.iter().map(|(id, _)| *id).collect::<Vec<_>>()),
-            PINNED_POOL_HASH
-        );
+        assert_eq!(pool_hash(&p), PINNED_POOL_HASH);
         assert_eq!(county_seed(20250101, "450332".parse().unwrap()), PINNED_COUNTY_SEED);
     }
 

@@ -299,8 +299,11 @@ pub fn generate(req: &ScheduleRequest<'_>) -> Result<Schedule, ScheduleError> {
         },
     ) in draws.into_iter().enumerate()
     {
-        let ids: Vec<SiteId> = ponds.iter().map(|(id, _)| *id).collect();
-        let pool_hash = draw::pool_hash(&ids);
+        let mut ids: Vec<SiteId> = ponds.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        let mut flagged: Vec<SiteId> = ponds.iter().filter(|(_, f)| *f).map(|(id, _)| *id).collect();
+        flagged.sort_unstable();
+        let pool_hash = draw::pool_hash(&ponds);
         let draw_id = DrawId::from_name("fieldsync-draw", &format!("{}:{county}:{seed}:{pool_hash}", req.year));
         let mut drawn_inspectors: Vec<UserId> = Vec::new();
         for (t, td) in tasks.iter_mut().zip(&task_draw) {
@@ -320,6 +323,8 @@ pub fn generate(req: &ScheduleRequest<'_>) -> Result<Schedule, ScheduleError> {
             region_code: county,
             pool_hash,
             pool_size: ids.len() as u32,
+            pool: ids,
+            flagged,
             seed: seed.to_string(),
             method: DRAW_METHOD.to_string(),
             drawn_sites: d.sites,

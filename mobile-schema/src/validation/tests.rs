@@ -276,6 +276,8 @@ fn draw() -> RandomDraw {
         region_code: "450300".parse().unwrap(),
         pool_hash: "a".repeat(64),
         pool_size: 9,
+        pool: vec![],
+        flagged: vec![],
         seed: "18446744073709551615".into(),
         method: "chacha20-v1: flagged first, then Fisher-Yates".into(),
         drawn_sites: sites,
