@@ -48,6 +48,7 @@ use crate::routes;
         routes::hazards::step,
         routes::schedule::generate,
         routes::schedule::regenerate,
+        routes::schedule::flood_season,
         routes::schedule::show,
         routes::schedule::compliance,
         routes::schedule::obligations,

@@ -275,6 +275,7 @@ impl Application {
                 .service(routes::schedule::compliance)
                 .service(routes::schedule::obligations)
                 .service(routes::schedule::regenerate)
+                .service(routes::schedule::flood_season)
                 .service(routes::schedule::show)
                 .service(routes::reviews::queue)
                 .service(routes::reviews::show)

@@ -591,3 +591,139 @@ fn a_generated_schedule_reaches_tablets_drawn_tasks_at_their_window_and_inspecti
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["stored"], false);
 }
+
+/// 入汛 declared early after the year was planned: the 一级 pond's pre-flood
+/// task moves before the new season, and the season is kept, so a re-plan
+/// after a restart plans with it rather than with the default.
+#[test]
+fn a_flood_season_declared_after_generation_moves_the_pre_flood_task_and_is_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("fieldsync.toml");
+    write_config(&config, "2026-12-20");
+    let mut server = ServerProcess::start_with_config(
+        &root.path().join("server"),
+        &config,
+        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    )
+    .unwrap();
+    let port = server.port;
+    let admin = login(port, "admin", ADMIN_PASSWORD).unwrap();
+    for (name, role) in [("wang", "supervisor"), ("li", "inspector"), ("chen", "inspector")] {
+        let (status, _, text) = call(
+            port,
+            &admin,
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"username": name, "password": PASSWORD, "role": role, "regions": [GONGCHENG.to_string()]})),
+        );
+        assert_eq!(status, 201, "{text}");
+    }
+    let mut office = Tablet::enrol(
+        &root.path().join("office"),
+        HttpConfig::new(server.url("")),
+        "admin",
+        ADMIN_PASSWORD,
+        None,
+    )
+    .unwrap();
+    let (one, record) = pond(1, GONGCHENG, SupervisionLevel::One, false);
+    office.replica.create(record).unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+    let wang = login(port, "wang", PASSWORD).unwrap();
+    let (status, _, text) = call(
+        port,
+        &wang,
+        "POST",
+        "/api/v1/schedule/generate",
+        Some(json!({"year": 2027, "region": GONGCHENG.to_string(), "seed": "1"})),
+    );
+    assert_eq!(status, 201, "{text}");
+    let pre_flood_due = |port: u16| -> Vec<String> {
+        let (_, listed, _) = call(
+            port,
+            &wang,
+            "GET",
+            &format!("/api/v1/schedule?year=2027&region={GONGCHENG}"),
+            None,
+        );
+        listed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["rule"] == "level_one_pre_flood" && t["state"] != "cancelled")
+            .map(|t| t["window"]["due"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(pre_flood_due(port), ["2027-03-31"]);
+
+    let season =
+        |start: &str, end: &str| json!({"year": 2027, "region": GONGCHENG.to_string(), "start": start, "end": end});
+    let li = login(port, "li", PASSWORD).unwrap();
+    let (status, err, _) = call(
+        port,
+        &li,
+        "POST",
+        "/api/v1/schedule/flood-season",
+        Some(season("2027-03-15", "2027-09-30")),
+    );
+    assert_eq!((status, err["code"].as_str()), (403, Some("role_not_allowed")));
+    let (status, err, text) = call(
+        port,
+        &wang,
+        "POST",
+        "/api/v1/schedule/flood-season",
+        Some(season("2027-09-30", "2027-03-15")),
+    );
+    assert_eq!((status, err["field"].as_str()), (400, Some("end")), "{text}");
+    assert_eq!(pre_flood_due(port), ["2027-03-31"], "a refused season changes nothing");
+
+    // 桂北 enters the flood season on March 15 this year.
+    let (status, answer, text) = call(
+        port,
+        &wang,
+        "POST",
+        "/api/v1/schedule/flood-season",
+        Some(season("2027-03-15", "2027-09-30")),
+    );
+    assert_eq!(status, 200, "{text}");
+    let replanned = answer["replanned"].as_array().unwrap();
+    assert_eq!(replanned.len(), 1, "{answer}");
+    assert_eq!(replanned[0]["site_id"], one.to_string());
+    assert_eq!(pre_flood_due(port), ["2027-03-14"]);
+
+    // Kept across a restart: re-planning the pond (as a level change would)
+    // keeps the task the season calls for.
+    server.restart().unwrap();
+    let wang = login(server.port, "wang", PASSWORD).unwrap();
+    let (status, plan, text) = call(
+        server.port,
+        &wang,
+        "POST",
+        "/api/v1/schedule/regenerate",
+        Some(json!({"year": 2027, "site_id": one, "change_day": "2027-01-05"})),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        (
+            plan["cancelled"].as_array().unwrap().len(),
+            plan["added"].as_array().unwrap().len()
+        ),
+        (0, 0),
+        "{plan}"
+    );
+    let (_, listed, _) = call(
+        server.port,
+        &wang,
+        "GET",
+        &format!("/api/v1/schedule?year=2027&region={GONGCHENG}"),
+        None,
+    );
+    let due: Vec<&str> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["rule"] == "level_one_pre_flood" && t["state"] != "cancelled")
+        .map(|t| t["window"]["due"].as_str().unwrap())
+        .collect();
+    assert_eq!(due, ["2027-03-14"]);
+}

@@ -398,11 +398,16 @@ pub fn regenerate_for_pond(
     let mut used = vec![false; mine.len()];
     let mut open = vec![true; slots.len()];
     // Same rule (and, for extras, same window) first: kept or planned alike.
+    // A planned pre-flood task due on another day than the season now in force
+    // (入汛 declared earlier) is replaced; one started or done stands.
     for (si, slot) in slots.iter().enumerate() {
         let found = (0..mine.len()).find(|&i| {
             !used[i]
                 && mine[i].rule == slot.rule
                 && (slot.rule != TaskRule::Intensified || mine[i].window == slot.window)
+                && (slot.rule != TaskRule::LevelOnePreFlood
+                    || mine[i].state != TaskState::Planned
+                    || mine[i].window.due == slot.window.due)
         });
         if let Some(i) = found {
             used[i] = true;

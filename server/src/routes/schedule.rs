@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::auth::Authenticated;
 use crate::body;
 use crate::error::ApiError;
-use crate::schedule::{self, GenerateRequest, RegenerateRequest, ScheduleServiceError, export};
+use crate::schedule::{self, FloodSeasonRequest, GenerateRequest, RegenerateRequest, ScheduleServiceError, export};
 use crate::startup::AppState;
 
 /// A generate request names periods, seasons and recusals: more than a login,
@@ -116,6 +116,40 @@ pub async fn regenerate(
     let st = state.clone();
     let answer = web::block(move || {
         st.schedule.regenerate(
+            st.storage.as_ref(),
+            &st.accounts,
+            &auth,
+            &request,
+            st.today(),
+            st.clock.now_ms(),
+        )
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// 入汛 declared for a region and year: kept for every later plan of the year,
+/// and the region's 一级 ponds re-planned from today.
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedule/flood-season",
+    tag = "schedule",
+    summary = "Declare a region's flood season for a year and re-plan its 一级 ponds",
+    responses((status = 200, description = "the season and what was re-planned"), (status = 400, description = "invalid season"), (status = 403, description = "role or region")),
+    security(("bearer" = [])),
+)]
+#[post("/api/v1/schedule/flood-season")]
+pub async fn flood_season(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    crate::schedule::may_plan_somewhere(&auth.user)?;
+    let request: FloodSeasonRequest = body::json(&req, payload, MAX_GENERATE_BYTES).await?;
+    let st = state.clone();
+    let answer = web::block(move || {
+        st.schedule.declare_flood_season(
             st.storage.as_ref(),
             &st.accounts,
             &auth,

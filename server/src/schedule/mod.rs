@@ -11,7 +11,7 @@ pub mod windows;
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::NaiveDate;
+use chrono::{Datelike as _, NaiveDate};
 use mobile_schema::ids::{RecordId, SiteId, TaskId, UserId};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::region::RegionCode;
@@ -126,6 +126,30 @@ pub struct RegenerateRequest {
     pub recusals: HashMap<String, Vec<SiteId>>,
 }
 
+/// `POST /api/v1/schedule/flood-season`: 入汛 declared for a region and year.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloodSeasonRequest {
+    pub year: i32,
+    pub region: RegionCode,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloodSeasonResponse {
+    pub season: FloodOverride,
+    /// The 一级 ponds of the region re-planned from today for the new season.
+    pub replanned: Vec<PondReplanned>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PondReplanned {
+    pub site_id: SiteId,
+    pub cancelled: Vec<TaskId>,
+    pub added: Vec<Task>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegenerateResponse {
     /// Planned tasks the new level no longer needs, now cancelled.
@@ -141,6 +165,18 @@ pub struct ScheduleService {
     replica: ServerReplica,
     /// The official working-day calendar (调休 included), for filing deadlines.
     pub calendar: WorkingCalendar,
+    /// Flood seasons declared per region and year (given to a generation, a
+    /// re-plan or declared alone): every later plan of that year uses them.
+    floods: sled::Tree,
+}
+
+const FLOOD_SEASONS_TREE: &str = "flood_seasons";
+
+fn flood_key(region: RegionCode, year: i32) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&region.as_u32().to_be_bytes());
+    key[4..].copy_from_slice(&year.to_be_bytes());
+    key
 }
 
 impl ScheduleService {
@@ -160,7 +196,116 @@ impl ScheduleService {
         Ok(Self {
             replica: ServerReplica::open(db, server_replica::SCHEDULE)?,
             calendar: official,
+            floods: db.open_tree(FLOOD_SEASONS_TREE).map_err(StorageError::from)?,
         })
+    }
+
+    /// The stored flood seasons with `given` on top (a request's own win).
+    fn flood_calendar(&self, given: &[FloodOverride]) -> Result<FloodCalendar, ScheduleServiceError> {
+        let mut stored = Vec::new();
+        for item in self.floods.iter() {
+            let (_, value) = item.map_err(StorageError::from)?;
+            let o: FloodOverride = serde_json::from_slice(&value).map_err(|source| StorageError::Corrupt {
+                what: "flood season",
+                source,
+            })?;
+            stored.push(o);
+        }
+        Ok(FloodCalendar::from_overrides(
+            stored.into_iter().chain(given.iter().copied()),
+        )?)
+    }
+
+    /// Keeps `overrides` (already validated) for the later plans of their
+    /// year, durably before the answer that used them.
+    fn store_floods(&self, overrides: &[FloodOverride]) -> Result<(), ScheduleServiceError> {
+        if overrides.is_empty() {
+            return Ok(());
+        }
+        for o in overrides {
+            let value = serde_json::to_vec(o).map_err(|source| StorageError::Corrupt {
+                what: "flood season",
+                source,
+            })?;
+            self.floods
+                .insert(flood_key(o.region, o.year), value)
+                .map_err(StorageError::from)?;
+        }
+        self.floods.flush().map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    /// 入汛 declared for `region` and `year`: kept for every later plan, and
+    /// the region's 一级 ponds with tasks that year re-planned from today, so
+    /// their pre-flood tasks are due before the new season.
+    #[allow(clippy::too_many_arguments)]
+    pub fn declare_flood_season(
+        &self,
+        storage: &dyn SyncStorage,
+        accounts: &Accounts,
+        who: &Authenticated,
+        req: &FloodSeasonRequest,
+        today: NaiveDate,
+        now_ms: u64,
+    ) -> Result<FloodSeasonResponse, ScheduleServiceError> {
+        may_plan(&who.user, req.region)?;
+        check_year(req.year)?;
+        let season = FloodOverride {
+            region: req.region,
+            year: req.year,
+            season: mobile_schema::schedule::FloodSeason {
+                start: req.start,
+                end: req.end,
+            },
+        };
+        // Validated as a generation would, naming this request's field.
+        if let Err(e) = FloodCalendar::from_overrides([season]) {
+            return Err(ScheduleServiceError::Invalid {
+                field: if req.end < req.start || req.end.year() != req.year {
+                    "end"
+                } else {
+                    "start"
+                },
+                message: e.to_string(),
+            });
+        }
+        let _one_at_a_time = self.replica.hold()?;
+        self.store_floods(&[season])?;
+        let mut records = Records::load(storage)?;
+        let day = today.max(NaiveDate::from_ymd_opt(req.year, 1, 1).unwrap_or(today));
+        let ponds: Vec<SiteId> = records
+            .sites
+            .iter()
+            .filter(|s| s.kind() == SiteKind::TailingsPond && req.region.covers(s.region_code))
+            .filter(|s| {
+                s.level_on(day)
+                    .is_some_and(|l| l.level == mobile_schema::site::SupervisionLevel::One)
+            })
+            .filter(|s| records.tasks.iter().any(|t| t.site_id == s.id && t.year == req.year))
+            .map(|s| s.id)
+            .collect();
+        let mut replanned = Vec::with_capacity(ponds.len());
+        for site_id in ponds {
+            let plan_req = RegenerateRequest {
+                year: req.year,
+                site_id,
+                change_day: Some(day),
+                flood_seasons: Vec::new(),
+                intensified: Vec::new(),
+                recusals: HashMap::new(),
+            };
+            let plan = self.replan(storage, accounts, who, &plan_req, &records, now_ms)?;
+            for t in records.tasks.iter_mut().filter(|t| plan.cancelled.contains(&t.id)) {
+                t.state = TaskState::Cancelled;
+            }
+            records.tasks.extend(plan.added.iter().cloned());
+            replanned.push(PondReplanned {
+                site_id,
+                cancelled: plan.cancelled,
+                added: plan.added,
+            });
+        }
+        Ok(FloodSeasonResponse { season, replanned })
     }
 
     /// Says in the log which of this year and the next have no official
@@ -207,7 +352,7 @@ impl ScheduleService {
                 message: format!("at most {MAX_PERIODIC} periodic checks"),
             });
         }
-        let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
+        let flood = self.flood_calendar(&req.flood_seasons)?;
         let _one_at_a_time = self.replica.hold()?;
         let records = Records::load(storage)?;
         let inspectors = inspectors(accounts, &req.recusals)?;
@@ -271,6 +416,7 @@ impl ScheduleService {
                 ops.push(create_op(doc)?);
             }
             self.commit(storage, &actor, &scope, ops, now_ms)?;
+            self.store_floods(&req.flood_seasons)?;
         }
         Ok(GenerateResponse {
             stored: !req.dry_run,
@@ -296,7 +442,9 @@ impl ScheduleService {
         let records = Records::load(storage)?;
         let mut req = req.clone();
         req.change_day.get_or_insert(today);
-        self.replan(storage, accounts, who, &req, &records, now_ms)
+        let plan = self.replan(storage, accounts, who, &req, &records, now_ms)?;
+        self.store_floods(&req.flood_seasons)?;
+        Ok(plan)
     }
 
     /// The body of [`Self::regenerate`], over records already read, under the
@@ -311,7 +459,7 @@ impl ScheduleService {
         now_ms: u64,
     ) -> Result<RegenerateResponse, ScheduleServiceError> {
         let user = &who.user;
-        let flood = FloodCalendar::from_overrides(req.flood_seasons.iter().copied())?;
+        let flood = self.flood_calendar(&req.flood_seasons)?;
         let pond = records
             .sites
             .iter()
