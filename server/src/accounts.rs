@@ -32,6 +32,10 @@ const USER_ID: u8 = b'i';
 const DEVICE: u8 = b'd';
 /// `t` + SHA-256 of a refresh token → its session.
 const REFRESH: u8 = b't';
+/// `p` + replica id → the device that first bound it. Never removed: a replica
+/// id belongs to one device for good, or one user could push under another's
+/// (it moves only with a revoked tablet that enrols again for the same user).
+const REPLICA: u8 = b'p';
 const JWT_SECRET: &[u8] = b"kjwt_secret";
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,9 @@ pub enum AccountError {
     TokenReused,
     #[error("the user is disabled")]
     UserDisabled,
+    /// The replica id is bound to another device; `field` names it in the request.
+    #[error("{field}: this replica id belongs to another device")]
+    ReplicaTaken { field: &'static str },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     #[error("the user {0} exists")]
@@ -217,11 +224,79 @@ fn verify_password(password: &str, hash: &str) -> bool {
 
 impl Accounts {
     pub fn open(db: &sled::Db) -> Result<Self, AccountError> {
-        Ok(Self {
+        let accounts = Self {
             db: db.clone(),
             tree: db.open_tree(crate::storage::keys::ACCOUNTS)?,
             lock: Arc::default(),
-        })
+        };
+        accounts.index_replicas()?;
+        Ok(accounts)
+    }
+
+    /// Binds the replicas of devices stored before the replica index (or
+    /// restored from a backup of then) to their devices. Oldest device first:
+    /// where two name the same replica, the first to enrol keeps it.
+    fn index_replicas(&self) -> Result<(), AccountError> {
+        let _guard = self.guard()?;
+        let mut added = 0;
+        for device in self.devices()? {
+            if let Some(replica) = device.replica {
+                let k = key(REPLICA, replica.0.as_bytes());
+                let fresh = self.tree.compare_and_swap(
+                    k,
+                    None as Option<&[u8]>,
+                    Some(device.id.as_uuid().as_bytes().as_slice()),
+                )?;
+                added += usize::from(fresh.is_ok());
+            }
+        }
+        if added > 0 {
+            self.flush()?;
+            tracing::info!(added, "replica ids of stored devices indexed");
+        }
+        Ok(())
+    }
+
+    /// Whether `replica` may be bound to `device` of `user`: it is unbound or
+    /// already this device's. Call under the accounts lock, then [`Self::bind_replica`].
+    fn check_replica(
+        &self,
+        device: DeviceId,
+        user: UserId,
+        replica: Option<ReplicaId>,
+        field: &'static str,
+    ) -> Result<(), AccountError> {
+        let Some(replica) = replica else { return Ok(()) };
+        let Some(owner) = self.tree.get(key(REPLICA, replica.0.as_bytes()))? else {
+            return Ok(());
+        };
+        if owner.as_ref() == device.as_uuid().as_bytes().as_slice() {
+            return Ok(());
+        }
+        // A revoked tablet enrols again under a new device id and keeps its
+        // store: its replica moves to the new device, for the same user only.
+        let owner = uuid::Uuid::from_slice(&owner)
+            .ok()
+            .map(DeviceId::from)
+            .map(|id| self.device(id))
+            .transpose()?
+            .flatten();
+        match owner {
+            Some(d) if d.revoked && d.user == user => Ok(()),
+            _ => Err(AccountError::ReplicaTaken { field }),
+        }
+    }
+
+    /// Records that `replica` belongs to `device` (checked by [`Self::check_replica`]).
+    /// Never removed: a replica id another device held stays out of reach.
+    fn bind_replica(&self, device: DeviceId, replica: Option<ReplicaId>) -> Result<(), AccountError> {
+        if let Some(replica) = replica {
+            self.tree.insert(
+                key(REPLICA, replica.0.as_bytes()),
+                device.as_uuid().as_bytes().as_slice(),
+            )?;
+        }
+        Ok(())
     }
 
     fn guard(&self) -> Result<std::sync::MutexGuard<'_, ()>, AccountError> {
@@ -392,8 +467,12 @@ impl Accounts {
         now_ms: u64,
     ) -> Result<Device, AccountError> {
         let _guard = self.guard()?;
-        let device = match self.device(registration.id)? {
-            Some(old) if old.revoked => return Err(AccountError::DeviceRevoked),
+        let old = self.device(registration.id)?;
+        if old.as_ref().is_some_and(|o| o.revoked) {
+            return Err(AccountError::DeviceRevoked);
+        }
+        self.check_replica(registration.id, user.id, registration.replica, "device.replica")?;
+        let device = match old {
             Some(old) => Device {
                 user: user.id,
                 name: registration.name.clone().or(old.name),
@@ -420,6 +499,7 @@ impl Accounts {
                 last_seen_ms: Some(now_ms),
             },
         };
+        self.bind_replica(device.id, device.replica)?;
         self.put_device(&device)?;
         Ok(device)
     }
@@ -484,6 +564,10 @@ impl Accounts {
         if user.disabled {
             return Err(AccountError::UserDisabled);
         }
+        // Before anything is spent: a refused rebind changes nothing. The
+        // session's own replica is checked too, for sessions bound before the index.
+        let replica = replica.or(old.replica);
+        self.check_replica(device.id, user.id, replica, "replica")?;
         let retried = match (old.spent_ms, &old.successor) {
             (None, _) => false,
             (Some(spent), successor) if now_ms <= spent.saturating_add(grace_ms) => {
@@ -509,7 +593,7 @@ impl Accounts {
         let session = Session {
             user: user.id,
             device: device.id,
-            replica: replica.or(old.replica),
+            replica,
             expires_ms: now_ms.saturating_add(ttl_ms),
             generation: device.generation,
             spent_ms: None,
@@ -521,6 +605,7 @@ impl Accounts {
         old.spent_ms = Some(old.spent_ms.unwrap_or(now_ms));
         old.successor = Some(hex::encode(&new_key[1..]));
         self.put(&k, &old)?;
+        self.bind_replica(device.id, session.replica)?;
         device.replica = session.replica;
         device.last_seen_ms = Some(now_ms);
         self.put_device(&device)?;

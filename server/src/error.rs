@@ -174,6 +174,11 @@ impl From<AccountError> for ApiError {
                 message: format!("the user {name} exists"),
                 field: Some("username".into()),
             },
+            AccountError::ReplicaTaken { field } => ApiError::Conflict {
+                code: "replica_taken",
+                message: "this replica id belongs to another device: a new store makes a new replica id".into(),
+                field: Some(field.into()),
+            },
             AccountError::LastAdmin => ApiError::Conflict {
                 code: "last_admin",
                 message: "this change would leave no enabled admin".into(),

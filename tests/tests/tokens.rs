@@ -715,3 +715,118 @@ fn admin_endpoints_refuse_other_roles_and_validate_what_they_are_given() {
     let unknown = api.revoke_device(&admin.access, &device).unwrap();
     assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
 }
+
+#[test]
+fn a_replica_id_belongs_to_the_device_that_bound_it_first() {
+    let root = tempfile::tempdir().unwrap();
+    let server = server(root.path(), "");
+    let api = Api::new(server.url(""));
+    let admin = api.login("admin", ADMIN_PASSWORD).unwrap();
+    for name in ["wei", "bo"] {
+        api.create_user(&admin.access, name, WEI_PASSWORD, "inspector", &["450000"])
+            .unwrap();
+    }
+    let mut wei = Tablet::enrol(
+        &root.path().join("wei"),
+        HttpConfig::new(server.url("")),
+        "wei",
+        WEI_PASSWORD,
+        None,
+    )
+    .unwrap();
+    let id = inspection(&mut wei);
+    let report = wei.sync().unwrap();
+    assert_eq!((report.pushed, report.refused), (2, 0), "{report:?}");
+    let taken = wei.replica.replica_id();
+    let wei_device = wei.replica.identity().device;
+
+    // bo names wei's replica at a refresh: refused, and his token is not spent.
+    let bo_device = DeviceId::generate();
+    let bo = Tokens::from_body(&api.login_as("bo", WEI_PASSWORD, bo_device).unwrap().ok().unwrap()).unwrap();
+    let r = api
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": bo.refresh, "replica": taken}),
+        )
+        .unwrap();
+    assert_eq!((r.status, r.code()), (409, "replica_taken"), "{:?}", r.body);
+    assert_eq!(r.body["field"], "replica");
+    // Nor at a login, from his device or a new one.
+    for device in [bo_device, DeviceId::generate()] {
+        let r = api
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"username": "bo", "password": WEI_PASSWORD,
+                        "device": {"id": device, "replica": taken}}),
+            )
+            .unwrap();
+        assert_eq!((r.status, r.code()), (409, "replica_taken"), "{:?}", r.body);
+        assert_eq!(r.body["field"], "device.replica");
+    }
+    let devices = api.devices(&admin.access).unwrap();
+    let bo_entry = devices.iter().find(|d| d["id"] == json!(bo_device)).unwrap();
+    assert!(bo_entry["replica"].is_null(), "{bo_entry}");
+    assert_eq!(devices.iter().filter(|d| d["replica"] == json!(taken)).count(), 1);
+    let again = api.refresh(&bo.refresh).unwrap();
+    assert_eq!(again.status, 200, "the refused refresh spent nothing: {:?}", again.body);
+
+    // wei's tablet goes on pushing under its replica.
+    wei.edit(RecordKind::Inspection, id, "conclusion", json!("复查无异常"))
+        .unwrap();
+    let report = wei.sync().unwrap();
+    assert_eq!((report.pushed, report.refused), (1, 0), "{report:?}");
+    assert!(wei.replica.refused().unwrap().is_empty());
+
+    // wei's own device logs in again with its replica, and may bind a new one
+    // (a reset store).
+    let back = api
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "wei", "password": WEI_PASSWORD,
+                    "device": {"id": wei_device, "replica": taken}}),
+        )
+        .unwrap();
+    assert_eq!(back.status, 200, "{:?}", back.body);
+    let back = Tokens::from_body(&back.body).unwrap();
+    let fresh = sync_protocol::ReplicaId::generate();
+    let r = api
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": back.refresh, "replica": fresh}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The replica wei left stays his: bo cannot take it up either.
+    let r = api
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "bo", "password": WEI_PASSWORD,
+                    "device": {"id": bo_device, "replica": taken}}),
+        )
+        .unwrap();
+    assert_eq!((r.status, r.code()), (409, "replica_taken"), "{:?}", r.body);
+
+    // Revoked, wei's device lets its store enrol again under a new device id
+    // for wei, never for another user.
+    api.revoke_device(&admin.access, &wei_device.to_string())
+        .unwrap()
+        .ok()
+        .unwrap();
+    let login_with = |user: &str| {
+        api.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": user, "password": WEI_PASSWORD,
+                    "device": {"id": DeviceId::generate(), "replica": taken}}),
+        )
+        .unwrap()
+    };
+    let r = login_with("bo");
+    assert_eq!((r.status, r.code()), (409, "replica_taken"), "{:?}", r.body);
+    assert_eq!(login_with("wei").status, 200);
+}

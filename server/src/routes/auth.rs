@@ -20,7 +20,7 @@ const PRUNE_EVERY: u64 = 1024;
     path = "/api/v1/auth/login",
     tag = "auth",
     summary = "Log a user in from a device: registers the device and returns a token pair",
-    responses((status = 200, description = "{access_token, refresh_token, expires_in, user}"), (status = 400, description = "malformed body"), (status = 401, description = "wrong username or password"), (status = 429, description = "too many failed logins")),
+    responses((status = 200, description = "{access_token, refresh_token, expires_in, user}"), (status = 400, description = "malformed body"), (status = 401, description = "wrong username or password"), (status = 409, description = "replica_taken: the replica id belongs to another device"), (status = 429, description = "too many failed logins")),
 )]
 #[post("/api/v1/auth/login")]
 pub async fn login(
@@ -97,7 +97,7 @@ pub async fn login(
     path = "/api/v1/auth/refresh",
     tag = "auth",
     summary = "Rotate a refresh token for a new pair, optionally binding the replica id",
-    responses((status = 200, description = "a new token pair"), (status = 401, description = "unknown, expired, reused or revoked refresh token")),
+    responses((status = 200, description = "a new token pair"), (status = 401, description = "unknown, expired, reused or revoked refresh token"), (status = 409, description = "replica_taken: the replica id belongs to another device")),
 )]
 #[post("/api/v1/auth/refresh")]
 pub async fn refresh(
