@@ -5,12 +5,15 @@
 //! served under. A cursor whose tag is not the user's current one means their
 //! role or regions changed: the pull starts again from 0 under the new scope
 //! (back-filling what entered it) and names what left it in `purge`. Scopes are
-//! kept by tag so the old one can be compared.
+//! kept per user and tag so the old one can be compared: the tag is an unkeyed
+//! hash anyone can compute, so a user's cursor only ever reaches scopes that
+//! user pulled under, never another's (a forged admin tag would otherwise list
+//! every record outside the forger's scope in `purge`).
 
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use mobile_schema::ids::RecordId;
+use mobile_schema::ids::{RecordId, UserId};
 use sync_protocol::RecordState;
 use sync_protocol::scope::{self, Scope};
 
@@ -70,10 +73,21 @@ impl Cursor {
     }
 }
 
-/// Scopes by tag, so a cursor's old scope can be compared with the new one.
+/// Scopes by user and tag, so a cursor's old scope can be compared with the new one.
+///
+/// Keys are the user's id (16 bytes) and the tag. Entries of older stores,
+/// under the bare tag, are never read: a user whose scope changed exactly
+/// across the upgrade pulls again from 0 without a purge.
 #[derive(Debug, Clone)]
 pub struct Scopes {
     tree: sled::Tree,
+}
+
+fn scope_key(user: UserId, tag: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + tag.len());
+    k.extend_from_slice(user.as_uuid().as_bytes());
+    k.extend_from_slice(tag.as_bytes());
+    k
 }
 
 impl Scopes {
@@ -83,18 +97,19 @@ impl Scopes {
         })
     }
 
-    /// Keep `scope` under its tag (once; the writes are rare and small).
+    /// Keep `scope` under its user and tag (once; the writes are rare and small).
     pub fn remember(&self, scope: &Scope) -> Result<(), StorageError> {
-        let tag = scope.tag();
-        if self.tree.get(tag.as_bytes())?.is_none() {
+        let k = scope_key(scope.user, &scope.tag());
+        if self.tree.get(&k)?.is_none() {
             let bytes = serde_json::to_vec(scope).map_err(|source| StorageError::Corrupt { what: "scope", source })?;
-            self.tree.insert(tag.as_bytes(), bytes)?;
+            self.tree.insert(k, bytes)?;
         }
         Ok(())
     }
 
-    pub fn get(&self, tag: &str) -> Result<Option<Scope>, StorageError> {
-        match self.tree.get(tag.as_bytes())? {
+    /// The scope `user` pulled under with `tag`, if they ever did.
+    pub fn get(&self, user: UserId, tag: &str) -> Result<Option<Scope>, StorageError> {
+        match self.tree.get(scope_key(user, tag))? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|source| StorageError::Corrupt { what: "scope", source }),

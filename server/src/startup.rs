@@ -33,7 +33,7 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
-    /// Scopes by tag, for pulls after a user's scope changed.
+    /// Scopes by user and tag, for pulls after a user's scope changed.
     pub scopes: Scopes,
     pub limiter: Arc<LoginLimiter>,
     /// When each device was last seen on an authenticated request since start

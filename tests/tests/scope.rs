@@ -377,3 +377,89 @@ fn an_inspection_corrected_to_a_pond_of_another_county_takes_its_review_along_an
     assert_eq!(wang.sync().unwrap().purged, 0);
     assert!(has(&chen, insp) && has(&chen, review));
 }
+
+/// One raw pull with a tablet's access token.
+fn pull(port: u16, t: &Tablet, since: &str) -> Value {
+    let token = t.transport.http.credentials().unwrap().access_token.clone();
+    let r = Request::get(&format!("/api/v1/sync/pull?since={since}"))
+        .bearer(&token)
+        .send(port)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json().unwrap()
+}
+
+fn purged(page: &Value) -> Vec<Value> {
+    page["purge"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_cursor_forged_with_another_scopes_tag_purges_nothing_and_names_no_hidden_record() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, token) = server_with(root.path(), &[("li", "inspector", GONGCHENG)]);
+    let port = server.port;
+    // The admin records a pond and an inspection in each county, and pulls:
+    // the server now knows the admin's scope by its tag.
+    let mut office = enrol(root.path(), &server, "admin", ADMIN_PASSWORD);
+    let (site_g, pond_g) = site_in(GONGCHENG);
+    let (site_x, pond_x) = site_in(XINGNING);
+    let (insp_g, insp_x) = (InspectionId::generate(), InspectionId::generate());
+    let device = office.replica.identity().device;
+    for record in [
+        pond_g,
+        pond_x,
+        sample::inspection(insp_g, site_g, device).into(),
+        sample::inspection(insp_x, site_x, device).into(),
+    ] {
+        office.replica.create(record).unwrap();
+    }
+    let report = office.sync().unwrap();
+    assert_eq!((report.acked, report.refused), (4, 0));
+    assert!(has(&office, site_x));
+
+    let mut li = enrol(root.path(), &server, "li", PASSWORD);
+    li.sync().unwrap();
+    let page = pull(port, &li, "0");
+    let cursor = page["next"].as_str().unwrap().to_string();
+    let seq = cursor.split('.').next().unwrap();
+    let admin_tag = sync_protocol::scope::Scope {
+        user: UserId::generate(),
+        role: mobile_schema::workflow::Role::Admin,
+        regions: Vec::new(),
+    }
+    .tag();
+    assert!(!cursor.contains(&admin_tag), "{cursor}");
+
+    // li forges the admin scope's tag: he learns nothing of 兴宁, and the
+    // pull starts again from 0 under his own scope.
+    let hidden = [json!(RecordId::from(site_x)), json!(RecordId::from(insp_x))];
+    for forged in [format!("{seq}.{admin_tag}"), format!("{seq}.{admin_tag}.{seq}")] {
+        let page = pull(port, &li, &forged);
+        let purge = purged(&page);
+        assert!(hidden.iter().all(|h| !purge.contains(h)), "{forged}: {purge:?}");
+        assert!(
+            purge.is_empty(),
+            "a scope li never pulled under purges nothing: {purge:?}"
+        );
+        let ids: Vec<&Value> = page["records"].as_array().unwrap().iter().map(|r| &r["id"]).collect();
+        assert!(ids.contains(&&json!(RecordId::from(insp_g))), "{ids:?}");
+        assert!(!ids.contains(&&json!(RecordId::from(insp_x))), "{ids:?}");
+    }
+
+    // A real change of li's own scope still purges what left it.
+    admin(
+        port,
+        &token,
+        "PATCH",
+        "/api/v1/admin/users/li",
+        json!({"regions": [XINGNING.to_string()]}),
+    );
+    let purge = purged(&pull(port, &li, &cursor));
+    for left in [RecordId::from(site_g), RecordId::from(insp_g)] {
+        assert!(purge.contains(&json!(left)), "{left} left li's scope: {purge:?}");
+    }
+    let report = li.sync().unwrap();
+    assert!(report.purged >= 2, "{report:?}");
+    assert!(!has(&li, site_g) && !has(&li, insp_g));
+    assert!(has(&li, site_x) && has(&li, insp_x));
+}

@@ -208,7 +208,8 @@ pub async fn pull(
         // A cursor of another scope: the user's role or regions changed since.
         let (since, known, purge) = match &cursor.tag {
             Some(tag) if *tag != scope.tag() => {
-                let purge = match st.scopes.get(tag)? {
+                // Only a scope this user pulled under: a tag is no secret.
+                let purge = match st.scopes.get(scope.user, tag)? {
                     Some(old) => visibility.purge(&old, &scope)?,
                     None => Vec::new(),
                 };
