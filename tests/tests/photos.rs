@@ -27,17 +27,20 @@ struct Env {
 
 impl Env {
     fn start(photo_config: &str) -> Self {
+        Self::start_with(photo_config, &[])
+    }
+
+    /// With more `FIELDSYNC_*` variables.
+    fn start_with(photo_config: &str, envs: &[(&str, &str)]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let config = root.path().join("fieldsync.toml");
         std::fs::write(&config, format!("[photos]\n{photo_config}\n")).unwrap();
-        let server = ServerProcess::start_with(
-            &root.path().join("store"),
-            &[
-                ("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD),
-                ("FIELDSYNC_CONFIG", config.to_str().unwrap()),
-            ],
-        )
-        .unwrap();
+        let mut all = vec![
+            ("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("FIELDSYNC_CONFIG", config.to_str().unwrap()),
+        ];
+        all.extend_from_slice(envs);
+        let server = ServerProcess::start_with(&root.path().join("store"), &all).unwrap();
         Self { root, server }
     }
 
@@ -866,4 +869,66 @@ fn on_a_slow_link_a_preview_goes_first_and_stands_in_until_the_original_arrives(
     assert_eq!((r.uploaded, r.previews), (1, 0), "{r:?}");
     let original = http.send("GET", &format!("/api/v1/photos/{sha}"), &[], None).unwrap();
     assert_eq!((original.status, original.body.len()), (200, bytes.len()));
+}
+
+/// Creates an inspector through the admin API and returns an [`Http`] of theirs.
+fn inspector(env: &Env, admin: &Http, name: &str, region: &str) -> Http {
+    const PASSWORD: &str = "photo-user-Lm38-password";
+    let body = serde_json::json!({"username": name, "password": PASSWORD, "role": "inspector", "regions": [region]});
+    let r = admin
+        .send(
+            "POST",
+            "/api/v1/admin/users",
+            &[("content-type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201);
+    Http::new(&env.url(), Some(token_of(env, name, PASSWORD)))
+}
+
+#[test]
+fn only_the_first_previews_uploader_or_the_originals_may_replace_a_preview() {
+    let env = Env::start("");
+    let admin = env.http();
+    let zhao = inspector(&env, &admin, "zhao", "450102");
+    // A photo not uploaded yet: its preview stands in for it.
+    let of = sha256_hex(&photo(90, 0));
+    let thumbnail = format!("/api/v1/photos/{of}/thumbnail");
+    let upload_preview = |who: &Http, seed: u64| {
+        let bytes = photo(seed, 100);
+        let sha = sha256_hex(&bytes);
+        let a = who
+            .upload(&bytes, 8 * 1024, &[("sha256", &sha), ("preview_of", &of)])
+            .unwrap();
+        assert_eq!(a.status, 204, "{:?}", a.json());
+        (bytes, sha)
+    };
+    let (mine, _) = upload_preview(&admin, 91);
+    let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
+    assert_eq!((shown.status, shown.header("fieldsync-preview")), (200, Some("true")));
+    assert_eq!(sha256_hex(&shown.body), sha256_hex(&mine));
+
+    // Another user names the same photo: his upload completes and is stored,
+    // but the preview shown stays the first one.
+    let (_, theirs) = upload_preview(&zhao, 92);
+    assert_eq!(
+        zhao.send("GET", &format!("/api/v1/photos/{theirs}"), &[], None)
+            .unwrap()
+            .status,
+        200,
+        "stored as his photo"
+    );
+    let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
+    assert_eq!(shown.status, 200);
+    assert_eq!(
+        sha256_hex(&shown.body),
+        sha256_hex(&mine),
+        "another user's upload replaced the preview"
+    );
+
+    // The first uploader may send a better one.
+    let (better, _) = upload_preview(&admin, 93);
+    let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
+    assert_eq!((shown.status, shown.body == better), (200, true));
 }

@@ -664,7 +664,7 @@ impl Photos {
         if let Some(of) = upload.metadata.get("preview_of").map(|o| o.trim().to_ascii_lowercase())
             && of != sha
         {
-            self.inner.tree.insert(keys::preview(&of), sha.as_bytes())?;
+            self.map_preview(&of, &sha, upload.user)?;
         }
         upload.completed = Some(sha);
         upload.head.clear();
@@ -675,6 +675,38 @@ impl Photos {
             photo: Some(meta),
             deduplicated,
         })
+    }
+
+    /// Shows `preview` in place of photo `of`, unless another user's preview
+    /// is there: only the user who sent the first one, or who stored the
+    /// original, may replace it (anyone could otherwise swap the picture a
+    /// supervisor sees). A refused preview stays stored as a photo, so the
+    /// tablet's upload completes. Called under `finalize`; the swap is still
+    /// conditional so nothing else can slip in between the check and the write.
+    fn map_preview(&self, of: &str, preview: &str, user: UserId) -> Result<(), PhotoError> {
+        let key = keys::preview(of);
+        let current = self.inner.tree.get(&key)?;
+        if let Some(current) = &current {
+            let current_sha = String::from_utf8_lossy(current);
+            let sent_by = |sha: &str| -> Result<Option<UserId>, PhotoError> {
+                Ok(self.photo(sha)?.map(|m| m.stored_by))
+            };
+            // A preview whose photo is gone protects nothing.
+            let mine = sent_by(&current_sha)?.is_none_or(|by| by == user);
+            if !mine && sent_by(of)? != Some(user) {
+                tracing::info!(photo = %of, preview = %preview, "another user's preview kept in place of this photo");
+                return Ok(());
+            }
+        }
+        if self
+            .inner
+            .tree
+            .compare_and_swap(&key, current, Some(preview.as_bytes()))?
+            .is_err()
+        {
+            tracing::info!(photo = %of, "the preview changed meanwhile; this one is not shown");
+        }
+        Ok(())
     }
 
     /// After a photo is stored: queue its thumbnail, recompute the evidence of
