@@ -309,6 +309,9 @@ struct ServeArgs {
     /// Log lines as JSON objects, one per line (for a log shipper).
     #[arg(long, env = "FIELDSYNC_LOG_JSON")]
     log_json: bool,
+    /// Free space in MiB that photo uploads leave for records [default: 256].
+    #[arg(long, env = "FIELDSYNC_PHOTO_FREE_RESERVE_MB")]
+    photo_free_reserve_mb: Option<u64>,
     /// Password of the `admin` user made on first start; generated and printed once if unset.
     #[arg(long = "admin-password", env = "FIELDSYNC_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -346,6 +349,9 @@ impl ServeArgs {
         }
         if self.log_json {
             s.log_json = true;
+        }
+        if let Some(mb) = self.photo_free_reserve_mb {
+            s.photos.free_reserve_mb = mb;
         }
         Ok(s)
     }

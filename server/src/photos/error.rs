@@ -55,6 +55,14 @@ pub enum PhotoError {
         pixels: u64,
         limit: u64,
     },
+    /// Writing would leave less free space than photo uploads must leave
+    /// for the records (nothing was written).
+    #[error(
+        "{needed} bytes would leave less than the {reserve} bytes kept free for records ({free} free): retry later"
+    )]
+    StorageFull { needed: u64, free: u64, reserve: u64 },
+    #[error("{limit} uploads of yours are unfinished: finish or delete one first")]
+    TooManyUploads { limit: usize },
     #[error("the range is outside the {size} bytes of the file")]
     RangeNotSatisfiable { size: u64 },
     #[error("this file has no preview (only JPEG, PNG and WebP get one)")]
@@ -107,6 +115,8 @@ impl PhotoError {
             PhotoError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             PhotoError::NoPreview => "no_preview",
             PhotoError::ThumbnailPending => "thumbnail_pending",
+            PhotoError::StorageFull { .. } => "photo_storage_full",
+            PhotoError::TooManyUploads { .. } => "too_many_uploads",
             PhotoError::Io { .. } | PhotoError::Sled(_) | PhotoError::Corrupt { .. } | PhotoError::Internal(_) => {
                 "internal"
             }
@@ -121,6 +131,7 @@ impl PhotoError {
             PhotoError::Sha256Mismatch { .. } => Some("Upload-Metadata.sha256".into()),
             PhotoError::TusVersion => Some("Tus-Resumable".into()),
             PhotoError::WrongContentType => Some("Content-Type".into()),
+            PhotoError::StorageFull { .. } => Some("Upload-Length".into()),
             _ => None,
         }
     }
@@ -170,6 +181,8 @@ impl ResponseError for PhotoError {
             PhotoError::TooManyPixels { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PhotoError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             PhotoError::ThumbnailPending => StatusCode::SERVICE_UNAVAILABLE,
+            PhotoError::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            PhotoError::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
             PhotoError::Io { .. } | PhotoError::Sled(_) | PhotoError::Corrupt { .. } | PhotoError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

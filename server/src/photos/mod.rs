@@ -66,6 +66,14 @@ pub struct PhotoSettings {
     pub capture_time_tolerance_min: i64,
     /// A fix less accurate than this cannot show presence at a site.
     pub fix_max_accuracy_m: f64,
+    /// Free space, in MiB, that photo uploads leave on the disk under the
+    /// store (`FIELDSYNC_PHOTO_FREE_RESERVE_MB`): records matter more than
+    /// photos, so uploads stop while the records' writer still has room. Never
+    /// less than the writer's own reserve.
+    pub free_reserve_mb: u64,
+    /// Unfinished uploads one user may hold open at once, so uploads declared
+    /// and never written cannot pile up.
+    pub max_open_uploads_per_user: usize,
 }
 
 impl Default for PhotoSettings {
@@ -83,6 +91,8 @@ impl Default for PhotoSettings {
             photo_max_distance_m: mobile_schema::validation::DEFAULT_ON_SITE_TOLERANCE_M,
             capture_time_tolerance_min: mobile_schema::validation::DEFAULT_TIME_TOLERANCE_MINUTES,
             fix_max_accuracy_m: 200.0,
+            free_reserve_mb: 256,
+            max_open_uploads_per_user: 64,
         }
     }
 }
@@ -213,6 +223,12 @@ impl Photos {
 
     pub fn settings(&self) -> &PhotoSettings {
         &self.inner.settings
+    }
+
+    /// The free space uploads leave, in bytes.
+    pub(crate) fn free_reserve(&self) -> u64 {
+        (self.inner.settings.free_reserve_mb.saturating_mul(1024 * 1024))
+            .max(crate::storage::sled_store::FREE_SPACE_RESERVE)
     }
 
     pub fn dirs(&self) -> &Dirs {

@@ -157,6 +157,8 @@ pub(crate) struct Sessions {
     slots: Mutex<HashMap<String, Slot>>,
     /// Completion and collection touch shared photo metadata and blobs one at a time.
     pub(crate) finalize: Mutex<()>,
+    /// Creations one at a time, so two cannot both pass the per-user count.
+    create: Mutex<()>,
 }
 
 /// Holds an upload for one request; gives it back (with its digest state) when dropped.
@@ -197,6 +199,10 @@ impl Drop for Claim<'_> {
 /// What a PATCH body is written and hashed with, moved to a blocking thread per write.
 struct Sink {
     file: std::fs::File,
+    /// The upload's file, for errors and the free-space check.
+    path: std::path::PathBuf,
+    /// Free space each write must leave (see [`Photos::free_reserve`]).
+    reserve: u64,
     sha256: Option<Sha256>,
     chunk: Option<ChunkHasher>,
     buf: Vec<u8>,
@@ -209,11 +215,21 @@ enum ChunkHasher {
 }
 
 impl Sink {
-    fn flush(mut self) -> std::io::Result<Self> {
+    /// Writes the buffer; hands the sink back either way so a refusal can
+    /// still cut the file back.
+    fn flush(mut self) -> (Self, Result<(), PhotoError>) {
+        let result = self.write_buf();
+        (self, result)
+    }
+
+    fn write_buf(&mut self) -> Result<(), PhotoError> {
         if self.buf.is_empty() {
-            return Ok(self);
+            return Ok(());
         }
-        self.file.write_all(&self.buf)?;
+        check_space(&self.path, self.buf.len() as u64, self.reserve)?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| PhotoError::io(&self.path, e))?;
         if let Some(h) = self.sha256.as_mut() {
             h.update(&self.buf);
         }
@@ -224,8 +240,19 @@ impl Sink {
         }
         self.written += self.buf.len() as u64;
         self.buf.clear();
-        Ok(self)
+        Ok(())
     }
+}
+
+/// Refuses a write of `needed` bytes that would leave less than `reserve`
+/// free on the disk holding `path`: records, written by the sync writer to the
+/// same disk, must never be the ones to find it full.
+fn check_space(path: &std::path::Path, needed: u64, reserve: u64) -> Result<(), PhotoError> {
+    let free = fs2::available_space(path).map_err(|e| PhotoError::io(path, e))?;
+    if free < reserve.saturating_add(needed) {
+        return Err(PhotoError::StorageFull { needed, free, reserve });
+    }
+    Ok(())
 }
 
 /// What a PATCH did.
@@ -297,6 +324,13 @@ impl Photos {
             ));
         }
         let now = self.now_ms();
+        let _one_at_a_time = self.inner.sessions.create.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self.inner.settings.max_open_uploads_per_user;
+        if self.open_uploads(user, now)? >= limit {
+            return Err(PhotoError::TooManyUploads { limit });
+        }
+        // The whole declared length must fit now; each PATCH checks again.
+        check_space(&self.inner.dirs.uploads, length, self.free_reserve())?;
         let upload = Upload {
             id: random_id(),
             user,
@@ -317,6 +351,19 @@ impl Photos {
         std::fs::File::create(&path).map_err(|e| PhotoError::io(&path, e))?;
         self.put_upload(&upload)?;
         Ok(upload)
+    }
+
+    /// How many unfinished, unexpired uploads `user` holds.
+    fn open_uploads(&self, user: UserId, now_ms: u64) -> Result<usize, PhotoError> {
+        let mut open = 0;
+        for item in self.inner.tree.scan_prefix([keys::UPLOAD]) {
+            let (_, v) = item?;
+            let u: Upload = decode(&v, "upload")?;
+            if u.user == user && u.completed.is_none() && u.expires_ms > now_ms {
+                open += 1;
+            }
+        }
+        Ok(open)
     }
 
     fn put_upload(&self, upload: &Upload) -> Result<(), PhotoError> {
@@ -463,6 +510,8 @@ impl Photos {
         let before = claim.state.take().filter(|s| s.offset == start);
         let mut sink = Sink {
             file,
+            path: path.clone(),
+            reserve: self.free_reserve(),
             sha256: before.as_ref().map(|s| s.sha256.clone()),
             chunk: checksum.as_ref().map(|c| match c.algorithm {
                 ChecksumAlgorithm::Sha1 => ChunkHasher::Sha1(Sha1::new()),
@@ -502,10 +551,22 @@ impl Photos {
             }
             sink.buf.extend_from_slice(&bytes);
             if sink.buf.len() >= WRITE_BUF {
-                sink = web::block(move || sink.flush()).await?.map_err(io)?;
+                let (s, written) = web::block(move || sink.flush()).await?;
+                sink = s;
+                if let Err(e) = written {
+                    refusal = Some(e);
+                    break;
+                }
             }
         }
-        let mut sink = web::block(move || sink.flush()).await?.map_err(io)?;
+        // A refused body keeps nothing: its buffer is not written either.
+        let mut sink = if refusal.is_none() {
+            let (s, written) = web::block(move || sink.flush()).await?;
+            refusal = written.err();
+            s
+        } else {
+            sink
+        };
         let keep_nothing = |sink: &mut Sink| -> Result<(), PhotoError> {
             sink.file.set_len(start).map_err(io)?;
             Ok(())
@@ -688,9 +749,8 @@ impl Photos {
         let current = self.inner.tree.get(&key)?;
         if let Some(current) = &current {
             let current_sha = String::from_utf8_lossy(current);
-            let sent_by = |sha: &str| -> Result<Option<UserId>, PhotoError> {
-                Ok(self.photo(sha)?.map(|m| m.stored_by))
-            };
+            let sent_by =
+                |sha: &str| -> Result<Option<UserId>, PhotoError> { Ok(self.photo(sha)?.map(|m| m.stored_by)) };
             // A preview whose photo is gone protects nothing.
             let mine = sent_by(&current_sha)?.is_none_or(|by| by == user);
             if !mine && sent_by(of)? != Some(user) {

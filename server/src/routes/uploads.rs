@@ -121,7 +121,7 @@ pub async fn upload_options(photos: web::Data<Photos>) -> HttpResponse {
     path = "/api/v1/uploads",
     tag = "uploads",
     summary = "tus creation: start an upload naming its record and declared SHA-256",
-    responses((status = 201, description = "Location of the upload"), (status = 400, description = "invalid metadata"), (status = 403, description = "scope"), (status = 413, description = "over the size limit")),
+    responses((status = 201, description = "Location of the upload"), (status = 400, description = "invalid metadata"), (status = 403, description = "scope"), (status = 413, description = "over the size limit"), (status = 429, description = "too_many_uploads: too many unfinished uploads of this user"), (status = 507, description = "photo_storage_full: the upload would eat into the free space kept for records")),
     security(("bearer" = [])),
 )]
 pub async fn create(
@@ -213,7 +213,7 @@ pub async fn head(
     tag = "uploads",
     summary = "tus: append bytes at the offset",
     params(("id" = String, Path)),
-    responses((status = 204, description = "the new Upload-Offset"), (status = 409, description = "wrong offset"), (status = 415, description = "not an accepted format"), (status = 460, description = "checksum mismatch")),
+    responses((status = 204, description = "the new Upload-Offset"), (status = 409, description = "wrong offset"), (status = 415, description = "not an accepted format"), (status = 460, description = "checksum mismatch"), (status = 507, description = "photo_storage_full: the chunk would eat into the free space kept for records; nothing of it was kept")),
     security(("bearer" = [])),
 )]
 pub async fn patch(
