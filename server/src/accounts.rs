@@ -267,6 +267,17 @@ impl Accounts {
         field: &'static str,
     ) -> Result<(), AccountError> {
         let Some(replica) = replica else { return Ok(()) };
+        // The server's own replicas (office, schedule, sites) are never a
+        // device's: their ids show in pulled version ids.
+        let server = self.db.open_tree(crate::server_replica::TREE)?;
+        for k in crate::server_replica::ALL {
+            if server
+                .get(k)?
+                .is_some_and(|id| id.as_ref() == replica.0.as_bytes().as_slice())
+            {
+                return Err(AccountError::ReplicaTaken { field });
+            }
+        }
         let Some(owner) = self.tree.get(key(REPLICA, replica.0.as_bytes()))? else {
             return Ok(());
         };
@@ -660,3 +671,41 @@ impl Accounts {
 /// An argon2 hash of a random password nobody knows, for unknown usernames.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$y0LzwWbW2mqFh3pJxX1KkV0p6Jg2m1QyK8VvH7zEhXw";
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_device_may_bind_a_replica_id_of_the_servers_own() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let office = crate::server_replica::ServerReplica::open(&db, crate::server_replica::OFFICE).unwrap();
+        let accounts = Accounts::open(&db).unwrap();
+        let user = accounts
+            .insert_user("wei", "not-a-hash".into(), Role::Inspector, Vec::new())
+            .unwrap();
+        let registration = |replica| sync_protocol::wire::DeviceRegistration {
+            id: DeviceId::generate(),
+            replica: Some(replica),
+            name: None,
+            app_version: None,
+        };
+        let taken = accounts.enrol_device(&user, &registration(office.id()), 1_000);
+        assert!(
+            matches!(
+                taken,
+                Err(AccountError::ReplicaTaken {
+                    field: "device.replica"
+                })
+            ),
+            "{taken:?}"
+        );
+        // A replica of its own is bound as before.
+        assert!(
+            accounts
+                .enrol_device(&user, &registration(ReplicaId::generate()), 1_000)
+                .is_ok()
+        );
+    }
+}
