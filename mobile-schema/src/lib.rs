@@ -18,6 +18,7 @@ pub mod inspection;
 pub mod record;
 pub mod region;
 pub mod review;
+pub mod rule_settings;
 pub mod sample;
 pub mod schedule;
 pub mod schema;

@@ -95,3 +95,24 @@ pub fn inspection(id: InspectionId, site: SiteId, device: DeviceId) -> Inspectio
         status: InspectionStatus::Draft,
     }
 }
+
+/// A hazard found by `inspection` at `site`, just identified, of severity
+/// `high` (a level of the default scale).
+pub fn hazard(id: crate::ids::HazardId, inspection: InspectionId, site: SiteId) -> crate::hazard::Hazard {
+    crate::hazard::Hazard {
+        id,
+        schema_version: crate::hazard::Hazard::SCHEMA_VERSION,
+        inspection_id: inspection,
+        site_id: site,
+        category: "F-LEAK".into(),
+        severity: "high".into(),
+        description: "坝体下游坡面渗漏".into(),
+        deadline: None,
+        responsible_party: String::new(),
+        evidence: vec![],
+        notified_on: None,
+        rectification_evidence: vec![],
+        verification_evidence: vec![],
+        state: crate::workflow::HazardState::Identified,
+    }
+}

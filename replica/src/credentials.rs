@@ -47,6 +47,9 @@ pub struct Credentials {
     /// device must log in (or be enrolled) again. Cleared by a login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The deployment's rule settings the server gave with the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<mobile_schema::rule_settings::RuleSettings>,
 }
 
 // Tokens are secrets: never in logs or error messages.
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Credentials {
             .field("access_expires_at_ms", &self.access_expires_at_ms)
             .field("replica", &self.replica)
             .field("refused", &self.refused)
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -86,6 +90,7 @@ impl Credentials {
             refresh_token: token.refresh_token,
             replica,
             refused: None,
+            rules: token.rules,
         }
     }
 
@@ -97,6 +102,9 @@ impl Credentials {
         self.user = token.user;
         self.replica = replica;
         self.refused = None;
+        if token.rules.is_some() {
+            self.rules = token.rules;
+        }
     }
 
     pub fn is_expired(&self, now_ms: u64) -> bool {
@@ -180,6 +188,7 @@ mod tests {
                 username: "wei".into(),
                 role: Role::Inspector,
             },
+            rules: None,
         }
     }
 

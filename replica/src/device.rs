@@ -575,6 +575,7 @@ mod tests {
             expires_in: 900,
             token_type: "Bearer".into(),
             user,
+            rules: None,
         };
         let c = Credentials::from_token("http://127.0.0.1:9", device, Some(replica.replica_id()), token, 0);
         c.save(&credentials_path(dir)).unwrap();

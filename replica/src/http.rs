@@ -708,6 +708,10 @@ fn copy_large(reader: &mut impl std::io::Read, sink: &mut dyn std::io::Write) ->
 }
 
 impl Transport for HttpTransport {
+    fn rules(&self) -> Option<mobile_schema::rule_settings::RuleSettings> {
+        self.credentials.as_ref().and_then(|c| c.rules.clone())
+    }
+
     /// Bind the tokens to `actor.replica` if they speak for another (a new store,
     /// a re-key), else refresh them if they have expired.
     fn identify(&mut self, actor: &Actor) -> Result<(), TransportError> {

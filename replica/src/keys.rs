@@ -48,6 +48,9 @@ pub mod meta {
     /// The epoch under which this store last sent back what a restored server
     /// lacked (optional, like `LAST_SYNC_MS`).
     pub const RECOVERED_EPOCH: &[u8] = b"recovered_epoch";
+    /// The deployment's rule settings, as the server last gave them
+    /// (optional: the defaults before the first login that brought them).
+    pub const RULES: &[u8] = b"rules";
 }
 
 /// The store layout this build writes.

@@ -216,6 +216,9 @@ pub struct Replica {
     pub(crate) next_seq: u64,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: ReplicaConfig,
+    /// The deployment's severity scale and on-site distance, which local
+    /// edits are judged by, as the server last gave them.
+    pub(crate) rules: mobile_schema::rule_settings::RuleSettings,
 }
 
 impl std::fmt::Debug for Replica {
@@ -296,12 +299,14 @@ impl Replica {
             (None, Some(stored)) => stored,
             (None, None) => return Err(ReplicaError::NoIdentity),
         };
+        let rules = read_meta(&t.meta, meta::RULES)?.unwrap_or_default();
         Ok(Self {
             dir,
             db,
             t,
             replica_id,
             identity,
+            rules,
             hlc: HlcClock::resume(last),
             next_seq,
             clock: config.clock.clone(),
@@ -468,11 +473,11 @@ impl Replica {
             ReplicaError::Rejected(Refusal::new(RefusalCode::InvalidStructure, e.to_string()).at(e.field()))
         })?;
         let site = self.site_of(&typed)?;
-        let (errors, flags) = check(&typed, site.as_ref());
+        let (errors, flags) = check(&typed, site.as_ref(), &self.rules);
         // Only errors this edit introduces: a record that arrived with an error
         // must stay editable so it can be fixed one edit at a time.
         let before: Vec<Issue> = match prior_record {
-            Some(r) => check(&r, site.as_ref()).0,
+            Some(r) => check(&r, site.as_ref(), &self.rules).0,
             None => Vec::new(),
         };
         let errors: Vec<Issue> = errors
@@ -504,6 +509,20 @@ impl Replica {
     }
 
     /// Apply writes in one transaction over all trees, then flush: durable on return.
+    /// Keeps the rule settings the server gave, durably, to judge later edits by.
+    pub(crate) fn adopt_rules(
+        &mut self,
+        rules: mobile_schema::rule_settings::RuleSettings,
+    ) -> Result<(), ReplicaError> {
+        if rules != self.rules {
+            let mut w = Write::default();
+            w.meta(meta::RULES, &rules)?;
+            self.commit(w)?;
+            self.rules = rules;
+        }
+        Ok(())
+    }
+
     pub(crate) fn commit(&self, w: Write) -> Result<(), ReplicaError> {
         commit_to(&self.db, &self.t, &w)
     }

@@ -62,6 +62,7 @@ impl Replica {
     pub fn sync(&mut self, transport: &mut (impl Transport + Send)) -> Result<SyncReport, ReplicaError> {
         let mut report = SyncReport::default();
         transport.identify(&self.actor())?;
+        self.take_rules(transport)?;
         self.push_all(transport, &mut report)?;
         self.pull_all(transport, &mut report)?;
         Ok(report)
@@ -71,6 +72,7 @@ impl Replica {
     pub fn push(&mut self, transport: &mut impl Transport) -> Result<SyncReport, ReplicaError> {
         let mut report = SyncReport::default();
         transport.identify(&self.actor())?;
+        self.take_rules(transport)?;
         self.push_all(transport, &mut report)?;
         Ok(report)
     }
@@ -80,8 +82,17 @@ impl Replica {
     pub fn pull(&mut self, transport: &mut (impl Transport + Send)) -> Result<SyncReport, ReplicaError> {
         let mut report = SyncReport::default();
         transport.identify(&self.actor())?;
+        self.take_rules(transport)?;
         self.pull_all(transport, &mut report)?;
         Ok(report)
+    }
+
+    /// The settings the server gave with the tokens become this tablet's.
+    fn take_rules(&mut self, transport: &impl Transport) -> Result<(), ReplicaError> {
+        match transport.rules() {
+            Some(rules) => self.adopt_rules(rules),
+            None => Ok(()),
+        }
     }
 
     fn push_all(&mut self, transport: &mut impl Transport, report: &mut SyncReport) -> Result<(), ReplicaError> {

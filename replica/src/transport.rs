@@ -66,6 +66,12 @@ pub trait Transport {
     /// transport with nobody to tell, like the in-process one, drops it.
     fn report(&mut self, _report: DeviceReport) {}
 
+    /// The deployment's rule settings the server gave at login or refresh;
+    /// `None` when it gave none (the replica keeps what it has).
+    fn rules(&self) -> Option<mobile_schema::rule_settings::RuleSettings> {
+        None
+    }
+
     /// Send back record states after the server was restored (`POST /api/v1/sync/recover`).
     fn recover(
         &mut self,

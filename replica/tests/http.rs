@@ -49,6 +49,7 @@ fn token(n: u32, user: &UserInfo) -> TokenResponse {
         expires_in: 900,
         token_type: "Bearer".into(),
         user: user.clone(),
+        rules: None,
     }
 }
 

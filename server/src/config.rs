@@ -33,6 +33,8 @@ pub struct Settings {
     pub login_limit: LoginLimit,
     pub schedule: ScheduleSettings,
     pub metrics: MetricsSettings,
+    /// What the rules leave to the deployment: severity scale, on-site distance.
+    pub rules: RulesSection,
     /// Log lines as JSON objects (one per line, for a log shipper) instead of text.
     pub log_json: bool,
 }
@@ -51,6 +53,97 @@ impl std::fmt::Debug for MetricsSettings {
         f.debug_struct("MetricsSettings")
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .finish()
+    }
+}
+
+/// The `[rules]` section. The server validates with it and hands it to
+/// tablets at login, so both judge a record alike.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesSection {
+    /// A built-in hazard severity scale: `low_to_critical` (low/medium/high/
+    /// critical, the default), `general_major` (一般/重大), `low_medium_high`
+    /// (低/中/高) or `yellow_orange_red` (黄/橙/红).
+    pub severity_scale: String,
+    /// Or the bureau's own scale, least severe first (`[[rules.severity_levels]]`
+    /// with `code` and `label`); it replaces `severity_scale`.
+    pub severity_levels: Vec<mobile_schema::severity::SeverityLevel>,
+    /// Metres a GNSS fix may lie outside its site, on top of its accuracy,
+    /// before it is flagged.
+    pub on_site_tolerance_m: u32,
+}
+
+/// Most levels a bureau's own severity scale may have, and the longest code.
+const MAX_SEVERITY_LEVELS: usize = 16;
+const MAX_SEVERITY_CODE: usize = 32;
+/// 50 km: beyond it, "on site" says nothing.
+const MAX_ON_SITE_TOLERANCE_M: u32 = 50_000;
+
+impl Default for RulesSection {
+    fn default() -> Self {
+        let d = mobile_schema::rule_settings::RuleSettings::default();
+        Self {
+            severity_scale: d.severity_scale.id,
+            severity_levels: Vec::new(),
+            on_site_tolerance_m: d.on_site_tolerance_m,
+        }
+    }
+}
+
+impl RulesSection {
+    /// The settings this section names, or why they cannot be used.
+    pub fn resolve(&self) -> Result<mobile_schema::rule_settings::RuleSettings, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("rules.{key}"),
+            message,
+        };
+        let severity_scale = if self.severity_levels.is_empty() {
+            mobile_schema::severity::SeverityScale::builtin(&self.severity_scale).ok_or_else(|| {
+                bad(
+                    "severity_scale",
+                    format!(
+                        "{:?} is not a built-in scale: low_to_critical, general_major, low_medium_high or yellow_orange_red",
+                        self.severity_scale
+                    ),
+                )
+            })?
+        } else {
+            let levels = &self.severity_levels;
+            let mut codes = std::collections::BTreeSet::new();
+            if levels.len() > MAX_SEVERITY_LEVELS {
+                return Err(bad("severity_levels", format!("at most {MAX_SEVERITY_LEVELS} levels")));
+            }
+            for l in levels {
+                let code_ok = !l.code.is_empty()
+                    && l.code.len() <= MAX_SEVERITY_CODE
+                    && l.code
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !code_ok || l.label.trim().is_empty() || !codes.insert(l.code.as_str()) {
+                    return Err(bad(
+                        "severity_levels",
+                        format!(
+                            "level {:?}: codes are distinct, 1 to {MAX_SEVERITY_CODE} of a-z, 0-9 and _, with a label",
+                            l.code
+                        ),
+                    ));
+                }
+            }
+            mobile_schema::severity::SeverityScale {
+                id: "custom".into(),
+                levels: levels.clone(),
+            }
+        };
+        if self.on_site_tolerance_m > MAX_ON_SITE_TOLERANCE_M {
+            return Err(bad(
+                "on_site_tolerance_m",
+                format!("at most {MAX_ON_SITE_TOLERANCE_M} m"),
+            ));
+        }
+        Ok(mobile_schema::rule_settings::RuleSettings {
+            severity_scale,
+            on_site_tolerance_m: self.on_site_tolerance_m,
+        })
     }
 }
 
@@ -142,6 +235,7 @@ impl Default for Settings {
             login_limit: LoginLimit::default(),
             schedule: ScheduleSettings::default(),
             metrics: MetricsSettings::default(),
+            rules: RulesSection::default(),
             log_json: false,
         }
     }
@@ -167,6 +261,8 @@ pub enum ConfigError {
     Parse { path: String, source: toml::de::Error },
     #[error("--tls-cert and --tls-key go together")]
     HalfTls,
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
 }
 
 impl Settings {
@@ -186,6 +282,7 @@ impl Settings {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::HalfTls);
         }
+        self.rules.resolve()?;
         Ok(())
     }
 }
@@ -214,6 +311,33 @@ mod tests {
         assert_eq!((s.login_limit.window_s, s.login_limit.max_failures_per_user), (2, 3));
         assert_eq!(s.login_limit.max_failures_per_address, 30);
         assert!(toml::from_str::<Settings>("[login_limit]\nwindow = 2\n").is_err());
+    }
+
+    #[test]
+    fn the_rules_section_names_a_built_in_scale_or_the_bureaus_own() {
+        let d = Settings::default().rules.resolve().unwrap();
+        assert_eq!(
+            (d.severity_scale.id.as_str(), d.on_site_tolerance_m),
+            ("low_to_critical", 500)
+        );
+        let s: Settings =
+            toml::from_str("[rules]\nseverity_scale = \"yellow_orange_red\"\non_site_tolerance_m = 800\n").unwrap();
+        let r = s.rules.resolve().unwrap();
+        assert!(r.severity_scale.contains("orange") && r.on_site_tolerance_m == 800);
+        let own: Settings = toml::from_str(
+            "[[rules.severity_levels]]\ncode = \"minor\"\nlabel = \"较小\"\n[[rules.severity_levels]]\ncode = \"grave\"\nlabel = \"重大\"\n",
+        )
+        .unwrap();
+        assert_eq!(own.rules.resolve().unwrap().severity_scale.rank("grave"), Some(1));
+        for bad in [
+            "[rules]\nseverity_scale = \"purple\"\n",
+            "[rules]\non_site_tolerance_m = 60000\n",
+            "[[rules.severity_levels]]\ncode = \"A B\"\nlabel = \"x\"\n",
+            "[[rules.severity_levels]]\ncode = \"a\"\nlabel = \"x\"\n[[rules.severity_levels]]\ncode = \"a\"\nlabel = \"y\"\n",
+        ] {
+            let s: Settings = toml::from_str(bad).unwrap();
+            assert!(matches!(s.check(), Err(ConfigError::Invalid { .. })), "{bad}");
+        }
     }
 
     #[test]

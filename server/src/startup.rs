@@ -47,6 +47,8 @@ pub struct AppState {
     pub sites: Arc<crate::sites::SiteService>,
     /// Moves and arrivals a push could not settle, retried while serving.
     pub follow_ups: Arc<crate::push_effects::FollowUps>,
+    /// The deployment's rule settings (`[rules]`), handed to tablets at login.
+    pub rules: Arc<mobile_schema::rule_settings::RuleSettings>,
 }
 
 impl AppState {
@@ -187,15 +189,20 @@ impl Application {
             tracing::info!(pruned, "expired sessions pruned");
         }
         let keys = TokenKeys::new(&accounts.jwt_secret()?, settings.access_token_ttl_s);
+        let rules = settings.rules.resolve()?;
+        let engine = EngineConfig {
+            rules: rules.clone(),
+            ..EngineConfig::default()
+        };
         let storage: Arc<dyn SyncStorage> = match settings.records {
             RecordStore::Sled => Arc::new(SledStorage::open_in(
                 db.clone(),
-                EngineConfig::default(),
+                engine,
                 Some(settings.data_dir.clone()),
             )?),
             RecordStore::Memory => {
                 tracing::warn!("records are kept in memory: nothing synced survives a restart");
-                Arc::new(MemoryStorage::new(EngineConfig::default()))
+                Arc::new(MemoryStorage::new(engine))
             }
         };
         let scopes = Scopes::open(&db)?;
@@ -217,6 +224,7 @@ impl Application {
             office,
             sites,
             follow_ups: Arc::default(),
+            rules: Arc::new(rules.clone()),
         };
         // Windows that opened while the server was down reach tablets on the
         // first pull after start, not a minute later.
@@ -235,7 +243,10 @@ impl Application {
             state.db.clone(),
             state.storage.clone(),
             state.clock.clone(),
-            settings.photos.clone(),
+            crate::photos::PhotoSettings {
+                rules,
+                ..settings.photos.clone()
+            },
         )?);
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),

@@ -26,7 +26,7 @@ use crate::unit::{LiveVersion, UnitEffect};
 use crate::value::UnitValue;
 
 /// Limits and bounds of the rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// A change whose HLC is further ahead of the server clock than this is
     /// ordered at the server's clock instead, and flagged.
@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub max_bases_per_write: usize,
     /// Bases all the writes of one change may name together.
     pub max_bases_per_change: usize,
+    /// The deployment's severity scale and on-site distance.
+    pub rules: mobile_schema::rule_settings::RuleSettings,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +51,7 @@ impl Default for EngineConfig {
             max_value_bytes: 256 * 1024,
             max_bases_per_write: 64,
             max_bases_per_change: 2048,
+            rules: mobile_schema::rule_settings::RuleSettings::default(),
         }
     }
 }
@@ -869,7 +872,7 @@ impl Engine {
             }
         };
         let site = site_of(store, &record)?;
-        let checked = rules::check(&record, site.as_ref());
+        let checked = rules::check(&record, site.as_ref(), &self.config.rules);
         let own = |f: &Flag| match written {
             None => true,
             Some(keys) => keys.iter().any(|k| {
@@ -890,7 +893,7 @@ impl Engine {
     pub(crate) fn refresh_flags<S: Store>(&mut self, store: &mut S, state: &mut RecordState) -> Result<(), S::Error> {
         if let Ok(record) = state.materialize() {
             let site = site_of(store, &record)?;
-            let checked = rules::check(&record, site.as_ref());
+            let checked = rules::check(&record, site.as_ref(), &self.config.rules);
             let mut flags = checked.flags;
             flags.extend(checked.errors);
             state.flags = flags;

@@ -3,9 +3,9 @@
 //! on the record for a supervisor).
 
 use mobile_schema::record::AnyRecord;
-use mobile_schema::severity::SeverityScale;
+use mobile_schema::rule_settings::RuleSettings;
 use mobile_schema::site::Site;
-use mobile_schema::validation::{Issue, ValidationContext, validate};
+use mobile_schema::validation::{Issue, validate};
 
 use crate::outcome::Flag;
 
@@ -24,11 +24,9 @@ fn to_flag(i: Issue) -> Flag {
     }
 }
 
-/// Check a merged record, with its site when known.
-pub fn check(record: &AnyRecord, site: Option<&Site>) -> Checked {
-    // The deployment's scale is configuration; the benchmark data's is the default.
-    let scale = SeverityScale::default();
-    let mut ctx = ValidationContext::new(&scale);
+/// Check a merged record, with its site when known, under the deployment's settings.
+pub fn check(record: &AnyRecord, site: Option<&Site>, settings: &RuleSettings) -> Checked {
+    let mut ctx = settings.context();
     if let Some(site) = site {
         ctx = ctx.with_site(site);
     }

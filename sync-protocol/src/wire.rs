@@ -138,6 +138,10 @@ pub struct TokenResponse {
     pub expires_in: u64,
     pub token_type: String,
     pub user: UserInfo,
+    /// The deployment's rule settings, which the tablet validates with
+    /// (absent from older servers: the defaults apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<mobile_schema::rule_settings::RuleSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

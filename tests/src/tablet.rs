@@ -25,6 +25,10 @@ pub struct Tee {
 }
 
 impl Transport for Tee {
+    fn rules(&self) -> Option<mobile_schema::rule_settings::RuleSettings> {
+        self.http.rules()
+    }
+
     fn identify(&mut self, actor: &Actor) -> Result<(), TransportError> {
         self.actor = Some(*actor);
         self.http.identify(actor)

@@ -248,6 +248,7 @@ impl Tokens {
             expires_in: 900,
             token_type: "Bearer".into(),
             user: user.clone(),
+            rules: None,
         };
         self.access
             .insert(t.access_token.clone(), (user.clone(), device, replica));

@@ -16,9 +16,8 @@ use mobile_schema::geo::{self, GnssFix, LatLon, Location};
 use mobile_schema::ids::RecordId;
 use mobile_schema::inspection::{EvidenceKind, Inspection};
 use mobile_schema::record::AnyRecord;
-use mobile_schema::severity::SeverityScale;
 use mobile_schema::site::Site;
-use mobile_schema::validation::{IssueCode, ValidationContext, validate_inspection};
+use mobile_schema::validation::{IssueCode, validate_inspection};
 use serde::{Deserialize, Serialize};
 use sync_protocol::Flag;
 
@@ -117,8 +116,7 @@ pub fn evaluate(
     // The fix: the domain's own check (inside the radius or polygon, allowing
     // for accuracy and tolerance), and whether its accuracy can show anything.
     if let Some(site) = site {
-        let scale = SeverityScale::default();
-        let ctx = ValidationContext::new(&scale).with_site(site);
+        let ctx = settings.rules.context().with_site(site);
         let report = validate_inspection(inspection, &ctx);
         for issue in report.flags {
             if matches!(issue.code, IssueCode::OutsideSite | IssueCode::MissingFix) {

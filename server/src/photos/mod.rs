@@ -60,6 +60,9 @@ pub struct PhotoSettings {
     pub thumbnail_queue: usize,
     /// Memory a single thumbnail decode may allocate, in MiB.
     pub thumbnail_max_alloc_mb: u64,
+    /// The deployment's `[rules]` (the fix's on-site distance), set at start.
+    #[serde(skip)]
+    pub rules: mobile_schema::rule_settings::RuleSettings,
     /// How far a photo's EXIF position may be from the site's area.
     pub photo_max_distance_m: f64,
     /// Clock slack when comparing capture times with the visit window.
@@ -80,6 +83,7 @@ impl Default for PhotoSettings {
     fn default() -> Self {
         Self {
             max_upload_bytes: 25 * 1024 * 1024,
+            rules: mobile_schema::rule_settings::RuleSettings::default(),
             max_pixels: 100_000_000,
             upload_expiry_s: 7 * 24 * 3600,
             unreferenced_grace_days: 90,

@@ -163,6 +163,7 @@ fn issue(
             username: user.username.clone(),
             role: user.role,
         },
+        rules: Some(state.rules.as_ref().clone()),
     })
 }
 

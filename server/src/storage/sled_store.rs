@@ -153,7 +153,7 @@ impl SledStorage {
                 e
             }
         };
-        let mut engine = Engine::new(config);
+        let mut engine = Engine::new(config.clone());
         if let Some(raw) = tree.get(keys::META_HLC)? {
             let hlc: Hlc = serde_json::from_slice(&raw).map_err(|source| StorageError::Corrupt {
                 what: "server hlc",

@@ -1,0 +1,115 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The deployment's rule settings end to end: a bureau that grades hazards
+//! 一般/重大 configures `[rules]`; the server judges pushes by that scale and
+//! hands it to tablets at login, so a tablet records a 重大 hazard offline and
+//! refuses a severity of another scale, as the server would.
+
+use mobile_schema::ids::{HazardId, InspectionId, SiteId};
+use mobile_schema::record::RecordKind;
+use mobile_schema::region::RegionCode;
+use mobile_schema::sample;
+use replica::{HttpConfig, ReplicaError};
+use serde_json::json;
+use tests::api::Api;
+use tests::harness::ServerProcess;
+use tests::tablet::Tablet;
+
+const ADMIN_PASSWORD: &str = "rules-admin-Qm47-password";
+const PASSWORD: &str = "rules-user-Wx82-password";
+
+#[test]
+fn a_configured_severity_scale_is_the_one_tablets_and_server_judge_hazards_by() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("fieldsync.toml");
+    std::fs::write(&config, "[rules]\nseverity_scale = \"general_major\"\n").unwrap();
+    let server = ServerProcess::start_with_config(
+        &root.path().join("server"),
+        &config,
+        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    )
+    .unwrap();
+    let api = Api::new(server.url(""));
+    let admin = api.login("admin", ADMIN_PASSWORD).unwrap();
+    let a = api
+        .post(
+            "/api/v1/admin/users",
+            Some(&admin.access),
+            &json!({"username": "wei", "password": PASSWORD, "role": "inspector", "regions": ["451221"]}),
+        )
+        .unwrap();
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let site = SiteId::generate();
+    let mut pond = sample::pond(site);
+    pond.region_code = RegionCode::new(451_221).unwrap();
+    let a = api
+        .post(
+            "/api/v1/sites",
+            Some(&admin.access),
+            &serde_json::to_value(&pond).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(a.status, 201, "{:?}", a.body);
+
+    let mut wei = Tablet::enrol(
+        &root.path().join("wei"),
+        HttpConfig::new(server.url("")),
+        "wei",
+        PASSWORD,
+        None,
+    )
+    .unwrap();
+    wei.sync().unwrap();
+    let device = wei.replica.identity().device;
+    let insp = InspectionId::generate();
+    wei.replica
+        .create(sample::inspection(insp, site, device).into())
+        .unwrap();
+    // Offline: a 重大 hazard is a hazard of this deployment's scale ...
+    let mut major = sample::hazard(HazardId::generate(), insp, site);
+    major.severity = "major".into();
+    wei.replica.create(major.clone().into()).unwrap();
+    // ... and one graded on the default scale is not.
+    let mut high = sample::hazard(HazardId::generate(), insp, site);
+    high.severity = "high".into();
+    match wei.replica.create(high.clone().into()) {
+        Err(ReplicaError::Invalid { errors }) => {
+            assert!(errors.iter().any(|e| e.field == "severity"), "{errors:?}")
+        }
+        other => panic!("a severity of another scale was taken: {other:?}"),
+    }
+    let report = wei.sync().unwrap();
+    assert_eq!((report.acked, report.refused), (2, 0), "{report:?}");
+
+    // A client that skips the tablet's check is refused by the server.
+    let token = wei.transport.http.credentials().unwrap().access_token.clone();
+    let seq = wei.replica.next_seq();
+    let change = json!({
+        "seq": seq,
+        "hlc": [1_764_000_000_000u64, 0],
+        "kind": "hazard",
+        "record": high.id.to_string(),
+        "op": {"create": {"record": high}},
+    });
+    let a = api
+        .post("/api/v1/sync/push", Some(&token), &json!({"changes": [change]}))
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let outcome = &a.body["outcomes"][0];
+    assert_eq!(
+        (outcome["outcome"].as_str(), outcome["field"].as_str()),
+        (Some("refused"), Some("severity")),
+        "{outcome}"
+    );
+
+    // The tablet's store keeps the settings across a restart, with no server.
+    let dir = root.path().join("wei");
+    drop(wei);
+    let mut again = replica::Replica::open(&dir).unwrap();
+    let mut high = sample::hazard(HazardId::generate(), insp, site);
+    high.severity = "high".into();
+    assert!(matches!(again.create(high.into()), Err(ReplicaError::Invalid { .. })));
+    let mut general = sample::hazard(HazardId::generate(), insp, site);
+    general.severity = "general".into();
+    again.create(general.into()).unwrap();
+    assert_eq!(again.list(RecordKind::Hazard).unwrap().len(), 2);
+}
