@@ -273,8 +273,12 @@ impl Device {
             Err(e) => return Err(e.into()),
         };
         let config = ReplicaConfig::for_identity(Identity::of(&user, device));
-        let replica = Replica::open_with(dir.join(STORE_DIR), config)?;
+        let mut replica = Replica::open_with(dir.join(STORE_DIR), config)?;
         transport.identify(&replica.actor())?;
+        // The deployment's rules from the first edit on, before any sync.
+        if let Some(rules) = transport.rules() {
+            replica.adopt_rules(rules)?;
+        }
         let credentials = saved(&transport, &cred_path, &sink_error)?;
         let report = InitReport {
             server,
