@@ -82,7 +82,6 @@ issue_codes! {
     InvalidRadius = "invalid_radius", Error;
     /// A site polygon with fewer than three vertices.
     DegeneratePolygon = "degenerate_polygon", Error;
-    EndBeforeStart = "end_before_start", Error;
     /// No checklist template has this id.
     UnknownChecklistTemplate = "unknown_checklist_template", Error;
     /// The template exists, but not in this version.
@@ -97,8 +96,6 @@ issue_codes! {
     UnknownSeverity = "unknown_severity", Error;
     /// Text the record is meaningless without is empty.
     EmptyRequiredText = "empty_required_text", Error;
-    /// A team member without a law-enforcement certificate number (执法证号).
-    MissingCertificate = "missing_certificate", Error;
     /// A percentage outside 0..=100.
     PercentOutOfRange = "percent_out_of_range", Error;
     /// A task whose due day is before its earliest start.
@@ -113,6 +110,15 @@ issue_codes! {
     DuplicateDrawnSite = "duplicate_drawn_site", Error;
 
     // Flags.
+    /// A visit whose end is before its start (a tablet clock reset mid-visit):
+    /// the record is kept; its times cannot be compared with the visit window.
+    EndBeforeStart = "end_before_start", Flag;
+    /// A team member without a law-enforcement certificate number (执法证号).
+    MissingCertificate = "missing_certificate", Flag;
+    /// A refusal to sign recorded without its reason.
+    RefusalWithoutReason = "refusal_without_reason", Flag;
+    /// A refusal to sign recorded without a witness's name.
+    RefusalWithoutWitness = "refusal_without_witness", Flag;
     /// Fewer than two inspectors with distinct certificate numbers.
     TooFewInspectors = "too_few_inspectors", Flag;
     /// Two team members give the same certificate number.
@@ -728,9 +734,22 @@ pub fn validate_inspection(i: &Inspection, ctx: &ValidationContext) -> Report {
             witness,
             recorded_at,
         }) => {
-            // A refusal is only a signoff with its reason and witness (DOMAIN).
-            require_text(&mut r, "signoff.reason", reason, "refusal reason");
-            require_text(&mut r, "signoff.witness.name", &witness.name, "witness name");
+            // A refusal is a signoff with its reason and witness (DOMAIN); one
+            // recorded without them on site is kept and shown, not lost.
+            if reason.trim().is_empty() {
+                r.add(
+                    IssueCode::RefusalWithoutReason,
+                    "signoff.reason",
+                    "a refusal recorded without its reason",
+                );
+            }
+            if witness.name.trim().is_empty() {
+                r.add(
+                    IssueCode::RefusalWithoutWitness,
+                    "signoff.witness.name",
+                    "a refusal recorded without a witness's name",
+                );
+            }
             if let Some(w) = window {
                 check_in_visit(
                     &mut r,

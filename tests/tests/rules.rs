@@ -113,3 +113,93 @@ fn a_configured_severity_scale_is_the_one_tablets_and_server_judge_hazards_by() 
     again.create(general.into()).unwrap();
     assert_eq!(again.list(RecordKind::Hazard).unwrap().len(), 2);
 }
+
+/// Rule breaches of a visit recorded offline — a tablet clock reset mid-visit
+/// (end before start), a colleague without his certificate number at hand, a
+/// party refusing to sign with nobody there to witness it — are kept: the
+/// tablet saves and submits the inspection, the server applies it, and the
+/// supervisor sees each breach as a flag.
+#[test]
+fn an_offline_visit_with_rule_breaches_reaches_the_supervisor_flagged_not_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_args(
+        &root.path().join("server"),
+        &[("FIELDSYNC_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+        &[],
+    )
+    .unwrap();
+    let api = Api::new(server.url(""));
+    let admin = api.login("admin", ADMIN_PASSWORD).unwrap();
+    for (name, role) in [("wei", "inspector"), ("li", "supervisor")] {
+        let a = api
+            .post(
+                "/api/v1/admin/users",
+                Some(&admin.access),
+                &json!({"username": name, "password": PASSWORD, "role": role, "regions": ["451221"]}),
+            )
+            .unwrap();
+        assert_eq!(a.status, 201, "{:?}", a.body);
+    }
+    let site = SiteId::generate();
+    let mut pond = sample::pond(site);
+    pond.region_code = RegionCode::new(451_221).unwrap();
+    let a = api
+        .post(
+            "/api/v1/sites",
+            Some(&admin.access),
+            &serde_json::to_value(&pond).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(a.status, 201, "{:?}", a.body);
+
+    let mut wei = Tablet::enrol(
+        &root.path().join("wei"),
+        HttpConfig::new(server.url("")),
+        "wei",
+        PASSWORD,
+        None,
+    )
+    .unwrap();
+    wei.sync().unwrap();
+    let insp = InspectionId::generate();
+    let mut visit = sample::inspection(insp, site, wei.replica.identity().device);
+    let start = visit.times.start;
+    visit.times.end = Some(start - chrono::Duration::hours(2));
+    visit.team[1].certificate_no = String::new();
+    visit.signoff = Some(mobile_schema::inspection::Signoff::Refused {
+        reason: String::new(),
+        witness: mobile_schema::inspection::Witness {
+            name: String::new(),
+            role: String::new(),
+        },
+        recorded_at: start,
+    });
+    wei.replica.create(visit.into()).expect("the tablet keeps the visit");
+    wei.replica
+        .transition(RecordKind::Inspection, insp.into(), "submit")
+        .expect("and submits it");
+    let report = wei.sync().unwrap();
+    assert_eq!((report.acked, report.refused), (2, 0), "{report:?}");
+
+    let li = api.login("li", PASSWORD).unwrap();
+    let a = api.get(&format!("/api/v1/records/{insp}"), Some(&li.access)).unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["workflow"], "submitted", "{:?}", a.body);
+    let flags: Vec<(String, String)> = a.body["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["code"].as_str().unwrap().into(), f["field"].as_str().unwrap().into()))
+        .collect();
+    for (code, field) in [
+        ("end_before_start", "times.end"),
+        ("missing_certificate", "team[1].certificate_no"),
+        ("refusal_without_reason", "signoff.reason"),
+        ("refusal_without_witness", "signoff.witness.name"),
+    ] {
+        assert!(
+            flags.contains(&(code.to_string(), field.to_string())),
+            "{code} at {field} in {flags:?}"
+        );
+    }
+}

@@ -324,7 +324,7 @@ fn every_problem_is_reported_at_once() {
         .build();
     let r = check(&i);
     assert_error(&r, IssueCode::LatitudeOutOfRange, "fix.lat");
-    assert_error(&r, IssueCode::EndBeforeStart, "times.end");
+    assert_flag(&r, IssueCode::EndBeforeStart, "times.end");
     assert_flag(&r, IssueCode::TooFewInspectors, "team");
     assert_flag(&r, IssueCode::MissingSignoff, "signoff");
 }
@@ -423,13 +423,18 @@ fn negative_or_nan_accuracy_is_an_error_and_zero_is_fine() {
 }
 
 #[test]
-fn end_before_start_is_an_error_and_equal_times_are_not() {
+fn end_before_start_is_a_flag_that_keeps_the_record_and_equal_times_are_not() {
     let r = check(
         &valid()
             .with(|i| i.times.end = Some(at("2025-03-10T08:59:59+08:00")))
             .build(),
     );
-    assert_error(&r, IssueCode::EndBeforeStart, "times.end");
+    // A clock reset mid-visit: kept (usable), shown to the supervisor, and
+    // the times are not compared with a window that makes no sense.
+    assert_flag(&r, IssueCode::EndBeforeStart, "times.end");
+    assert!(r.is_usable(), "{r:#?}");
+    assert_no(&r, IssueCode::FixOutsideVisit);
+    assert_no(&r, IssueCode::SignoffOutsideVisit);
     // Same instant written in another offset is not before.
     let r = check(
         &valid()
@@ -502,9 +507,10 @@ fn answer_citing_evidence_not_in_the_record_is_an_error() {
 }
 
 #[test]
-fn team_member_without_certificate_is_an_error() {
+fn team_member_without_certificate_is_a_flag() {
     let r = check(&valid().with(|i| i.team[1].certificate_no = "  ".into()).build());
-    assert_error(&r, IssueCode::MissingCertificate, "team[1].certificate_no");
+    assert_flag(&r, IssueCode::MissingCertificate, "team[1].certificate_no");
+    assert!(r.is_usable(), "{r:#?}");
     assert_no(&check(&valid().build()), IssueCode::MissingCertificate);
 }
 
@@ -531,8 +537,9 @@ fn refusal_needs_a_reason_and_a_witness_and_a_signature_needs_a_name() {
             .build()
     };
     let r = check(&refused("", ""));
-    assert_error(&r, IssueCode::EmptyRequiredText, "signoff.reason");
-    assert_error(&r, IssueCode::EmptyRequiredText, "signoff.witness.name");
+    assert_flag(&r, IssueCode::RefusalWithoutReason, "signoff.reason");
+    assert_flag(&r, IssueCode::RefusalWithoutWitness, "signoff.witness.name");
+    assert!(r.is_usable(), "a refusal without them is kept: {r:#?}");
     let r = check(&refused("负责人拒绝签字", "张三"));
     assert!(r.is_clean(), "{r:#?}");
 
