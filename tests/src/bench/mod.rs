@@ -173,7 +173,12 @@ struct Bench {
 impl Bench {
     fn log(&self, msg: impl AsRef<str>) {
         if self.options.verbose {
-            eprintln!("fieldsync-bench: {}", msg.as_ref());
+            // Wall-clock seconds, so that `perf record -k CLOCK_REALTIME` can be cut
+            // to one scenario's timed part with `perf report --time START,END`.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            eprintln!("fieldsync-bench: {:.6} {}", now.as_secs_f64(), msg.as_ref());
         }
     }
 
