@@ -61,6 +61,12 @@ pub enum PhotoError {
         "{needed} bytes would leave less than the {reserve} bytes kept free for records ({free} free): retry later"
     )]
     StorageFull { needed: u64, free: u64, reserve: u64 },
+    /// The disk refused a write (ENOSPC, or a quota) although the free-space
+    /// check let it through: something else filled the disk meanwhile. A
+    /// client retries later, as after `StorageFull`; an unwritten PATCH keeps
+    /// nothing of its body.
+    #[error("the disk holding the photos is full: retry later")]
+    DiskFull { path: String, source: std::io::Error },
     #[error("{limit} uploads of yours are unfinished: finish or delete one first")]
     TooManyUploads { limit: usize },
     #[error("the range is outside the {size} bytes of the file")]
@@ -81,6 +87,12 @@ pub enum PhotoError {
 
 impl PhotoError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
+        if is_disk_full(&source) {
+            return PhotoError::DiskFull {
+                path: path.display().to_string(),
+                source,
+            };
+        }
         PhotoError::Io {
             path: path.display().to_string(),
             source,
@@ -115,7 +127,7 @@ impl PhotoError {
             PhotoError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             PhotoError::NoPreview => "no_preview",
             PhotoError::ThumbnailPending => "thumbnail_pending",
-            PhotoError::StorageFull { .. } => "photo_storage_full",
+            PhotoError::StorageFull { .. } | PhotoError::DiskFull { .. } => "photo_storage_full",
             PhotoError::TooManyUploads { .. } => "too_many_uploads",
             PhotoError::Io { .. } | PhotoError::Sled(_) | PhotoError::Corrupt { .. } | PhotoError::Internal(_) => {
                 "internal"
@@ -143,6 +155,14 @@ impl PhotoError {
             PhotoError::Io { .. } | PhotoError::Sled(_) | PhotoError::Corrupt { .. } | PhotoError::Internal(_)
         )
     }
+}
+
+/// Whether an I/O error says the disk, or the quota on it, is full.
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl From<crate::storage::StorageError> for PhotoError {
@@ -181,7 +201,7 @@ impl ResponseError for PhotoError {
             PhotoError::TooManyPixels { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             PhotoError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             PhotoError::ThumbnailPending => StatusCode::SERVICE_UNAVAILABLE,
-            PhotoError::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            PhotoError::StorageFull { .. } | PhotoError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             PhotoError::TooManyUploads { .. } => StatusCode::TOO_MANY_REQUESTS,
             PhotoError::Io { .. } | PhotoError::Sled(_) | PhotoError::Corrupt { .. } | PhotoError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -198,6 +218,9 @@ impl ResponseError for PhotoError {
         }
         if self.is_internal() {
             tracing::error!(error = %self, "photo store error");
+        }
+        if let PhotoError::DiskFull { path, source } = self {
+            tracing::warn!(path, error = %source, "the photo disk is full: a write was refused");
         }
         let mut b = HttpResponse::build(self.status_code());
         b.insert_header(("Tus-Resumable", TUS_VERSION));

@@ -109,6 +109,11 @@ pub struct Dirs {
     pub thumbs: PathBuf,
 }
 
+/// The free space photo writes (uploads and thumbnails) leave, in bytes.
+pub(crate) fn free_reserve(settings: &PhotoSettings) -> u64 {
+    (settings.free_reserve_mb.saturating_mul(1024 * 1024)).max(crate::storage::sled_store::FREE_SPACE_RESERVE)
+}
+
 impl Dirs {
     fn under(data_dir: &Path) -> Self {
         let root = data_dir.join("photos");
@@ -231,8 +236,7 @@ impl Photos {
 
     /// The free space uploads leave, in bytes.
     pub(crate) fn free_reserve(&self) -> u64 {
-        (self.inner.settings.free_reserve_mb.saturating_mul(1024 * 1024))
-            .max(crate::storage::sled_store::FREE_SPACE_RESERVE)
+        free_reserve(&self.inner.settings)
     }
 
     pub fn dirs(&self) -> &Dirs {

@@ -839,6 +839,31 @@ fn hash_file(path: &std::path::Path) -> Result<sha2::digest::Output<Sha256>, Pho
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::ResponseError as _;
+    use actix_web::http::StatusCode;
+
+    #[test]
+    fn a_chunk_the_disk_refuses_is_a_507_the_tablet_retries_not_a_500() {
+        // /dev/full answers every write with the kernel's ENOSPC.
+        let path = std::path::PathBuf::from("/dev/full");
+        let mut sink = Sink {
+            file: std::fs::OpenOptions::new().write(true).open(&path).unwrap(),
+            path,
+            reserve: 0,
+            sha256: Some(Sha256::new()),
+            chunk: None,
+            buf: vec![7; 4096],
+            written: 0,
+        };
+        let e = sink.write_buf().unwrap_err();
+        assert!(matches!(e, PhotoError::DiskFull { .. }), "{e:?}");
+        assert_eq!(e.code(), "photo_storage_full");
+        assert_eq!(e.status_code(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(!e.is_internal());
+        assert_eq!(sink.written, 0, "nothing counted as written");
+        let body = e.error_response();
+        assert_eq!(body.status(), StatusCode::INSUFFICIENT_STORAGE);
+    }
 
     #[test]
     fn metadata_and_checksums_parse_as_tus_sends_them() {
