@@ -49,6 +49,7 @@ use crate::routes;
         routes::schedule::generate,
         routes::schedule::regenerate,
         routes::schedule::flood_season,
+        routes::schedule::flood_seasons,
         routes::schedule::show,
         routes::schedule::compliance,
         routes::schedule::obligations,

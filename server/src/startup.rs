@@ -287,6 +287,7 @@ impl Application {
                 .service(routes::schedule::obligations)
                 .service(routes::schedule::regenerate)
                 .service(routes::schedule::flood_season)
+                .service(routes::schedule::flood_seasons)
                 .service(routes::schedule::show)
                 .service(routes::reviews::queue)
                 .service(routes::reviews::show)

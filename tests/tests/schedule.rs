@@ -655,6 +655,26 @@ fn a_flood_season_declared_after_generation_moves_the_pre_flood_task_and_is_kept
             .collect()
     };
     assert_eq!(pre_flood_due(port), ["2027-03-31"]);
+    let seasons = |port: u16, token: &str| -> serde_json::Value {
+        let (status, view, text) = call(
+            port,
+            token,
+            "GET",
+            &format!("/api/v1/schedule/flood-seasons?year=2027&region={GONGCHENG}"),
+            None,
+        );
+        assert_eq!(status, 200, "{text}");
+        view
+    };
+    let before = seasons(port, &wang);
+    assert_eq!(
+        before["in_force"],
+        json!({"start": "2027-04-01", "end": "2027-09-30"}),
+        "{before}"
+    );
+    assert_eq!(before["declared"], json!([]));
+    let (status, err, _) = call(port, &wang, "GET", "/api/v1/schedule/flood-seasons?year=27", None);
+    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_query")));
 
     let season =
         |start: &str, end: &str| json!({"year": 2027, "region": GONGCHENG.to_string(), "start": start, "end": end});
@@ -690,11 +710,21 @@ fn a_flood_season_declared_after_generation_moves_the_pre_flood_task_and_is_kept
     assert_eq!(replanned.len(), 1, "{answer}");
     assert_eq!(replanned[0]["site_id"], one.to_string());
     assert_eq!(pre_flood_due(port), ["2027-03-14"]);
+    // Any signed-in user reads the season in force: an inspector too.
+    let after = seasons(port, &li);
+    assert_eq!(
+        after["in_force"],
+        json!({"start": "2027-03-15", "end": "2027-09-30"}),
+        "{after}"
+    );
+    assert_eq!(after["declared"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after["declared"][0]["region"], json!(GONGCHENG.to_string()));
 
     // Kept across a restart: re-planning the pond (as a level change would)
     // keeps the task the season calls for.
     server.restart().unwrap();
     let wang = login(server.port, "wang", PASSWORD).unwrap();
+    assert_eq!(seasons(server.port, &wang)["in_force"]["start"], "2027-03-15");
     let (status, plan, text) = call(
         server.port,
         &wang,

@@ -162,6 +162,36 @@ pub async fn flood_season(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// The flood season in force in a region and year and the declarations that
+/// bear on it (any signed-in user: a season is a public notice).
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedule/flood-seasons",
+    tag = "schedule",
+    summary = "The flood season in force in a region and year",
+    params(("year" = Option<String>, Query), ("region" = Option<String>, Query)),
+    responses((status = 200, description = "the season in force and the declarations"), (status = 400, description = "invalid query")),
+    security(("bearer" = [])),
+)]
+#[get("/api/v1/schedule/flood-seasons")]
+pub async fn flood_seasons(
+    _auth: Authenticated,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = query(&req)?;
+    if q.format == Format::Csv {
+        return Err(ApiError::bad(
+            "invalid_query",
+            "flood seasons are listed as JSON only",
+            Some("format".into()),
+        ));
+    }
+    let st = state.clone();
+    let view = web::block(move || st.schedule.flood_seasons(q.year, q.region)).await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
 /// The dated obligations of the key supervision units, and whether each was met.
 #[utoipa::path(
     get,

@@ -143,6 +143,20 @@ pub struct FloodSeasonResponse {
     pub replanned: Vec<PondReplanned>,
 }
 
+/// `GET /api/v1/schedule/flood-seasons`: the season in force in a region
+/// and year, and the seasons declared that bear on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloodSeasonsView {
+    pub year: i32,
+    pub region: RegionCode,
+    /// What plans of the region use: its own declaration, else its city's,
+    /// else the province's, else 04-01..09-30.
+    pub in_force: mobile_schema::schedule::FloodSeason,
+    /// Declarations of the year for the region, the regions above it and the
+    /// counties under it.
+    pub declared: Vec<FloodOverride>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PondReplanned {
     pub site_id: SiteId,
@@ -214,6 +228,23 @@ impl ScheduleService {
         Ok(FloodCalendar::from_overrides(
             stored.into_iter().chain(given.iter().copied()),
         )?)
+    }
+
+    /// The season in force in `region` and `year`, and the declarations that
+    /// bear on it: what a supervisor checks before planning.
+    pub fn flood_seasons(&self, year: i32, region: RegionCode) -> Result<FloodSeasonsView, ScheduleServiceError> {
+        check_year(year)?;
+        let calendar = self.flood_calendar(&[])?;
+        let declared = calendar
+            .overrides()
+            .filter(|o| o.year == year && (o.region.covers(region) || region.covers(o.region)))
+            .collect();
+        Ok(FloodSeasonsView {
+            year,
+            region,
+            in_force: calendar.season_for(region, year),
+            declared,
+        })
     }
 
     /// Keeps `overrides` (already validated) for the later plans of their
