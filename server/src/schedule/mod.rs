@@ -41,6 +41,9 @@ use crate::storage::{self, StorageError, SyncStorage};
 const MAX_PERIODS: usize = 12;
 const MAX_EXTRA_PER_LEVEL: u32 = 12;
 const MAX_PERIODIC: usize = 6;
+/// A plan names at most this many flood seasons (the province, its 14 cities
+/// and a few counties is the most a real one needs).
+const MAX_FLOOD_SEASONS: usize = 64;
 
 /// The flag the evidence rules raise when the fix is away from the site.
 const OFF_SITE_FLAG: &str = "outside_site";
@@ -139,8 +142,18 @@ pub struct FloodSeasonRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FloodSeasonResponse {
     pub season: FloodOverride,
-    /// The 一级 ponds of the region re-planned from today for the new season.
+    /// The 一级 ponds of the region re-planned from today for the new season
+    /// (none for a past year: its record is kept, its plan is history).
     pub replanned: Vec<PondReplanned>,
+    /// Ponds whose re-plan failed, and why: the season stands, and a
+    /// supervisor re-plans them by hand once the cause is mended.
+    pub not_replanned: Vec<PondNotReplanned>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PondNotReplanned {
+    pub site_id: SiteId,
+    pub error: String,
 }
 
 /// `GET /api/v1/schedule/flood-seasons`: the season in force in a region
@@ -302,6 +315,16 @@ impl ScheduleService {
         }
         let _one_at_a_time = self.replica.hold()?;
         self.store_floods(&[season])?;
+        let mut answer = FloodSeasonResponse {
+            season,
+            replanned: Vec::new(),
+            not_replanned: Vec::new(),
+        };
+        // A past year's season is kept for the record (compliance reads it);
+        // re-planning a year that is over would only cancel its history.
+        if req.year < today.year() {
+            return Ok(answer);
+        }
         let mut records = Records::load(storage)?;
         let day = today.max(NaiveDate::from_ymd_opt(req.year, 1, 1).unwrap_or(today));
         let ponds: Vec<SiteId> = records
@@ -315,28 +338,61 @@ impl ScheduleService {
             .filter(|s| records.tasks.iter().any(|t| t.site_id == s.id && t.year == req.year))
             .map(|s| s.id)
             .collect();
-        let mut replanned = Vec::with_capacity(ponds.len());
         for site_id in ponds {
-            let plan_req = RegenerateRequest {
-                year: req.year,
-                site_id,
-                change_day: Some(day),
-                flood_seasons: Vec::new(),
-                intensified: Vec::new(),
-                recusals: HashMap::new(),
-            };
-            let plan = self.replan(storage, accounts, who, &plan_req, &records, now_ms)?;
-            for t in records.tasks.iter_mut().filter(|t| plan.cancelled.contains(&t.id)) {
-                t.state = TaskState::Cancelled;
+            match self.replan_one(storage, accounts, who, &mut records, req.year, site_id, day, now_ms)? {
+                Ok(plan) => answer.replanned.push(PondReplanned {
+                    site_id,
+                    cancelled: plan.cancelled,
+                    added: plan.added,
+                }),
+                Err(e) => {
+                    tracing::warn!(%site_id, error = %e, "a flood season was declared but a pond was not re-planned");
+                    answer.not_replanned.push(PondNotReplanned {
+                        site_id,
+                        error: e.to_string(),
+                    });
+                }
             }
-            records.tasks.extend(plan.added.iter().cloned());
-            replanned.push(PondReplanned {
-                site_id,
-                cancelled: plan.cancelled,
-                added: plan.added,
-            });
         }
-        Ok(FloodSeasonResponse { season, replanned })
+        Ok(answer)
+    }
+
+    /// Re-plans `site_id` for `year` from `change_day` over `records`, and
+    /// keeps `records` true to what the store now holds, since the next
+    /// pond's teams are balanced against it. The outer error is the store's;
+    /// the inner one is this pond's, after which the next may still go.
+    #[allow(clippy::too_many_arguments)]
+    fn replan_one(
+        &self,
+        storage: &dyn SyncStorage,
+        accounts: &Accounts,
+        who: &Authenticated,
+        records: &mut Records,
+        year: i32,
+        site_id: SiteId,
+        change_day: NaiveDate,
+        now_ms: u64,
+    ) -> Result<Result<RegenerateResponse, ScheduleServiceError>, ScheduleServiceError> {
+        let req = RegenerateRequest {
+            year,
+            site_id,
+            change_day: Some(change_day),
+            flood_seasons: Vec::new(),
+            intensified: Vec::new(),
+            recusals: HashMap::new(),
+        };
+        let answer = self.replan(storage, accounts, who, &req, records, now_ms);
+        match &answer {
+            Ok(plan) => {
+                for t in records.tasks.iter_mut().filter(|t| plan.cancelled.contains(&t.id)) {
+                    t.state = TaskState::Cancelled;
+                }
+                records.tasks.extend(plan.added.iter().cloned());
+            }
+            // Part of its changes may be stored: read again what is.
+            Err(_) => *records = Records::load(storage)?,
+        }
+        Ok(answer)
     }
 
     /// Says in the log which of this year and the next have no official
@@ -377,6 +433,7 @@ impl ScheduleService {
         };
         check_year(req.year)?;
         check_periods(&req.intensified)?;
+        check_floods(user, req.year, &req.flood_seasons)?;
         if req.periodic.len() > MAX_PERIODIC {
             return Err(ScheduleServiceError::Invalid {
                 field: "periodic",
@@ -469,6 +526,7 @@ impl ScheduleService {
     ) -> Result<RegenerateResponse, ScheduleServiceError> {
         check_year(req.year)?;
         check_periods(&req.intensified)?;
+        check_floods(&who.user, req.year, &req.flood_seasons)?;
         let _one_at_a_time = self.replica.hold()?;
         let records = Records::load(storage)?;
         let mut req = req.clone();
@@ -618,25 +676,8 @@ impl ScheduleService {
             } else {
                 today
             };
-            let req = RegenerateRequest {
-                year,
-                site_id: pond.id,
-                change_day: Some(change_day),
-                flood_seasons: Vec::new(),
-                intensified: Vec::new(),
-                recusals: HashMap::new(),
-            };
-            let answer = self.replan(storage, accounts, who, &req, &records, now_ms);
-            match &answer {
-                Ok(plan) => {
-                    for t in records.tasks.iter_mut().filter(|t| plan.cancelled.contains(&t.id)) {
-                        t.state = TaskState::Cancelled;
-                    }
-                    records.tasks.extend(plan.added.iter().cloned());
-                }
-                // Part of its changes may be stored: read again what is.
-                Err(_) => records = Records::load(storage)?,
-            }
+            let pond_id = pond.id;
+            let answer = self.replan_one(storage, accounts, who, &mut records, year, pond_id, change_day, now_ms)?;
             out.push((site, answer.map(Some)));
         }
         Ok(out)
@@ -713,6 +754,31 @@ fn check_periods(periods: &[IntensifiedPeriod]) -> Result<(), ScheduleServiceErr
                 "at most {MAX_PERIODS} periods, one entry per level each, at most {MAX_EXTRA_PER_LEVEL} extra inspections per level"
             ),
         });
+    }
+    Ok(())
+}
+
+/// A plan's own flood seasons are kept for every later plan of their year, so
+/// they are declarations like `POST /api/v1/schedule/flood-season`: of the
+/// plan's year, in regions the planner may plan, and few.
+fn check_floods(user: &User, year: i32, seasons: &[FloodOverride]) -> Result<(), ScheduleServiceError> {
+    if seasons.len() > MAX_FLOOD_SEASONS {
+        return Err(ScheduleServiceError::Invalid {
+            field: "flood_seasons",
+            message: format!("at most {MAX_FLOOD_SEASONS} flood seasons"),
+        });
+    }
+    for o in seasons {
+        if o.year != year {
+            return Err(ScheduleServiceError::Invalid {
+                field: "flood_seasons",
+                message: format!(
+                    "a flood season of {} in a plan of {year}: declare another year's with POST /api/v1/schedule/flood-season",
+                    o.year
+                ),
+            });
+        }
+        may_plan(user, o.region)?;
     }
     Ok(())
 }
@@ -953,6 +1019,7 @@ pub fn usernames(accounts: &Accounts) -> Result<HashMap<UserId, String>, Account
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::accounts::UserPatch;
     use crate::storage::{SledStorage, test_create};
     use mobile_schema::ids::{DeviceId, ItemId};
     use mobile_schema::site::{LevelAssignment, SupervisionLevel};
@@ -1207,5 +1274,180 @@ mod tests {
         for t in now.tasks.iter().filter(|t| planned.contains(&t.id)) {
             assert_eq!(t.state, TaskState::InProgress, "{:?}", t.id);
         }
+    }
+
+    fn nandan() -> RegionCode {
+        RegionCode::new(451_221).unwrap()
+    }
+
+    fn flood(region: u32, year: i32) -> FloodOverride {
+        FloodOverride {
+            region: RegionCode::new(region).unwrap(),
+            year,
+            season: mobile_schema::schedule::FloodSeason {
+                start: NaiveDate::from_ymd_opt(year, 3, 15).unwrap(),
+                end: NaiveDate::from_ymd_opt(year, 9, 30).unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_plan_keeps_no_season_of_another_year_or_outside_the_planners_regions() {
+        let (_db, storage, accounts, service, _admin) = raised_store(None);
+        accounts
+            .insert_user("su", "not-a-hash".into(), Role::Supervisor, vec![nandan()])
+            .unwrap();
+        let su = Authenticated {
+            user: accounts.user_by_name("su").unwrap().unwrap(),
+            device: DeviceId::generate(),
+            replica: None,
+        };
+        let generate = |seasons: Vec<FloodOverride>| GenerateRequest {
+            year: 2027,
+            region: nandan(),
+            seed: Some("1".into()),
+            generated_on: None,
+            flood_seasons: seasons,
+            intensified: Vec::new(),
+            periodic: Vec::new(),
+            recusals: HashMap::new(),
+            dry_run: false,
+        };
+        let today = NaiveDate::from_ymd_opt(2027, 1, 5).unwrap();
+        // 南宁市 is not su's to declare.
+        let err = service
+            .generate(
+                &storage,
+                &accounts,
+                &su,
+                &generate(vec![flood(450_100, 2027)]),
+                today,
+                9_000,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScheduleServiceError::Denied {
+                    code: "forbidden_scope",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = service
+            .generate(
+                &storage,
+                &accounts,
+                &su,
+                &generate(vec![flood(451_221, 2028)]),
+                today,
+                9_000,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScheduleServiceError::Invalid {
+                    field: "flood_seasons",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let many = (0..=MAX_FLOOD_SEASONS).map(|_| flood(451_221, 2027)).collect();
+        let err = service
+            .generate(&storage, &accounts, &su, &generate(many), today, 9_000)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScheduleServiceError::Invalid {
+                    field: "flood_seasons",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let regenerate = RegenerateRequest {
+            year: 2026,
+            site_id: pond_id(1),
+            change_day: Some(day(5, 1)),
+            flood_seasons: vec![flood(450_100, 2026)],
+            intensified: Vec::new(),
+            recusals: HashMap::new(),
+        };
+        let err = service
+            .regenerate(&storage, &accounts, &su, &regenerate, day(5, 1), 9_000)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScheduleServiceError::Denied {
+                    code: "forbidden_scope",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let nanning = RegionCode::new(450_100).unwrap();
+        for year in [2026, 2027] {
+            let view = service.flood_seasons(year, nanning).unwrap();
+            assert_eq!(view.declared, Vec::new(), "{year}");
+        }
+    }
+
+    #[test]
+    fn a_past_years_season_is_kept_and_its_plan_left_alone() {
+        let (_db, storage, accounts, service, admin) = raised_store(None);
+        let before = tasks(&storage, &accounts);
+        let req = FloodSeasonRequest {
+            year: 2026,
+            region: nandan(),
+            start: day(3, 15),
+            end: day(9, 30),
+        };
+        let today = NaiveDate::from_ymd_opt(2027, 1, 10).unwrap();
+        let answer = service
+            .declare_flood_season(&storage, &accounts, &admin, &req, today, 9_000)
+            .unwrap();
+        assert!(answer.replanned.is_empty(), "{answer:?}");
+        assert_eq!(tasks(&storage, &accounts), before);
+        assert_eq!(
+            service.flood_seasons(2026, nandan()).unwrap().in_force.start,
+            day(3, 15)
+        );
+    }
+
+    #[test]
+    fn a_pond_that_cannot_be_replanned_is_reported_and_the_season_stands() {
+        let (_db, storage, accounts, service, admin) = raised_store(None);
+        // Two of the three inspectors leave: no team of two for new tasks.
+        for name in ["mo", "lan"] {
+            accounts
+                .update_user(
+                    name,
+                    UserPatch {
+                        disabled: Some(true),
+                        ..UserPatch::default()
+                    },
+                )
+                .unwrap();
+        }
+        let req = FloodSeasonRequest {
+            year: 2026,
+            region: nandan(),
+            start: day(3, 15),
+            end: day(9, 30),
+        };
+        let answer = service
+            .declare_flood_season(&storage, &accounts, &admin, &req, day(2, 5), 9_000)
+            .unwrap();
+        assert_eq!(answer.not_replanned.len(), PONDS as usize, "{answer:?}");
+        assert!(answer.not_replanned.iter().all(|p| p.error.contains("no valid team")));
+        assert_eq!(
+            service.flood_seasons(2026, nandan()).unwrap().in_force.start,
+            day(3, 15)
+        );
     }
 }
