@@ -92,8 +92,6 @@ issue_codes! {
     ChecklistForOtherSiteKind = "checklist_for_other_site_kind", Error;
     /// An answer cites evidence that is not in the record.
     UnknownEvidence = "unknown_evidence", Error;
-    /// A severity that is not a level of the configured scale.
-    UnknownSeverity = "unknown_severity", Error;
     /// Text the record is meaningless without is empty.
     EmptyRequiredText = "empty_required_text", Error;
     /// A percentage outside 0..=100.
@@ -110,6 +108,10 @@ issue_codes! {
     DuplicateDrawnSite = "duplicate_drawn_site", Error;
 
     // Flags.
+    /// A severity that is not a level of the configured scale: a hazard
+    /// graded offline before the deployment changed its scale is kept, and a
+    /// supervisor regrades it.
+    UnknownSeverity = "unknown_severity", Flag;
     /// A visit whose end is before its start (a tablet clock reset mid-visit):
     /// the record is kept; its times cannot be compared with the visit window.
     EndBeforeStart = "end_before_start", Flag;

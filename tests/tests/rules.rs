@@ -2,13 +2,15 @@
 //! The deployment's rule settings end to end: a bureau that grades hazards
 //! 一般/重大 configures `[rules]`; the server judges pushes by that scale and
 //! hands it to tablets at login, so a tablet records a 重大 hazard offline and
-//! refuses a severity of another scale, as the server would.
+//! flags a severity of another scale (one graded before the scale changed),
+//! as the server does: the hazard is kept and a supervisor regrades it.
 
 use mobile_schema::ids::{HazardId, InspectionId, SiteId};
 use mobile_schema::record::RecordKind;
 use mobile_schema::region::RegionCode;
 use mobile_schema::sample;
-use replica::{HttpConfig, ReplicaError};
+use mobile_schema::validation::IssueCode;
+use replica::HttpConfig;
 use serde_json::json;
 use tests::api::Api;
 use tests::harness::ServerProcess;
@@ -68,50 +70,66 @@ fn a_configured_severity_scale_is_the_one_tablets_and_server_judge_hazards_by() 
     let mut major = sample::hazard(HazardId::generate(), insp, site);
     major.severity = "major".into();
     wei.replica.create(major.clone().into()).unwrap();
-    // ... and one graded on the default scale is not.
+    // ... and one graded on the default scale is kept, flagged.
     let mut high = sample::hazard(HazardId::generate(), insp, site);
     high.severity = "high".into();
-    match wei.replica.create(high.clone().into()) {
-        Err(ReplicaError::Invalid { errors }) => {
-            assert!(errors.iter().any(|e| e.field == "severity"), "{errors:?}")
-        }
-        other => panic!("a severity of another scale was taken: {other:?}"),
-    }
+    let receipt = wei.replica.create(high.clone().into()).unwrap();
+    assert!(
+        receipt
+            .flags
+            .iter()
+            .any(|f| f.code == IssueCode::UnknownSeverity && f.field == "severity"),
+        "{:?}",
+        receipt.flags
+    );
     let report = wei.sync().unwrap();
-    assert_eq!((report.acked, report.refused), (2, 0), "{report:?}");
+    assert_eq!((report.acked, report.refused), (3, 0), "{report:?}");
 
-    // A client that skips the tablet's check is refused by the server.
+    // A client that skips the tablet's check is judged alike by the server:
+    // applied, flagged where the supervisor sees it.
     let token = wei.transport.http.credentials().unwrap().access_token.clone();
     let seq = wei.replica.next_seq();
+    let mut red = sample::hazard(HazardId::generate(), insp, site);
+    red.severity = "red".into();
     let change = json!({
         "seq": seq,
         "hlc": [1_764_000_000_000u64, 0],
         "kind": "hazard",
-        "record": high.id.to_string(),
-        "op": {"create": {"record": high}},
+        "record": red.id.to_string(),
+        "op": {"create": {"record": red}},
     });
     let a = api
         .post("/api/v1/sync/push", Some(&token), &json!({"changes": [change]}))
         .unwrap();
     assert_eq!(a.status, 200, "{:?}", a.body);
     let outcome = &a.body["outcomes"][0];
-    assert_eq!(
-        (outcome["outcome"].as_str(), outcome["field"].as_str()),
-        (Some("refused"), Some("severity")),
-        "{outcome}"
-    );
+    assert_eq!(outcome["outcome"].as_str(), Some("applied"), "{outcome}");
+    for id in [high.id, red.id] {
+        let a = api.get(&format!("/api/v1/records/{id}"), Some(&admin.access)).unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        let flagged = a.body["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "unknown_severity" && f["field"] == "severity");
+        assert!(flagged, "{:?}", a.body);
+    }
+    let a = api
+        .get(&format!("/api/v1/records/{}", major.id), Some(&admin.access))
+        .unwrap();
+    assert_eq!(a.body["flags"], json!([]), "{:?}", a.body);
 
     // The tablet's store keeps the settings across a restart, with no server.
     let dir = root.path().join("wei");
     drop(wei);
     let mut again = replica::Replica::open(&dir).unwrap();
-    let mut high = sample::hazard(HazardId::generate(), insp, site);
-    high.severity = "high".into();
-    assert!(matches!(again.create(high.into()), Err(ReplicaError::Invalid { .. })));
     let mut general = sample::hazard(HazardId::generate(), insp, site);
     general.severity = "general".into();
-    again.create(general.into()).unwrap();
-    assert_eq!(again.list(RecordKind::Hazard).unwrap().len(), 2);
+    assert!(again.create(general.into()).unwrap().flags.is_empty());
+    let mut high = sample::hazard(HazardId::generate(), insp, site);
+    high.severity = "high".into();
+    assert!(!again.create(high.into()).unwrap().flags.is_empty());
+    assert_eq!(again.list(RecordKind::Hazard).unwrap().len(), 4);
 }
 
 /// Rule breaches of a visit recorded offline — a tablet clock reset mid-visit

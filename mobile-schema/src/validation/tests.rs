@@ -926,12 +926,14 @@ fn hazard_without_description_or_category_is_an_error() {
 }
 
 #[test]
-fn severity_outside_the_configured_scale_is_an_error() {
+fn severity_outside_the_configured_scale_is_flagged_and_the_hazard_kept() {
     let h = Hazard {
         severity: "major".into(),
         ..hazard()
     };
-    assert_error(&validate_hazard(&h, &ctx()), IssueCode::UnknownSeverity, "severity");
+    let r = validate_hazard(&h, &ctx());
+    assert_flag(&r, IssueCode::UnknownSeverity, "severity");
+    assert!(r.is_usable(), "{r:#?}");
     let scale = SeverityScale::general_major();
     assert!(validate_hazard(&h, &ValidationContext::new(&scale)).is_clean());
 }
