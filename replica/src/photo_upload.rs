@@ -148,6 +148,20 @@ fn rejected(status: u16, body: ErrorBody) -> ReplicaError {
     ReplicaError::Transport(TransportError::Rejected { status, body })
 }
 
+/// An answer that is no fault of the request: the server is busy, full for
+/// now (507 `photo_storage_full`) or holds too many of this user's uploads
+/// (429): the photo stays queued and is sent again later, as after a cut.
+fn unavailable_or_rejected(status: u16, body: ErrorBody) -> ReplicaError {
+    if status >= 500 || status == 408 || status == 429 {
+        ReplicaError::Transport(TransportError::Unavailable(format!(
+            "the server answered {status} {}: {}",
+            body.code, body.message
+        )))
+    } else {
+        rejected(status, body)
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReplicaError + '_ {
     move |source| ReplicaError::Io {
         path: path.to_path_buf(),
@@ -216,7 +230,7 @@ impl<'a> PhotoClient<'a> {
             (201, None) => Err(ReplicaError::Protocol(
                 "the server created an upload without a Location".into(),
             )),
-            (s, _) => Err(rejected(s, reply.error())),
+            (s, _) => Err(unavailable_or_rejected(s, reply.error())),
         }
     }
 
@@ -287,10 +301,7 @@ impl<'a> PhotoClient<'a> {
             460 if reply.error().code == "checksum_mismatch" => Ok(Patched::Damaged),
             404 | 410 => Ok(Patched::Gone),
             423 => Ok(Patched::Busy),
-            s if s >= 500 || s == 408 || s == 429 => Err(ReplicaError::Transport(TransportError::Unavailable(
-                format!("PATCH answered {s}"),
-            ))),
-            s => Err(rejected(s, reply.error())),
+            s => Err(unavailable_or_rejected(s, reply.error())),
         }
     }
 

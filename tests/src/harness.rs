@@ -236,3 +236,36 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// A small tmpfs mounted at `dir` (created), unmounted when dropped: a real
+/// disk that fills. `None` where mounting is not allowed (not root), and the
+/// caller's test stops there, saying so; with `FIELDSYNC_REQUIRE_TMPFS=1` (CI
+/// under root) that is a failure instead, so the test cannot pass unrun.
+pub fn small_tmpfs(dir: &Path, size_mb: u64) -> Option<Tmpfs> {
+    std::fs::create_dir_all(dir).ok()?;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if mounted {
+        return Some(Tmpfs(dir.to_path_buf()));
+    }
+    assert!(
+        std::env::var("FIELDSYNC_REQUIRE_TMPFS").as_deref() != Ok("1"),
+        "tmpfs cannot be mounted at {} and FIELDSYNC_REQUIRE_TMPFS=1",
+        dir.display()
+    );
+    eprintln!("tmpfs cannot be mounted here (not root?): this test stops untested");
+    None
+}
+
+/// A mounted tmpfs, unmounted on drop.
+#[derive(Debug)]
+pub struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

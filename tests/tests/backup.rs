@@ -458,29 +458,16 @@ fn backup_and_recovery_requests_are_checked_before_anything_is_done() {
 
 /// A real small filesystem (tmpfs, needs root): the server's store fills it
 /// down to the writer's reserve.
-/// Where mounting is not allowed the test says so and stops; the injected
-/// full disk above covers the behaviour everywhere.
+/// Where mounting is not allowed the test says so and stops (unless
+/// FIELDSYNC_REQUIRE_TMPFS=1); the injected full disk above covers the
+/// behaviour everywhere.
 #[test]
 fn a_real_full_disk_refuses_the_push_with_507_and_keeps_serving_reads() {
     let root = tempfile::tempdir().unwrap();
     let mnt = root.path().join("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt.to_str().unwrap()])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !mounted {
-        eprintln!("tmpfs cannot be mounted here (not root?): real full disk not tested");
+    let Some(_unmount) = tests::harness::small_tmpfs(&mnt, 32) else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    };
     let server = ServerProcess::start_with_args(
         &mnt.join("server"),
         &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)],

@@ -952,6 +952,31 @@ fn photo_uploads_stop_at_the_free_space_reserve_while_record_pushes_go_on() {
         .unwrap();
     let report = rep.sync(&mut t).unwrap();
     assert_eq!((report.acked, report.refused), (1, 0), "{report:?}");
+
+    // The tablet's client takes the 507 for "later", not for a refusal of
+    // the photo: it stays queued, as after a cut.
+    let file = env.root.path().join("full.jpg");
+    std::fs::write(&file, &bytes).unwrap();
+    let config = UploadConfig {
+        attempts: 2,
+        backoff: std::time::Duration::from_millis(5),
+        ..UploadConfig::default()
+    };
+    let mut client = PhotoClient::new(&mut t, config);
+    let e = client
+        .upload_file(
+            &file,
+            &Sha256Hex::try_from(sha).unwrap(),
+            None,
+            None,
+            &mut |_| Ok(()),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, replica::ReplicaError::Transport(replica::TransportError::Unavailable(m)) if m.contains("photo_storage_full")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -983,31 +1008,16 @@ fn a_user_may_hold_at_most_64_unfinished_uploads() {
 }
 
 /// On a real small filesystem (tmpfs, needs root; elsewhere the test says so
-/// and stops): a PATCH whose bytes would take the free space below the
+/// and stops, unless FIELDSYNC_REQUIRE_TMPFS=1 as in CI under root): a PATCH whose bytes would take the free space below the
 /// reserve is refused and keeps nothing, records still go in, and the same
 /// chunk goes through once there is room.
 #[test]
 fn a_chunk_that_would_eat_into_the_reserve_is_refused_and_keeps_nothing() {
-    use std::process::Command;
     let root = tempfile::tempdir().unwrap();
     let mnt = root.path().join("small");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt.to_str().unwrap()])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !mounted {
-        eprintln!("tmpfs cannot be mounted here (not root?): the chunk reserve is not tested");
+    let Some(_unmount) = tests::harness::small_tmpfs(&mnt, 64) else {
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    };
     const RESERVE_MB: u64 = 24;
     let server = ServerProcess::start_with_args(
         &mnt.join("store"),
@@ -1037,6 +1047,7 @@ fn a_chunk_that_would_eat_into_the_reserve_is_refused_and_keeps_nothing() {
     let a = http.patch(&upload, 0, &bytes, None).unwrap();
     assert_eq!(a.status, 507, "{:?}", a.json());
     assert_eq!(a.json()["code"], "photo_storage_full");
+    assert_eq!(a.json()["field"], "body");
     assert_eq!(http.offset(&upload).unwrap(), Some(0));
     let kept: u64 = std::fs::read_dir(mnt.join("store").join("photos").join("uploads"))
         .unwrap()

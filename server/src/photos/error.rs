@@ -60,7 +60,13 @@ pub enum PhotoError {
     #[error(
         "{needed} bytes would leave less than the {reserve} bytes kept free for records ({free} free): retry later"
     )]
-    StorageFull { needed: u64, free: u64, reserve: u64 },
+    StorageFull {
+        needed: u64,
+        free: u64,
+        reserve: u64,
+        /// `Upload-Length` at creation, `body` for a PATCH's bytes.
+        field: &'static str,
+    },
     /// The disk refused a write (ENOSPC, or a quota) although the free-space
     /// check let it through: something else filled the disk meanwhile. A
     /// client retries later, as after `StorageFull`; an unwritten PATCH keeps
@@ -143,7 +149,7 @@ impl PhotoError {
             PhotoError::Sha256Mismatch { .. } => Some("Upload-Metadata.sha256".into()),
             PhotoError::TusVersion => Some("Tus-Resumable".into()),
             PhotoError::WrongContentType => Some("Content-Type".into()),
-            PhotoError::StorageFull { .. } => Some("Upload-Length".into()),
+            PhotoError::StorageFull { field, .. } => Some((*field).into()),
             _ => None,
         }
     }

@@ -114,6 +114,23 @@ pub(crate) fn free_reserve(settings: &PhotoSettings) -> u64 {
     (settings.free_reserve_mb.saturating_mul(1024 * 1024)).max(crate::storage::sled_store::FREE_SPACE_RESERVE)
 }
 
+/// Refuses a write of `needed` bytes that would leave less than `reserve`
+/// free on the disk holding `path`: records, written by the sync writer to the
+/// same disk, must never be the ones to find it full. `field` is what the
+/// client sent that asked for the bytes.
+pub(crate) fn check_space(path: &Path, needed: u64, reserve: u64, field: &'static str) -> Result<(), PhotoError> {
+    let free = fs2::available_space(path).map_err(|e| PhotoError::io(path, e))?;
+    if free < reserve.saturating_add(needed) {
+        return Err(PhotoError::StorageFull {
+            needed,
+            free,
+            reserve,
+            field,
+        });
+    }
+    Ok(())
+}
+
 impl Dirs {
     fn under(data_dir: &Path) -> Self {
         let root = data_dir.join("photos");

@@ -167,6 +167,12 @@ fn make(dirs: &Dirs, job: &Job, px: u32, max_alloc: u64, reserve: u64) -> Result
     if dest.exists() {
         return Ok(());
     }
+    // Checked before the decode, the costly part: px² RGB pixels bound the JPEG.
+    let needed = u64::from(px) * u64::from(px) * 3;
+    super::check_space(&dirs.blobs, needed, reserve, "thumbnail").map_err(|e| match e {
+        PhotoError::StorageFull { .. } => Trouble::NoRoom(e.to_string()),
+        e => Trouble::Failed(e.to_string()),
+    })?;
     let source = dirs.blob(&job.sha);
     let file = std::fs::File::open(&source).map_err(|e| Trouble::Failed(format!("{}: {e}", source.display())))?;
     let mut reader = image::ImageReader::with_format(std::io::BufReader::new(file), job.format);
@@ -183,15 +189,6 @@ fn make(dirs: &Dirs, job: &Job, px: u32, max_alloc: u64, reserve: u64) -> Result
         img
     };
     let rgb = thumb.to_rgb8();
-    // The raw pixels bound the JPEG's size.
-    let needed = rgb.as_raw().len() as u64;
-    // The blobs' folder exists (the photo is in it) and shares the thumbnails' disk.
-    let free = fs2::available_space(&dirs.blobs)?;
-    if free < reserve.saturating_add(needed) {
-        return Err(Trouble::NoRoom(format!(
-            "{needed} bytes would leave less than the {reserve} kept free for records ({free} free)"
-        )));
-    }
     write_atomically(&dest, |w| {
         JpegEncoder::new_with_quality(w, QUALITY).encode_image(&rgb)?;
         Ok(())

@@ -226,7 +226,7 @@ impl Sink {
         if self.buf.is_empty() {
             return Ok(());
         }
-        check_space(&self.path, self.buf.len() as u64, self.reserve)?;
+        super::check_space(&self.path, self.buf.len() as u64, self.reserve, "body")?;
         self.file
             .write_all(&self.buf)
             .map_err(|e| PhotoError::io(&self.path, e))?;
@@ -242,17 +242,6 @@ impl Sink {
         self.buf.clear();
         Ok(())
     }
-}
-
-/// Refuses a write of `needed` bytes that would leave less than `reserve`
-/// free on the disk holding `path`: records, written by the sync writer to the
-/// same disk, must never be the ones to find it full.
-fn check_space(path: &std::path::Path, needed: u64, reserve: u64) -> Result<(), PhotoError> {
-    let free = fs2::available_space(path).map_err(|e| PhotoError::io(path, e))?;
-    if free < reserve.saturating_add(needed) {
-        return Err(PhotoError::StorageFull { needed, free, reserve });
-    }
-    Ok(())
 }
 
 /// What a PATCH did.
@@ -330,7 +319,7 @@ impl Photos {
             return Err(PhotoError::TooManyUploads { limit });
         }
         // The whole declared length must fit now; each PATCH checks again.
-        check_space(&self.inner.dirs.uploads, length, self.free_reserve())?;
+        super::check_space(&self.inner.dirs.uploads, length, self.free_reserve(), "Upload-Length")?;
         let upload = Upload {
             id: random_id(),
             user,
