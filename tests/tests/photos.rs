@@ -887,30 +887,43 @@ fn inspector(env: &Env, admin: &Http, name: &str, region: &str) -> Http {
     Http::new(&env.url(), Some(token_of(env, name, PASSWORD)))
 }
 
+/// A preview stands in for a photo only when its uploader put the photo in
+/// the record the upload names: another user who read the photo's digest
+/// cannot go first, nor replace the preview shown.
 #[test]
-fn only_the_first_previews_uploader_or_the_originals_may_replace_a_preview() {
+fn only_who_put_the_photo_in_a_record_gives_it_a_preview() {
     let env = Env::start("");
     let admin = env.http();
-    let zhao = inspector(&env, &admin, "zhao", "450102");
-    // A photo not uploaded yet: its preview stands in for it.
+    // A colleague of the same county: he may read the record and its digests.
+    let zhao = inspector(&env, &admin, "zhao", "451221");
+    // A photo not uploaded yet, in an inspection the admin's tablet synced.
     let of = sha256_hex(&photo(90, 0));
+    let (mut rep, mut t) = tablet(&env, "tablet");
+    let site = SiteId::generate();
+    let id = InspectionId::generate();
+    let mut insp = mobile_schema::sample::inspection(id, site, rep.identity().device);
+    insp.evidence.push(evidence(&of));
+    rep.create(AnyRecord::Site(mobile_schema::sample::pond(site))).unwrap();
+    rep.create(AnyRecord::Inspection(insp)).unwrap();
+    assert_eq!(rep.sync(&mut t).unwrap().refused, 0);
+    let record = id.to_string();
     let thumbnail = format!("/api/v1/photos/{of}/thumbnail");
     let upload_preview = |who: &Http, seed: u64| {
         let bytes = photo(seed, 100);
         let sha = sha256_hex(&bytes);
         let a = who
-            .upload(&bytes, 8 * 1024, &[("sha256", &sha), ("preview_of", &of)])
+            .upload(
+                &bytes,
+                8 * 1024,
+                &[("sha256", &sha), ("preview_of", &of), ("record", &record)],
+            )
             .unwrap();
         assert_eq!(a.status, 204, "{:?}", a.json());
         (bytes, sha)
     };
-    let (mine, _) = upload_preview(&admin, 91);
-    let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
-    assert_eq!((shown.status, shown.header("fieldsync-preview")), (200, Some("true")));
-    assert_eq!(sha256_hex(&shown.body), sha256_hex(&mine));
 
-    // Another user names the same photo: his upload completes and is stored,
-    // but the preview shown stays the first one.
+    // Another user goes first: his upload completes and is stored as his
+    // photo, but stands in for nothing.
     let (_, theirs) = upload_preview(&zhao, 92);
     assert_eq!(
         zhao.send("GET", &format!("/api/v1/photos/{theirs}"), &[], None)
@@ -920,14 +933,21 @@ fn only_the_first_previews_uploader_or_the_originals_may_replace_a_preview() {
         "stored as his photo"
     );
     let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
-    assert_eq!(shown.status, 200);
+    assert_ne!(shown.status, 200, "a preview squatted the photo's place");
+
+    let (mine, _) = upload_preview(&admin, 91);
+    let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
+    assert_eq!((shown.status, shown.header("fieldsync-preview")), (200, Some("true")));
+    assert_eq!(sha256_hex(&shown.body), sha256_hex(&mine));
+    let _ = upload_preview(&zhao, 94);
+    let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
     assert_eq!(
         sha256_hex(&shown.body),
         sha256_hex(&mine),
         "another user's upload replaced the preview"
     );
 
-    // The first uploader may send a better one.
+    // The photo's own author may send a better one.
     let (better, _) = upload_preview(&admin, 93);
     let shown = admin.send("GET", &thumbnail, &[], None).unwrap();
     assert_eq!((shown.status, shown.body == better), (200, true));

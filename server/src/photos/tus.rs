@@ -714,7 +714,7 @@ impl Photos {
         if let Some(of) = upload.metadata.get("preview_of").map(|o| o.trim().to_ascii_lowercase())
             && of != sha
         {
-            self.map_preview(&of, &sha, upload.user)?;
+            self.map_preview(&of, &sha, upload.user, upload.record)?;
         }
         upload.completed = Some(sha);
         upload.head.clear();
@@ -727,13 +727,19 @@ impl Photos {
         })
     }
 
-    /// Shows `preview` in place of photo `of`, unless another user's preview
-    /// is there: only the user who sent the first one, or who stored the
-    /// original, may replace it (anyone could otherwise swap the picture a
-    /// supervisor sees). A refused preview stays stored as a photo, so the
+    /// Shows `preview` in place of photo `of` when its uploader put `of` in
+    /// the upload's record, unless another user's preview is there: only the
+    /// user who sent the first one, or who stored the original, may replace
+    /// it (anyone could otherwise swap the picture a supervisor sees). A refused preview stays stored as a photo, so the
     /// tablet's upload completes. Called under `finalize`; the swap is still
     /// conditional so nothing else can slip in between the check and the write.
-    fn map_preview(&self, of: &str, preview: &str, user: UserId) -> Result<(), PhotoError> {
+    fn map_preview(&self, of: &str, preview: &str, user: UserId, record: Option<RecordId>) -> Result<(), PhotoError> {
+        // Only who put the photo in a record gives it a preview: anyone who
+        // merely read its digest in a record could otherwise go first.
+        if !self.put_in_record(of, user, record)? {
+            tracing::info!(photo = %of, preview = %preview, "a preview from a user whose record does not name the photo is not shown");
+            return Ok(());
+        }
         let key = keys::preview(of);
         let current = self.inner.tree.get(&key)?;
         if let Some(current) = &current {
@@ -756,6 +762,31 @@ impl Photos {
             tracing::info!(photo = %of, "the preview changed meanwhile; this one is not shown");
         }
         Ok(())
+    }
+
+    /// Whether `user` wrote a live version of a unit of `record` (the upload's
+    /// declared record) that names photo `sha`: an evidence item of theirs.
+    fn put_in_record(&self, sha: &str, user: UserId, record: Option<RecordId>) -> Result<bool, PhotoError> {
+        let Some(record) = record else { return Ok(false) };
+        let Some(state) = self
+            .inner
+            .storage
+            .record(record)
+            .map_err(|e| PhotoError::Internal(e.to_string()))?
+        else {
+            return Ok(false);
+        };
+        let names_it = |value: &str| {
+            serde_json::from_str::<serde_json::Value>(value)
+                .ok()
+                .and_then(|v| v.get("sha256")?.as_str().map(|s| s.eq_ignore_ascii_case(sha)))
+                .unwrap_or(false)
+        };
+        Ok(state
+            .units
+            .values()
+            .flat_map(|u| &u.live)
+            .any(|v| state.meta.get(&v.id).is_some_and(|m| m.user == user) && names_it(v.value.get())))
     }
 
     /// After a photo is stored: queue its thumbnail, recompute the evidence of
