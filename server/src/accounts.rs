@@ -239,7 +239,10 @@ impl Accounts {
     fn index_replicas(&self) -> Result<(), AccountError> {
         let _guard = self.guard()?;
         let mut added = 0;
-        for device in self.devices()? {
+        let mut devices = self.devices()?;
+        // Stored by id; the first to enrol is the one registered first.
+        devices.sort_by_key(|d| (d.registered_ms, d.id.as_uuid()));
+        for device in devices {
             if let Some(replica) = device.replica {
                 let k = key(REPLICA, replica.0.as_bytes());
                 let fresh = self.tree.compare_and_swap(
@@ -575,12 +578,11 @@ impl Accounts {
         if user.disabled {
             return Err(AccountError::UserDisabled);
         }
-        // Before anything is spent: a refused rebind changes nothing. The
-        // session's own replica is checked too, for sessions bound before the index.
-        let replica = replica.or(old.replica);
-        self.check_replica(device.id, user.id, replica, "replica")?;
-        let retried = match (old.spent_ms, &old.successor) {
-            (None, _) => false,
+        // A spent token presented again ends the device's sessions first,
+        // whatever else is wrong with the request: a thief must not slip past
+        // the reuse check by naming another device's replica.
+        let retried: Option<Option<Vec<u8>>> = match (old.spent_ms, &old.successor) {
+            (None, _) => None,
             (Some(spent), successor) if now_ms <= spent.saturating_add(grace_ms) => {
                 // Honoured only while the pair it was spent for is unused: the
                 // client never saw that pair, so it is dropped.
@@ -594,13 +596,18 @@ impl Accounts {
                 if !unused {
                     return Err(self.end_sessions(&mut device)?);
                 }
-                if let Some(sk) = successor_key {
-                    self.tree.remove(key(REFRESH, &sk))?;
-                }
-                true
+                Some(successor_key)
             }
             (Some(_), _) => return Err(self.end_sessions(&mut device)?),
         };
+        // Before anything is spent: a refused rebind changes nothing. The
+        // session's own replica is checked too, for sessions bound before the index.
+        let replica = replica.or(old.replica);
+        self.check_replica(device.id, user.id, replica, "replica")?;
+        if let Some(Some(sk)) = &retried {
+            self.tree.remove(key(REFRESH, sk))?;
+        }
+        let retried = retried.is_some();
         let session = Session {
             user: user.id,
             device: device.id,
@@ -706,6 +713,83 @@ mod tests {
             accounts
                 .enrol_device(&user, &registration(ReplicaId::generate()), 1_000)
                 .is_ok()
+        );
+    }
+
+    fn device(n: u128, user: UserId, replica: ReplicaId, registered_ms: u64) -> Device {
+        Device {
+            id: DeviceId(uuid::Uuid::from_u128(n)),
+            user,
+            name: None,
+            app_version: None,
+            replica: Some(replica),
+            registered_ms,
+            revoked: false,
+            revoked_ms: None,
+            generation: 0,
+            last_seen_ms: None,
+        }
+    }
+
+    #[test]
+    fn stored_devices_naming_one_replica_leave_it_to_the_first_enrolled_not_the_lowest_id() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let accounts = Accounts::open(&db).unwrap();
+        let user = accounts
+            .insert_user("wei", "not-a-hash".into(), Role::Inspector, Vec::new())
+            .unwrap();
+        let replica = ReplicaId::generate();
+        // As a store from before the index holds them: no replica keys.
+        let first = device(9, user.id, replica, 1_000);
+        let later = device(1, user.id, replica, 2_000);
+        accounts.put_device(&later).unwrap();
+        accounts.put_device(&first).unwrap();
+        drop(accounts);
+        let accounts = Accounts::open(&db).unwrap();
+        assert!(accounts.check_replica(first.id, user.id, Some(replica), "r").is_ok());
+        assert!(matches!(
+            accounts.check_replica(later.id, user.id, Some(replica), "r"),
+            Err(AccountError::ReplicaTaken { .. })
+        ));
+    }
+
+    #[test]
+    fn a_spent_refresh_token_naming_another_devices_replica_is_caught_as_reuse() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let accounts = Accounts::open(&db).unwrap();
+        let user = accounts
+            .insert_user("wei", "not-a-hash".into(), Role::Inspector, Vec::new())
+            .unwrap();
+        let registration = |replica| sync_protocol::wire::DeviceRegistration {
+            id: DeviceId::generate(),
+            replica: Some(replica),
+            name: None,
+            app_version: None,
+        };
+        let mine = accounts
+            .enrol_device(&user, &registration(ReplicaId::generate()), 1_000)
+            .unwrap();
+        let other = ReplicaId::generate();
+        accounts.enrol_device(&user, &registration(other), 1_000).unwrap();
+        let token = accounts
+            .start_session(&Session {
+                user: user.id,
+                device: mine.id,
+                replica: mine.replica,
+                expires_ms: 1_000_000,
+                generation: mine.generation,
+                spent_ms: None,
+                successor: None,
+            })
+            .unwrap();
+        accounts.rotate(&token, None, 2_000, 10, 100_000).unwrap();
+        // A thief replays it later, naming the other tablet's replica.
+        let replayed = accounts.rotate(&token, Some(other), 50_000, 10, 100_000);
+        assert!(matches!(replayed, Err(AccountError::TokenReused)), "{replayed:?}");
+        assert_eq!(
+            accounts.device(mine.id).unwrap().unwrap().generation,
+            mine.generation + 1,
+            "the device's sessions end"
         );
     }
 }
