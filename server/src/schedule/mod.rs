@@ -992,15 +992,27 @@ pub fn log_replans(replanned: Result<Vec<PondReplan>, ScheduleServiceError>) {
     }
 }
 
-/// Sites whose supervision levels a batch edits, and sites it creates (a pond
-/// the list brings mid-year joins a planned year).
+/// Sites whose supervision levels a batch edits, and ponds it creates (a pond
+/// the list brings mid-year joins a planned year). Other sites' creates are
+/// left out: each answer here costs a read of the whole store.
 pub fn level_changes(changes: &[Change]) -> Vec<RecordId> {
+    /// Just the kind of a created site, read without the rest.
+    #[derive(Deserialize)]
+    struct Created {
+        details: Details,
+    }
+    #[derive(Deserialize)]
+    struct Details {
+        kind: SiteKind,
+    }
     let mut out: Vec<RecordId> = Vec::new();
     for c in changes {
         let edits_levels = c.kind == RecordKind::Site
             && match &c.op {
                 Op::Edit { units } => units.iter().any(|u| u.key.starts_with("levels/") || u.key == "levels"),
-                Op::Create { .. } => true,
+                // One that does not decode is refused by the engine anyway.
+                Op::Create { record, .. } => serde_json::from_str::<Created>(record.get())
+                    .is_ok_and(|c| c.details.kind == SiteKind::TailingsPond),
                 Op::Transition { .. } => false,
             };
         if edits_levels && !out.contains(&c.record) {
@@ -1194,8 +1206,17 @@ mod tests {
             test_create(seq, site.into())
         };
         let creates = vec![late(1, 100, 451_221), late(2, 101, 451_226)];
-        let changed = level_changes(&creates);
-        assert_eq!(changed, vec![pond_id(100).into(), pond_id(101).into()]);
+        let mut with_unit = creates.clone();
+        let mut unit = mobile_schema::sample::pond(SiteId::generate());
+        unit.levels.clear();
+        unit.details = mobile_schema::site::SiteDetails::KeyUnit(mobile_schema::site::KeySupervisionUnit {
+            industry: "有色金属冶炼".into(),
+            list_year: 2024,
+            credit_code: None,
+        });
+        with_unit.push(test_create(3, unit.into()));
+        let changed = level_changes(&with_unit);
+        assert_eq!(changed, vec![pond_id(100).into(), pond_id(101).into()], "ponds only");
         let pushed = storage.apply_push(&actor, None, creates, 4_000).unwrap();
         assert!(
             pushed.outcomes.iter().all(|o| o.outcome.commit_seq().is_some()),
