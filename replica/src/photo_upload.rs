@@ -268,7 +268,11 @@ impl<'a> PhotoClient<'a> {
                 .map(Some)
                 .ok_or_else(|| ReplicaError::Protocol("HEAD of an upload without Upload-Offset".into())),
             404 | 410 => Ok(None),
-            s => Err(rejected(s, reply.error())),
+            // The server is finishing the upload's last PATCH: ask again.
+            423 => Err(ReplicaError::Transport(TransportError::Unavailable(
+                "the upload is busy on the server".into(),
+            ))),
+            s => Err(unavailable_or_rejected(s, reply.error())),
         }
     }
 

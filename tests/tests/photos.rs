@@ -999,6 +999,59 @@ fn photo_uploads_stop_at_the_free_space_reserve_while_record_pushes_go_on() {
     );
 }
 
+/// All of a photo's bytes arrived but it could not be stored (here its
+/// blob's folder is blocked; a disk filled meanwhile, or a server stopped
+/// between the two, leaves the same): when the tablet resumes, the server
+/// completes the upload before it answers the offset, since a tablet takes an
+/// upload at its full length for a photo stored and never sends it again.
+#[test]
+fn an_upload_whose_completion_failed_is_completed_when_the_tablet_resumes() {
+    let env = Env::start("");
+    let http = env.http();
+    let bytes = photo(98, 2000);
+    let sha = sha256_hex(&bytes);
+    let created = http.create(bytes.len() as u64, &[("sha256", &sha)]).unwrap();
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let url = created.header("location").unwrap().to_string();
+    let blocker = env.root.path().join("store/photos/blobs").join(&sha[..2]);
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let a = http.patch(&url, 0, &bytes, None).unwrap();
+    assert_eq!(a.status, 500, "{:?}", a.json());
+    let photo_url = format!("/api/v1/photos/{sha}");
+    assert_eq!(http.send("GET", &photo_url, &[], None).unwrap().status, 404);
+    // Still blocked: asking where the upload stands says so, not "done".
+    assert_eq!(
+        http.send("HEAD", &url, &[("tus-resumable", "1.0.0")], None)
+            .unwrap()
+            .status,
+        500
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    let (mut t, _, _) = env.login();
+    let file = env.root.path().join("resumed.jpg");
+    std::fs::write(&file, &bytes).unwrap();
+    let mut client = PhotoClient::new(&mut t, UploadConfig::default());
+    let outcome = client
+        .upload_file(
+            &file,
+            &Sha256Hex::try_from(sha.clone()).unwrap(),
+            None,
+            Some(url),
+            &mut |_| Ok(()),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    // Stored by the resume (the client's first question finds it whole).
+    assert!(
+        matches!(outcome, UploadOutcome::Uploaded { .. } | UploadOutcome::AlreadyStored),
+        "{outcome:?}"
+    );
+    let stored = http.send("GET", &photo_url, &[], None).unwrap();
+    assert_eq!((stored.status, stored.body == bytes), (200, true));
+}
+
 #[test]
 fn a_user_may_hold_at_most_64_unfinished_uploads() {
     let env = Env::start("");

@@ -451,7 +451,6 @@ impl Photos {
         }
         let state = claim.state.take();
         let me = self.clone();
-        let upload_id = id.to_string();
         // Evidence checks read and write the store: off the async worker too.
         let done = web::block(move || {
             me.complete(upload, state)
@@ -459,6 +458,13 @@ impl Photos {
         })
         .await?;
         drop(claim);
+        self.settle(id, done)
+    }
+
+    /// After a completion: a photo refused for what it is discards the
+    /// upload; any other failure (a full disk, the store) keeps it, all its
+    /// bytes in, for [`Self::resume_completion`].
+    fn settle(&self, id: &str, done: Result<Appended, PhotoError>) -> Result<Appended, PhotoError> {
         match done {
             Ok(appended) => {
                 self.inner.sessions.forget(id);
@@ -470,12 +476,36 @@ impl Photos {
                 | PhotoError::UnreadableImage { .. }
                 | PhotoError::TooManyPixels { .. }),
             ) => {
-                self.inner.sessions.forget(&upload_id);
-                self.discard(&upload_id)?;
+                self.inner.sessions.forget(id);
+                self.discard(id)?;
                 Err(e)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The upload `id` of `user`, its completion finished first when all its
+    /// bytes are in but the photo was not stored: the disk refused it, or the
+    /// server stopped in between. A client that finds offset == length takes
+    /// the photo as sent, so that answer must only ever mean stored. Blocking.
+    pub fn resume_completion(&self, id: &str, user: UserId) -> Result<Upload, PhotoError> {
+        let upload = self.upload(id, user)?;
+        if upload.completed.is_some() || upload.offset < upload.length {
+            return Ok(upload);
+        }
+        // A PATCH is completing it right now: ask again shortly.
+        let mut claim = self.inner.sessions.claim(id).ok_or(PhotoError::Busy)?;
+        let upload = self.upload(id, user)?;
+        if upload.completed.is_some() || upload.offset < upload.length {
+            return Ok(upload);
+        }
+        tracing::info!(upload = %id, "an upload whose bytes were all in is completed now");
+        let state = claim.state.take();
+        let done = self
+            .complete(upload, state)
+            .inspect(|appended| self.after_photo_stored(appended));
+        drop(claim);
+        self.settle(id, done).map(|appended| appended.upload)
     }
 
     async fn write_body<S, E>(

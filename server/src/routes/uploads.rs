@@ -186,7 +186,9 @@ pub async fn head(
 ) -> Result<HttpResponse, PhotoError> {
     let auth = auth?;
     check_version(&req)?;
-    let upload = photos.upload(&id, auth.user.id)?;
+    let p = photos.clone();
+    let user = auth.user.id;
+    let upload = web::block(move || p.resume_completion(&id, user)).await??;
     let mut b = tus(actix_web::http::StatusCode::OK);
     upload_headers(&mut b, &upload);
     b.insert_header(("Upload-Length", upload.length.to_string()));
