@@ -1052,6 +1052,53 @@ fn an_upload_whose_completion_failed_is_completed_when_the_tablet_resumes() {
     assert_eq!((stored.status, stored.body == bytes), (200, true));
 }
 
+/// The server stopped after moving a whole upload's file to the blobs and
+/// before recording the photo: the upload has nothing left to complete, so
+/// the tablet resuming it is told it is gone and sends the photo anew,
+/// instead of an error at every try until the upload expires.
+#[test]
+fn an_upload_whose_file_went_to_the_blobs_before_a_stop_is_sent_again() {
+    let mut env = Env::start("");
+    let http = env.http();
+    let bytes = photo(99, 2000);
+    let sha = sha256_hex(&bytes);
+    let created = http.create(bytes.len() as u64, &[("sha256", &sha)]).unwrap();
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let url = created.header("location").unwrap().to_string();
+    let blobs = env.root.path().join("store/photos/blobs");
+    let blocker = blobs.join(&sha[..2]);
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    assert_eq!(http.patch(&url, 0, &bytes, None).unwrap().status, 500);
+    // What the stop left: the file in the blobs, the photo not recorded.
+    env.server.kill().unwrap();
+    std::fs::remove_file(&blocker).unwrap();
+    let uploads = env.files("uploads");
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    std::fs::create_dir_all(&blocker).unwrap();
+    std::fs::rename(&uploads[0], blocker.join(&sha)).unwrap();
+    env.server.restart().unwrap();
+
+    let (mut t, _, _) = env.login();
+    let file = env.root.path().join("again.jpg");
+    std::fs::write(&file, &bytes).unwrap();
+    let mut client = PhotoClient::new(&mut t, UploadConfig::default());
+    let outcome = client
+        .upload_file(
+            &file,
+            &Sha256Hex::try_from(sha.clone()).unwrap(),
+            None,
+            Some(url),
+            &mut |_| Ok(()),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    assert!(matches!(outcome, UploadOutcome::Uploaded { .. }), "{outcome:?}");
+    let http = env.http();
+    let stored = http.send("GET", &format!("/api/v1/photos/{sha}"), &[], None).unwrap();
+    assert_eq!((stored.status, stored.body == bytes), (200, true));
+}
+
 #[test]
 fn a_user_may_hold_at_most_64_unfinished_uploads() {
     let env = Env::start("");
@@ -1081,9 +1128,10 @@ fn a_user_may_hold_at_most_64_unfinished_uploads() {
 }
 
 /// On a real small filesystem (tmpfs, needs root; elsewhere the test says so
-/// and stops, unless FIELDSYNC_REQUIRE_TMPFS=1 as in CI under root): a PATCH whose bytes would take the free space below the
-/// reserve is refused and keeps nothing, records still go in, and the same
-/// chunk goes through once there is room.
+/// and stops, unless FIELDSYNC_REQUIRE_TMPFS=1, as CI sets where a mount
+/// works): a PATCH whose bytes would take the free space below the reserve is
+/// refused and keeps nothing, records still go in, and the same chunk goes
+/// through once there is room.
 #[test]
 fn a_chunk_that_would_eat_into_the_reserve_is_refused_and_keeps_nothing() {
     let root = tempfile::tempdir().unwrap();

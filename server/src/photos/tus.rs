@@ -499,6 +499,21 @@ impl Photos {
         if upload.completed.is_some() || upload.offset < upload.length {
             return Ok(upload);
         }
+        // Its file went to the blobs before the stop, its photo unrecorded:
+        // nothing is left to complete, so the tablet is told to send it anew
+        // (404), rather than an error at every ask until the upload expires.
+        let file = self.inner.dirs.upload(id);
+        match std::fs::metadata(&file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(upload = %id, "an upload whose bytes were all in lost its file: discarded, to be sent again");
+                drop(claim);
+                self.inner.sessions.forget(id);
+                self.discard(id)?;
+                return Err(PhotoError::NotFound);
+            }
+            Err(e) => return Err(PhotoError::io(&file, e)),
+        }
         tracing::info!(upload = %id, "an upload whose bytes were all in is completed now");
         let state = claim.state.take();
         let done = self

@@ -175,7 +175,7 @@ fn upload_headers(b: &mut HttpResponseBuilder, u: &Upload) {
     tag = "uploads",
     summary = "tus: the upload's offset",
     params(("id" = String, Path)),
-    responses((status = 200, description = "Upload-Offset, Upload-Length"), (status = 404, description = "no such upload"), (status = 410, description = "expired")),
+    responses((status = 200, description = "Upload-Offset, Upload-Length (an upload whose bytes are all in is completed first: offset = length means the photo is stored)"), (status = 404, description = "no such upload, or one to send anew"), (status = 410, description = "expired"), (status = 423, description = "a PATCH is finishing it: ask again"), (status = 507, description = "photo_storage_full: its completion found no room; ask again later")),
     security(("bearer" = [])),
 )]
 pub async fn head(
