@@ -186,7 +186,7 @@ impl<'a> PhotoClient<'a> {
         match reply.status {
             200..=299 => Ok(true),
             404 => Ok(false),
-            s => Err(rejected(s, reply.error())),
+            s => Err(unavailable_or_rejected(s, reply.error())),
         }
     }
 
