@@ -135,7 +135,7 @@ pub async fn regenerate(
     path = "/api/v1/schedule/flood-season",
     tag = "schedule",
     summary = "Declare a region's flood season for a year and re-plan its 一级 ponds",
-    responses((status = 200, description = "the season and what was re-planned"), (status = 400, description = "invalid season"), (status = 403, description = "role or region")),
+    responses((status = 200, description = "the season, the ponds re-planned (replanned) and those whose re-plan failed with why (not_replanned)"), (status = 400, description = "invalid season"), (status = 403, description = "role or region")),
     security(("bearer" = [])),
 )]
 #[post("/api/v1/schedule/flood-season")]

@@ -359,8 +359,9 @@ impl ScheduleService {
 
     /// Re-plans `site_id` for `year` from `change_day` over `records`, and
     /// keeps `records` true to what the store now holds, since the next
-    /// pond's teams are balanced against it. The outer error is the store's;
-    /// the inner one is this pond's, after which the next may still go.
+    /// pond's teams are balanced against it. The outer error is the store's
+    /// or the accounts'; the inner one is this pond's, after which the next
+    /// may still go.
     #[allow(clippy::too_many_arguments)]
     fn replan_one(
         &self,
@@ -381,18 +382,24 @@ impl ScheduleService {
             intensified: Vec::new(),
             recusals: HashMap::new(),
         };
-        let answer = self.replan(storage, accounts, who, &req, records, now_ms);
-        match &answer {
+        match self.replan(storage, accounts, who, &req, records, now_ms) {
             Ok(plan) => {
                 for t in records.tasks.iter_mut().filter(|t| plan.cancelled.contains(&t.id)) {
                     t.state = TaskState::Cancelled;
                 }
                 records.tasks.extend(plan.added.iter().cloned());
+                Ok(Ok(plan))
             }
+            // The store or the accounts failing is no one pond's trouble.
+            Err(e @ (ScheduleServiceError::Storage(_) | ScheduleServiceError::Accounts(_))) => Err(e),
             // Part of its changes may be stored: read again what is.
-            Err(_) => *records = Records::load(storage)?,
+            Err(e @ ScheduleServiceError::Refused(_)) => {
+                *records = Records::load(storage)?;
+                Ok(Err(e))
+            }
+            // Refused before anything was committed (no team of two, ...).
+            Err(e) => Ok(Err(e)),
         }
-        Ok(answer)
     }
 
     /// Says in the log which of this year and the next have no official
@@ -616,8 +623,8 @@ impl ScheduleService {
 
     /// After a push that changed ponds' supervision levels: re-plan each pond's
     /// tasks of the current year, if it has any, from the first day the new
-    /// level is in force (the default flood season; an intensified period of
-    /// the original plan is not known here). One answer per pond planned
+    /// level is in force (the flood seasons stored for the year; an intensified
+    /// period of the original plan is not known here). One answer per pond planned
     /// (`None`: it has no tasks this year, or is no pond). The store is read once for all of them (a yearly
     /// list re-imported changes every pond's level: a read per pond made an
     /// import of 500 ponds take 14 s), and what each re-plan commits is kept
