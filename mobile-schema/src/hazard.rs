@@ -16,7 +16,8 @@ pub struct Hazard {
     pub site_id: SiteId,
     /// A finding code such as `F-LEAK`.
     pub category: String,
-    /// A level of the configured severity scale (see `severity`).
+    /// A level of the configured severity scale (see `severity`); another
+    /// value is kept and flagged, an empty one refused.
     pub severity: String,
     pub description: String,
     /// Deadline for rectification (整改期限), a day in Asia/Shanghai.

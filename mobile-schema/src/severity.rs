@@ -1,6 +1,7 @@
 //! Severity scales are configuration: bureaus use 一般/重大, 高/中/低, 红/橙/黄, and
-//! the benchmark data uses low/medium/high/critical. A hazard's severity must be a
-//! level of the scale configured for the deployment.
+//! the benchmark data uses low/medium/high/critical. A hazard's severity is a
+//! level of the scale configured for the deployment; one that is not (graded
+//! before the scale changed) is flagged `unknown_severity` for a supervisor.
 
 use serde::{Deserialize, Serialize};
 

@@ -779,7 +779,10 @@ pub fn validate_hazard(h: &Hazard, ctx: &ValidationContext) -> Report {
     let mut r = Report::default();
     require_text(&mut r, "category", &h.category, "hazard category");
     require_text(&mut r, "description", &h.description, "hazard description");
-    if !ctx.severity_scale.contains(&h.severity) {
+    // A hazard without a grade at all is meaningless; one graded on another
+    // scale is kept for a supervisor to regrade.
+    require_text(&mut r, "severity", &h.severity, "hazard severity");
+    if !h.severity.trim().is_empty() && !ctx.severity_scale.contains(&h.severity) {
         let levels: Vec<_> = ctx.severity_scale.levels.iter().map(|l| l.code.as_str()).collect();
         r.add(
             IssueCode::UnknownSeverity,

@@ -934,6 +934,15 @@ fn severity_outside_the_configured_scale_is_flagged_and_the_hazard_kept() {
     let r = validate_hazard(&h, &ctx());
     assert_flag(&r, IssueCode::UnknownSeverity, "severity");
     assert!(r.is_usable(), "{r:#?}");
+    let empty = Hazard {
+        severity: " ".into(),
+        ..hazard()
+    };
+    assert_error(
+        &validate_hazard(&empty, &ctx()),
+        IssueCode::EmptyRequiredText,
+        "severity",
+    );
     let scale = SeverityScale::general_major();
     assert!(validate_hazard(&h, &ValidationContext::new(&scale)).is_clean());
 }
