@@ -239,15 +239,16 @@ impl Drop for ServerProcess {
 
 /// A small tmpfs mounted at `dir` (created), unmounted when dropped: a real
 /// disk that fills. `None` where mounting is not allowed (not root), and the
-/// caller's test stops there, saying so; with `FIELDSYNC_REQUIRE_TMPFS=1` (CI
-/// under root) that is a failure instead, so the test cannot pass unrun.
+/// caller's test stops there, saying so; with `FIELDSYNC_REQUIRE_TMPFS=1` (set
+/// by CI where a mount works) that is a failure instead, so the test cannot
+/// pass unrun.
 pub fn small_tmpfs(dir: &Path, size_mb: u64) -> Option<Tmpfs> {
-    std::fs::create_dir_all(dir).ok()?;
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
-        .arg(dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let mounted = std::fs::create_dir_all(dir).is_ok()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
     if mounted {
         return Some(Tmpfs(dir.to_path_buf()));
     }
