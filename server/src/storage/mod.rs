@@ -343,6 +343,84 @@ mod tests {
         assert_eq!(seen[0], seen[1]);
     }
 
+    /// A signature names the versions the signer saw; one a later edit had
+    /// replaced comes back from the history, value and author, in both stores.
+    #[test]
+    fn a_signature_brings_back_the_version_it_saw_that_a_later_edit_replaced() {
+        let signer = Actor {
+            replica: ReplicaId::generate(),
+            user: UserId::generate(),
+            device: DeviceId::generate(),
+            role: Role::Inspector,
+        };
+        let colleague = Actor {
+            replica: ReplicaId::generate(),
+            user: UserId::generate(),
+            ..signer
+        };
+        let site = SiteId::generate();
+        let insp = InspectionId::generate();
+        let id: RecordId = insp.into();
+        let mut seen = Vec::new();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let sled = SledStorage::open(db, EngineConfig::default()).unwrap();
+        let memory = MemoryStorage::new(EngineConfig::default());
+        for store in [&sled as &dyn SyncStorage, &memory] {
+            let made = vec![
+                create(1, mobile_schema::sample::pond(site).into()),
+                create(2, mobile_schema::sample::inspection(insp, site, signer.device).into()),
+            ];
+            store.apply_push(&signer, None, made, 5_000).unwrap();
+            let created = store.record(id).unwrap().unwrap();
+            let saw: sync_protocol::VersionSet =
+                created.units.iter().map(|(k, u)| (k.clone(), u.live_ids())).collect();
+            let original = created.materialize().unwrap();
+            // The colleague's tablet rewrites the conclusion meanwhile.
+            let edit = Change {
+                seq: 1,
+                hlc: Hlc::new(6_000, 0),
+                kind: RecordKind::Inspection,
+                record: id,
+                op: Op::Edit {
+                    units: vec![UnitWrite {
+                        key: "conclusion".into(),
+                        bases: created.units["conclusion"].live_ids(),
+                        value: UnitValue::of(&"另有结论").unwrap(),
+                    }],
+                },
+            };
+            let answer = store.apply_push(&colleague, None, vec![edit], 6_000).unwrap();
+            assert!(matches!(answer.outcomes[0].outcome, Outcome::Applied { .. }), "{answer:?}");
+            let sign = Change {
+                seq: 3,
+                hlc: Hlc::new(7_000, 0),
+                kind: RecordKind::Inspection,
+                record: id,
+                op: Op::Transition {
+                    action: "sign".into(),
+                    versions: Some(saw.clone()),
+                },
+            };
+            // Signed; the colleague's replaced text goes to an addendum of his.
+            let answer = store.apply_push(&signer, None, vec![sign], 7_000).unwrap();
+            assert!(
+                matches!(&answer.outcomes[0].outcome, Outcome::Locked { addenda, .. } if addenda.len() == 1),
+                "{answer:?}"
+            );
+            let signed = store.record(id).unwrap().unwrap();
+            assert_eq!(signed.units["conclusion"].live_ids(), saw["conclusion"]);
+            let back = saw["conclusion"][0];
+            assert_eq!(signed.meta[&back].user, signer.user);
+            assert_eq!(
+                serde_json::to_value(signed.materialize().unwrap()).unwrap(),
+                serde_json::to_value(&original).unwrap(),
+                "the record as signed"
+            );
+            seen.push(serde_json::to_value(store.record_history(id, 100).unwrap().items).unwrap());
+        }
+        assert_eq!(seen[0], seen[1]);
+    }
+
     /// One replica's flood of refused changes cannot push a record's real
     /// history out of view: past its share, its refusals are left out.
     #[test]
