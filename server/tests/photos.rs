@@ -261,6 +261,36 @@ async fn incomplete_uploads_expire_and_unreferenced_photos_wait_out_the_grace_pe
     assert_eq!(f.photos.gc(f.clock.now()).unwrap().collected, 1);
 }
 
+/// A photo named only by a value an edit replaced (kept under its own key,
+/// out of the record and its history entry) is still referenced: history may
+/// show it and a signature may bring it back.
+#[actix_web::test]
+async fn a_photo_named_only_by_a_replaced_value_is_kept() {
+    let f = fixture(PhotoSettings {
+        unreferenced_grace_days: 1,
+        ..PhotoSettings::default()
+    });
+    let bytes = png(4, 20_000);
+    let u = f
+        .photos
+        .create_upload(f.user, f.device, bytes.len() as u64, Default::default())
+        .unwrap();
+    f.photos
+        .append(&u.id, f.user, 0, None, body(&bytes, 8192, None))
+        .await
+        .unwrap();
+    let sync = f.db.open_tree(keys::SYNC).unwrap();
+    let record = RecordId::from(uuid::Uuid::now_v7());
+    let version = sync_protocol::VersionId::new(sync_protocol::ReplicaId::generate(), 3);
+    let value = format!(r#"{{"sha256":"{}"}}"#, sha(&bytes));
+    sync.insert(keys::superseded(record, version, "evidence/x"), value.as_bytes())
+        .unwrap();
+    f.clock.advance(2 * DAY_MS);
+    let r = f.photos.gc(f.clock.now()).unwrap();
+    assert_eq!((r.collected, r.referenced), (0, 1), "{r:?}");
+    assert!(f.photos.dirs().blob(&sha(&bytes)).exists());
+}
+
 trait Now {
     fn now(&self) -> u64;
 }

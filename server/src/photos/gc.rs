@@ -108,11 +108,12 @@ impl Photos {
         Ok(())
     }
 
-    /// Every SHA-256 that a stored record state or history entry mentions.
+    /// Every SHA-256 that a stored record state, history entry or replaced
+    /// value mentions.
     fn referenced_digests(&self) -> Result<HashSet<String>, PhotoError> {
         let tree = self.inner.db.open_tree(sync_keys::SYNC)?;
         let mut out = HashSet::new();
-        for family in [sync_keys::RECORD, sync_keys::HISTORY] {
+        for family in [sync_keys::RECORD, sync_keys::HISTORY, sync_keys::SUPERSEDED] {
             for item in tree.scan_prefix([family]) {
                 let (_, v) = item?;
                 let json = if family == sync_keys::RECORD {

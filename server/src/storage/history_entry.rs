@@ -7,8 +7,14 @@
 //! the history entry the largest value a push wrote to sled. Entries written
 //! before, `{meta, units: {unit: {id, hlc, value}}}`, still read, and that form
 //! is kept for an entry whose units differ.
+//!
+//! A value still live in the record when the entry is written is not written
+//! again here: its unit is listed under `keys` instead, and the store reads it
+//! from the record while it is live and from its superseded-value key once an
+//! edit has replaced it (`keys::superseded`). A created record's values were
+//! otherwise written twice, and the history entry was a third of a push's bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -20,7 +26,11 @@ use sync_protocol::{Hlc, VersionId};
 #[derive(Debug, Clone, Default)]
 pub struct HistoryEntry {
     pub meta: Option<VersionMeta>,
+    /// Each unit the change wrote; the value of one in `in_record` is not in
+    /// the entry (read back as null).
     pub units: BTreeMap<String, LiveVersion>,
+    /// Units whose values are kept with the record, not in the entry.
+    pub in_record: BTreeSet<String>,
 }
 
 impl HistoryEntry {
@@ -31,12 +41,18 @@ impl HistoryEntry {
     }
 }
 
-/// The unit values alone, as a map.
-struct Values<'a>(&'a BTreeMap<String, LiveVersion>);
+/// The unit values kept in the entry, as a map.
+struct Values<'a>(&'a HistoryEntry);
 
 impl Serialize for Values<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, &v.value)))
+        s.collect_map(
+            self.0
+                .units
+                .iter()
+                .filter(|(k, _)| !self.0.in_record.contains(*k))
+                .map(|(k, v)| (k, &v.value)),
+        )
     }
 }
 
@@ -44,11 +60,15 @@ impl Serialize for HistoryEntry {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.shared() {
             Some((id, hlc)) => {
-                let mut out = s.serialize_struct("HistoryEntry", 4)?;
+                let fields = if self.in_record.is_empty() { 4 } else { 5 };
+                let mut out = s.serialize_struct("HistoryEntry", fields)?;
                 out.serialize_field("meta", &self.meta)?;
                 out.serialize_field("id", &id)?;
                 out.serialize_field("hlc", &hlc)?;
-                out.serialize_field("values", &Values(&self.units))?;
+                out.serialize_field("values", &Values(self))?;
+                if !self.in_record.is_empty() {
+                    out.serialize_field("keys", &self.in_record)?;
+                }
                 out.end()
             }
             None => {
@@ -71,6 +91,8 @@ struct Stored {
     hlc: Option<Hlc>,
     #[serde(default)]
     values: BTreeMap<String, UnitValue>,
+    #[serde(default)]
+    keys: BTreeSet<String>,
 }
 
 impl<'de> Deserialize<'de> for HistoryEntry {
@@ -81,16 +103,25 @@ impl<'de> Deserialize<'de> for HistoryEntry {
             id,
             hlc,
             values,
+            keys,
         } = Stored::deserialize(d)?;
-        if !values.is_empty() {
+        if !values.is_empty() || !keys.is_empty() {
             let (Some(id), Some(hlc)) = (id, hlc) else {
                 return Err(serde::de::Error::custom(
                     "history values without their version id and hlc",
                 ));
             };
             units.extend(values.into_iter().map(|(k, value)| (k, LiveVersion { id, hlc, value })));
+            units.extend(keys.iter().map(|k| {
+                let value = UnitValue::null();
+                (k.clone(), LiveVersion { id, hlc, value })
+            }));
         }
-        Ok(Self { meta, units })
+        Ok(Self {
+            meta,
+            units,
+            in_record: keys,
+        })
     }
 }
 
@@ -117,6 +148,7 @@ mod tests {
                 received_ms: 9,
             }),
             units: units.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            in_record: BTreeSet::new(),
         }
     }
 
@@ -127,7 +159,7 @@ mod tests {
     }
 
     fn same(a: &HistoryEntry, b: &HistoryEntry) -> bool {
-        a.meta == b.meta && a.units == b.units
+        a.meta == b.meta && a.units == b.units && a.in_record == b.in_record
     }
 
     #[test]
@@ -164,5 +196,21 @@ mod tests {
         assert!(serde_json::from_str::<HistoryEntry>(r#"{"meta":null,"values":{"a":1}}"#).is_err());
         let empty: HistoryEntry = serde_json::from_str(r#"{"meta":null,"units":{}}"#).unwrap();
         assert!(empty.units.is_empty());
+    }
+
+    #[test]
+    fn units_kept_with_the_record_are_named_not_written() {
+        let mut e = entry(&[
+            ("conclusion", version(3, 100, r#""坝体完好""#)),
+            ("fix", version(3, 100, r#"{"lat":24.98}"#)),
+        ]);
+        e.in_record.insert("fix".into());
+        let (json, back) = round_trip(&e);
+        assert!(!json.contains("24.98"), "{json}");
+        assert!(json.contains(r#""keys":["fix"]"#), "{json}");
+        assert_eq!(back.in_record, e.in_record);
+        assert_eq!(back.units["fix"].id, e.units["fix"].id);
+        assert!(back.units["fix"].value.is_null());
+        assert_eq!(back.units["conclusion"], e.units["conclusion"]);
     }
 }

@@ -22,6 +22,10 @@ pub const OUTCOME: u8 = b'o';
 /// `h` + record id + replica id + seq → the units that change wrote, with their
 /// author (`history_entry::HistoryEntry` JSON).
 pub const HISTORY: u8 = b'h';
+/// `u` + record id + replica id + seq + unit key → the unit's value that
+/// version wrote, kept when an edit (or a signature) took it out of the
+/// record: a history entry names the values that were live when written.
+pub const SUPERSEDED: u8 = b'u';
 /// `e` + record id + replica id + seq → the change's event for the record's
 /// history (`sync_protocol::history`): every answered change, refusals included,
 /// written in the batch that writes its outcome.
@@ -95,6 +99,14 @@ pub fn history(record: RecordId, version: VersionId) -> [u8; 41] {
     k[1..17].copy_from_slice(record.as_uuid().as_bytes());
     k[17..33].copy_from_slice(version.replica.0.as_bytes());
     k[33..].copy_from_slice(&version.seq.to_be_bytes());
+    k
+}
+
+pub fn superseded(record: RecordId, version: VersionId, unit: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(41 + unit.len());
+    k.extend_from_slice(&history(record, version));
+    k[0] = SUPERSEDED;
+    k.extend_from_slice(unit.as_bytes());
     k
 }
 

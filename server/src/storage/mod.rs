@@ -372,8 +372,7 @@ mod tests {
             ];
             store.apply_push(&signer, None, made, 5_000).unwrap();
             let created = store.record(id).unwrap().unwrap();
-            let saw: sync_protocol::VersionSet =
-                created.units.iter().map(|(k, u)| (k.clone(), u.live_ids())).collect();
+            let saw: sync_protocol::VersionSet = created.units.iter().map(|(k, u)| (k.clone(), u.live_ids())).collect();
             let original = created.materialize().unwrap();
             // The colleague's tablet rewrites the conclusion meanwhile.
             let edit = Change {
@@ -390,7 +389,10 @@ mod tests {
                 },
             };
             let answer = store.apply_push(&colleague, None, vec![edit], 6_000).unwrap();
-            assert!(matches!(answer.outcomes[0].outcome, Outcome::Applied { .. }), "{answer:?}");
+            assert!(
+                matches!(answer.outcomes[0].outcome, Outcome::Applied { .. }),
+                "{answer:?}"
+            );
             let sign = Change {
                 seq: 3,
                 hlc: Hlc::new(7_000, 0),

@@ -224,28 +224,6 @@ impl SledStorage {
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
-
-    /// Every stored change of a record, oldest first by author HLC.
-    pub fn history(&self, id: RecordId) -> Result<Vec<(VersionId, HistoryEntry)>, StorageError> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(keys::history_prefix(id)) {
-            let (k, v) = item?;
-            let entry: HistoryEntry = decode(&v, "history entry")?;
-            let replica = k
-                .get(17..33)
-                .and_then(|b| uuid::Uuid::from_slice(b).ok())
-                .map(ReplicaId);
-            let seq = k
-                .get(33..41)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes);
-            if let (Some(replica), Some(seq)) = (replica, seq) {
-                out.push((VersionId::new(replica, seq), entry));
-            }
-        }
-        out.sort_by_key(|(id, e)| (e.meta.map(|m| m.hlc), *id));
-        Ok(out)
-    }
 }
 
 impl Drop for SledStorage {
@@ -972,6 +950,25 @@ impl<'a> Overlay<'a> {
             written: Vec::with_capacity(self.kept_records.len()),
             moved: Vec::new(),
         };
+        // A value live in its record as the group leaves it is written there
+        // only; one replaced within the group stays in its entry.
+        for ((record, version), entry) in self.kept_history.iter_mut() {
+            let Some(state) = self.kept_records.get(record) else {
+                continue;
+            };
+            let live: Vec<String> = entry
+                .units
+                .keys()
+                .filter(|key| {
+                    state
+                        .units
+                        .get(key.as_str())
+                        .is_some_and(|u| u.live.iter().any(|v| v.id == *version))
+                })
+                .cloned()
+                .collect();
+            entry.in_record.extend(live);
+        }
         for (id, state) in std::mem::take(&mut self.kept_records) {
             let value = keys::record_value(state.commit_seq, &encode(&state));
             group.bytes += (17 + value.len()) as u64;
@@ -1062,6 +1059,22 @@ impl Store for Overlay<'_> {
     }
 
     fn put_record(&mut self, state: RecordState) -> Result<(), StorageError> {
+        // Values this write takes out of the record: their history entries
+        // name them, so they are kept under their own keys (see `history_entry`).
+        let mut replaced = Vec::new();
+        if let Some(old) = self.state(state.id)? {
+            for (key, unit) in &old.units {
+                let now = state.units.get(key);
+                for v in &unit.live {
+                    if !now.is_some_and(|u| u.live.iter().any(|n| n.id == v.id)) {
+                        replaced.push((keys::superseded(state.id, v.id, key), v.value.get().as_bytes().to_vec()));
+                    }
+                }
+            }
+        }
+        for (key, value) in replaced {
+            self.put(&key, value);
+        }
         if let Some(old_seq) = self.state(state.id)?.map(|s| s.commit_seq) {
             self.del(&keys::seq(old_seq));
         }
@@ -1100,10 +1113,30 @@ impl Store for Overlay<'_> {
         {
             return Ok(found(e));
         }
-        match self.tree.get(keys::history(record, id))? {
-            Some(v) => Ok(found(&decode(&v, "history entry")?)),
-            None => Ok(None),
+        let Some(v) = self.tree.get(keys::history(record, id))? else {
+            return Ok(None);
+        };
+        let entry: HistoryEntry = decode(&v, "history entry")?;
+        let Some((mut version, meta)) = found(&entry) else {
+            return Ok(None);
+        };
+        if !entry.in_record.contains(key) {
+            return Ok(Some((version, meta)));
         }
+        // Replaced since: kept under its own key; else still live.
+        if let Some(value) = self.get(&keys::superseded(record, id, key))? {
+            version.value = decode(&value, "superseded value")?;
+            return Ok(Some((version, meta)));
+        }
+        let live = self
+            .state(record)?
+            .and_then(|s| s.units.get(key))
+            .and_then(|u| u.live.iter().find(|v| v.id == id))
+            .map(|v| v.value.clone());
+        Ok(live.map(|value| {
+            version.value = value;
+            (version, meta)
+        }))
     }
 
     fn outcome(&mut self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError> {
