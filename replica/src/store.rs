@@ -231,8 +231,15 @@ impl std::fmt::Debug for Replica {
     }
 }
 
-/// How long a reopen waits for the store's file lock.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a reopen waits for the store's file lock (a loaded machine may
+/// take its while to run sled's last flush after a close).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sled reports a held lock as an `Other` error whose text names it, the
+/// `WouldBlock` only inside.
+fn lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
 
 /// Open the sled store, waiting briefly for its file lock: sled's background
 /// threads release it a moment after the last handle in this process is
@@ -242,7 +249,7 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT => {
+            Err(sled::Error::Io(e)) if lock_held(&e) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => return other,
@@ -819,3 +826,28 @@ fn init(db: &sled::Db, t: &Trees, identity: Option<Identity>) -> Result<(), Repl
 }
 
 use sled::Transactional as _;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_waits_for_a_lock_the_last_close_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sled");
+        let held = sled::Config::new().path(&path).open().unwrap();
+        // What sled answers while another handle holds the store.
+        let e = match sled::Config::new().path(&path).open() {
+            Err(sled::Error::Io(e)) => e,
+            other => panic!("the second open was not refused: {other:?}"),
+        };
+        assert!(lock_held(&e), "{e:?}");
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        open_sled(&path, 1 << 20).expect("opened once the lock was let go");
+        closer.join().unwrap();
+    }
+}
