@@ -647,7 +647,11 @@ impl Engine {
                 diverted.push((w.key.clone(), v));
                 continue;
             }
-            store.remember(change.record, &w.key, &v, &meta)?;
+            // A version the record knows already (brought back by recovery
+            // after a restore, then pushed again) keeps what was stored of it.
+            if !state.units.get(&w.key).is_some_and(|u| u.knows(&id)) {
+                store.remember(change.record, &w.key, &v, &meta)?;
+            }
             if state.apply(&w.key, v, &w.bases, meta) == UnitEffect::Applied
                 && state.units.get(&w.key).is_some_and(|u| u.in_conflict())
             {

@@ -466,6 +466,47 @@ mod tests {
         assert_eq!(restored.records[&id].workflow.as_deref(), Some("submitted"));
     }
 
+    /// After recovery brought a version back, the tablet that wrote it may
+    /// push it again (it never had the restored server's answer): the store
+    /// keeps what it holds of that version, as the record shows it.
+    #[test]
+    fn a_version_pushed_again_after_its_recovery_keeps_what_was_recovered() {
+        let (mut restored, full, id, base) = backup_and_full();
+        let held = full.records[&id].clone();
+        let mut engine = Engine::new(EngineConfig::default());
+        engine
+            .recover(&mut restored, Some(&scope(Role::Supervisor)), &held, base)
+            .unwrap_or(Recovered::Known);
+        let v5 = held.units["conclusion"].live[0].id;
+        let author = held.meta[&v5];
+        let tablet = Actor {
+            replica: v5.replica,
+            user: author.user,
+            device: author.device,
+            role: Role::Inspector,
+        };
+        // Its outbox again, the last edit's text not what it was.
+        let mut last = vec![crate::ids::VersionId::new(v5.replica, 2)];
+        for seq in 3..6 {
+            let text = if seq == 5 {
+                "not what was stored".to_string()
+            } else {
+                format!("edit {seq}")
+            };
+            let c = conclusion(seq, id, &text, last.clone());
+            engine.push(&mut restored, &tablet, &[c], NOW).unwrap_or_default();
+            last = vec![crate::ids::VersionId::new(v5.replica, seq)];
+        }
+        let live = &restored.records[&id].units["conclusion"].live;
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].value.get(), r#""edit 5""#);
+        let recalled = restored.recall(id, "conclusion", v5).unwrap_or(None);
+        assert_eq!(
+            recalled.map(|(v, _)| v.value.get().to_string()),
+            Some(r#""edit 5""#.to_string())
+        );
+    }
+
     #[test]
     fn an_inspectors_tablet_brings_content_back_but_not_workflow() {
         let (mut restored, full, id, base) = backup_and_full();
