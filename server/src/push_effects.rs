@@ -1,5 +1,6 @@
 //! A push and what it sets off, for every path that applies changes: a
-//! tablet's push and the office's site lists. Before the push, a link edit
+//! tablet's push, the office's site lists, and the states a tablet brings
+//! back after a restore (`recover`). Before the push, a link edit
 //! that moves a record to another region is logged as a move, and a change
 //! whose site or inspection the server lacks is logged as waiting; after it,
 //! ponds whose level changed are re-planned, the moves are settled and records
@@ -10,9 +11,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
+use mobile_schema::ids::RecordId;
+use mobile_schema::record::RecordKind;
+use sync_protocol::recovery::{Recovered, RestoreBase};
 use sync_protocol::scope::Scope;
 use sync_protocol::wire::PushResponse;
-use sync_protocol::{Actor, Change};
+use sync_protocol::{Actor, Change, RecordState};
 
 use crate::auth::Authenticated;
 use crate::startup::AppState;
@@ -54,6 +58,53 @@ pub fn apply(
         state.follow_ups.owe();
     }
     Ok(response)
+}
+
+/// After a restore, record states a tablet brings back from the previous
+/// epoch, followed up like a push: a state that links its record elsewhere
+/// (a site's county corrected after the backup) moves what hangs on it, a
+/// pond whose level came back is re-planned, and records that waited for a
+/// recovered one are re-sent.
+pub fn recover(
+    state: &AppState,
+    who: &Authenticated,
+    scope: &Scope,
+    states: Vec<RecordState>,
+    base: RestoreBase,
+    now_ms: u64,
+) -> Result<Vec<Recovered>, StorageError> {
+    let storage = state.storage.as_ref();
+    let _in_flight = state.follow_ups.during_push();
+    let ids: Vec<RecordId> = states.iter().map(|s| s.id).collect();
+    let sites: Vec<RecordId> = states
+        .iter()
+        .filter(|s| s.kind == RecordKind::Site)
+        .map(|s| s.id)
+        .collect();
+    let intents = site_moves::intend_states(storage, &state.db, &states)?;
+    orphans::note_states(storage, &state.db, &states)?;
+    let answers = storage.recover(Some(scope), states, base)?;
+    let taken: Vec<RecordId> = ids
+        .iter()
+        .zip(&answers)
+        .filter(|(id, a)| matches!(a, Recovered::Taken { .. }) && sites.contains(id))
+        .map(|(id, _)| *id)
+        .collect();
+    let replanned = state
+        .schedule
+        .replan_ponds(storage, &state.accounts, who, &taken, state.today(), now_ms);
+    schedule::log_replans(replanned);
+    if !intents.is_empty()
+        && let Err(e) = site_moves::settle(storage, &state.db, intents)
+    {
+        tracing::error!(error = %e, "moving recovered records to their new region failed; retried within a minute");
+        state.follow_ups.owe();
+    }
+    if let Err(e) = orphans::arrived(storage, &state.db, &ids) {
+        tracing::error!(error = %e, "records that waited for a recovered record were not re-sequenced; retried within a minute");
+        state.follow_ups.owe();
+    }
+    Ok(answers)
 }
 
 /// Follow-ups of durable pushes that failed (a full disk, an I/O error), to

@@ -61,6 +61,14 @@ impl Intents {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Durable before the push or recovery they are logged for.
+    fn flush(&self, db: &sled::Db) -> Result<(), StorageError> {
+        if !self.keys.is_empty() {
+            tree(db)?.flush()?;
+        }
+        Ok(())
+    }
 }
 
 fn tree(db: &sled::Db) -> Result<sled::Tree, StorageError> {
@@ -100,25 +108,54 @@ pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> R
         }
         seen.push(c.record);
         if let Some(state) = storage.record(c.record)? {
-            let from = region_now(storage, &state)?;
-            let mut key = storage.visible_seq().to_be_bytes().to_vec();
-            key.extend_from_slice(c.record.as_uuid().as_bytes());
-            let entry = Move {
-                record: c.record,
-                from,
-                to: None,
-                records: Vec::new(),
-                done: false,
-            };
-            let t = tree(db)?;
-            t.insert(key.as_slice(), encode(&entry)?)?;
-            out.keys.push(key);
+            log_intent(storage, db, &state, &mut out)?;
         }
     }
-    if !out.keys.is_empty() {
-        tree(db)?.flush()?;
-    }
+    out.flush(db)?;
     Ok(out)
+}
+
+/// Before an epoch recovery: an intent for each stored record whose state
+/// brought back links it elsewhere (a site's region corrected after the
+/// backup), as [`intend`] logs for a push.
+pub fn intend_states(
+    storage: &dyn SyncStorage,
+    db: &sled::Db,
+    states: &[RecordState],
+) -> Result<Intents, StorageError> {
+    let mut out = Intents::default();
+    for incoming in states {
+        if let Some(state) = storage.record(incoming.id)?
+            && scope::link_of_state(&state) != scope::link_of_state(incoming)
+        {
+            log_intent(storage, db, &state, &mut out)?;
+        }
+    }
+    out.flush(db)?;
+    Ok(out)
+}
+
+/// The intent of a move of stored record `state`, keyed by the commit seq
+/// visible now.
+fn log_intent(
+    storage: &dyn SyncStorage,
+    db: &sled::Db,
+    state: &RecordState,
+    out: &mut Intents,
+) -> Result<(), StorageError> {
+    let from = region_now(storage, state)?;
+    let mut key = storage.visible_seq().to_be_bytes().to_vec();
+    key.extend_from_slice(state.id.as_uuid().as_bytes());
+    let entry = Move {
+        record: state.id,
+        from,
+        to: None,
+        records: Vec::new(),
+        done: false,
+    };
+    tree(db)?.insert(key.as_slice(), encode(&entry)?)?;
+    out.keys.push(key);
+    Ok(())
 }
 
 /// Records that had no region got one (what they waited for arrived, see

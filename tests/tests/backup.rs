@@ -274,6 +274,94 @@ fn a_backup_taken_during_a_push_storm_restores_and_tablets_bring_back_every_ackn
     }
 }
 
+/// A site's county corrected after the backup is lost with the server and
+/// brought back by the office tablet's recovery: the move follows as after a
+/// push, so the old county's tablet lets the site and its inspection go.
+#[test]
+fn a_site_move_brought_back_by_recovery_leaves_the_old_countys_tablets() {
+    const USER_PASSWORD: &str = "backup-move-Hq61-password";
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("server");
+    let mut server = ServerProcess::start_with(&data, &[("FIELDSYNC_ADMIN_PASSWORD", PASSWORD)]).unwrap();
+    let url = server.url("");
+    let api = Api::new(&url);
+    let admin = api.login("admin", PASSWORD).unwrap();
+    let a = api
+        .post(
+            "/api/v1/admin/users",
+            Some(&admin.access),
+            &json!({"username": "li", "password": USER_PASSWORD, "role": "inspector", "regions": ["451221"]}),
+        )
+        .unwrap();
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let enrol = |name: &str, password: &str| {
+        Tablet::enrol(
+            &root.path().join(name),
+            replica::HttpConfig::new(url.clone()),
+            name,
+            password,
+            None,
+        )
+        .unwrap()
+    };
+    let has = |t: &Tablet, id: RecordId| t.replica.get(id).unwrap().is_some();
+    let mut office = enrol("admin", PASSWORD);
+    let site = mobile_schema::ids::SiteId::generate();
+    let insp = InspectionId::generate();
+    office.replica.create(sample::pond(site).into()).unwrap();
+    let device = office.replica.identity().device;
+    office
+        .replica
+        .create(sample::inspection(insp, site, device).into())
+        .unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+    let mut li = enrol("li", USER_PASSWORD);
+    li.sync().unwrap();
+    assert!(has(&li, site.into()) && has(&li, insp.into()));
+
+    let backup_dir = root.path().join("backup");
+    let out = Command::new(fieldsync_bin().unwrap())
+        .args(["backup", backup_dir.to_str().unwrap(), "--server", &url])
+        .env("FIELDSYNC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // After the backup the office corrects the county: 南丹 → 环江.
+    office
+        .edit(RecordKind::Site, site.into(), "region_code", json!("451226"))
+        .unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+
+    server.kill().unwrap();
+    std::fs::rename(&data, root.path().join("server-lost")).unwrap();
+    let out = Command::new(fieldsync_bin().unwrap())
+        .args([
+            "restore",
+            backup_dir.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.restart().unwrap();
+
+    // The restored server has the pond in 南丹 again, and li's tablet with it.
+    li.sync().unwrap();
+    assert!(has(&li, site.into()) && has(&li, insp.into()));
+    // The office brings the correction back ...
+    let report = office.sync().unwrap();
+    assert!(report.epoch_recovered && report.recovered > 0, "{report:?}");
+    // ... and li's tablet lets the pond and its inspection go.
+    let report = li.sync().unwrap();
+    assert!(report.purged >= 2, "{report:?}");
+    assert!(
+        !has(&li, site.into()) && !has(&li, insp.into()),
+        "the recovered move leaves the old county's tablets"
+    );
+}
+
 #[test]
 fn a_push_that_cannot_be_made_durable_is_answered_507_and_reads_go_on() {
     let root = tempfile::tempdir().unwrap();

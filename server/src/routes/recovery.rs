@@ -51,17 +51,12 @@ pub async fn recover(
     };
     let scope = access::scope_of(&auth.user);
     let ids: Vec<_> = request.records.iter().map(|r| r.id).collect();
-    let ids_back = ids.clone();
     let st = state.clone();
-    let answers = web::block(move || -> Result<_, ApiError> {
-        // As for a push: records whose site is missing wait for it, and records
-        // brought back may be what others waited for.
-        crate::orphans::note_states(st.storage.as_ref(), &st.db, &request.records)?;
-        let answers = st.storage.recover(Some(&scope), request.records, base)?;
-        if let Err(e) = crate::orphans::arrived(st.storage.as_ref(), &st.db, &ids_back) {
-            tracing::error!(error = %e, "records that waited for a recovered record were not re-sequenced; retried at the next start");
-        }
-        Ok(answers)
+    let who = auth.clone();
+    // As for a push: moves, re-plans, and records that waited.
+    let answers = web::block(move || {
+        let now_ms = st.clock.now_ms();
+        crate::push_effects::recover(&st, &who, &scope, request.records, base, now_ms)
     })
     .await??;
     let mut response = RecoverResponse {
