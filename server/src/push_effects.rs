@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use mobile_schema::ids::RecordId;
-use mobile_schema::record::RecordKind;
 use sync_protocol::recovery::{Recovered, RestoreBase};
 use sync_protocol::scope::Scope;
 use sync_protocol::wire::PushResponse;
@@ -40,7 +39,14 @@ pub fn apply(
     orphans::note(storage, &state.db, &changes)?;
     let created = orphans::created(&changes);
     let relevelled = schedule::level_changes(&changes);
-    let response = storage.apply_push(actor, Some(scope), changes, now_ms)?;
+    let response = match storage.apply_push(actor, Some(scope), changes, now_ms) {
+        Ok(response) => response,
+        Err(e) => {
+            // An intent logged for a push that failed: the retry drops it.
+            owe_if(state, !intents.is_empty());
+            return Err(e);
+        }
+    };
     // A pond's level changed: its remaining tasks of the year follow. A
     // supervisor can re-plan by hand if this fails.
     let replanned = state
@@ -62,38 +68,30 @@ pub fn apply(
 
 /// After a restore, record states a tablet brings back from the previous
 /// epoch, followed up like a push: a state that links its record elsewhere
-/// (a site's county corrected after the backup) moves what hangs on it, a
-/// pond whose level came back is re-planned, and records that waited for a
-/// recovered one are re-sent.
+/// (a site's county corrected after the backup) moves what hangs on it, and
+/// records that waited for a recovered one are re-sent. Ponds are not
+/// re-planned: the lost epoch's server re-planned them when their levels
+/// were pushed, and the tasks it made come back with the tablets; a re-plan
+/// against the restored tasks would cancel what they bring.
 pub fn recover(
     state: &AppState,
-    who: &Authenticated,
     scope: &Scope,
     states: Vec<RecordState>,
     base: RestoreBase,
-    now_ms: u64,
 ) -> Result<Vec<Recovered>, StorageError> {
     let storage = state.storage.as_ref();
     let _in_flight = state.follow_ups.during_push();
     let ids: Vec<RecordId> = states.iter().map(|s| s.id).collect();
-    let sites: Vec<RecordId> = states
-        .iter()
-        .filter(|s| s.kind == RecordKind::Site)
-        .map(|s| s.id)
-        .collect();
     let intents = site_moves::intend_states(storage, &state.db, &states)?;
     orphans::note_states(storage, &state.db, &states)?;
-    let answers = storage.recover(Some(scope), states, base)?;
-    let taken: Vec<RecordId> = ids
-        .iter()
-        .zip(&answers)
-        .filter(|(id, a)| matches!(a, Recovered::Taken { .. }) && sites.contains(id))
-        .map(|(id, _)| *id)
-        .collect();
-    let replanned = state
-        .schedule
-        .replan_ponds(storage, &state.accounts, who, &taken, state.today(), now_ms);
-    schedule::log_replans(replanned);
+    let answers = match storage.recover(Some(scope), states, base) {
+        Ok(answers) => answers,
+        Err(e) => {
+            // Nothing moved; the retry drops the intents.
+            owe_if(state, !intents.is_empty());
+            return Err(e);
+        }
+    };
     if !intents.is_empty()
         && let Err(e) = site_moves::settle(storage, &state.db, intents)
     {
@@ -105,6 +103,12 @@ pub fn recover(
         state.follow_ups.owe();
     }
     Ok(answers)
+}
+
+fn owe_if(state: &AppState, owed: bool) {
+    if owed {
+        state.follow_ups.owe();
+    }
 }
 
 /// Follow-ups of durable pushes that failed (a full disk, an I/O error), to

@@ -116,8 +116,9 @@ pub fn intend(storage: &dyn SyncStorage, db: &sled::Db, changes: &[Change]) -> R
 }
 
 /// Before an epoch recovery: an intent for each stored record whose state
-/// brought back links it elsewhere (a site's region corrected after the
-/// backup), as [`intend`] logs for a push.
+/// brought back holds other versions of its link unit (a site's region
+/// corrected after the backup), as [`intend`] logs for a push; [`settle`]
+/// drops those that do not end in a move.
 pub fn intend_states(
     storage: &dyn SyncStorage,
     db: &sled::Db,
@@ -125,8 +126,10 @@ pub fn intend_states(
 ) -> Result<Intents, StorageError> {
     let mut out = Intents::default();
     for incoming in states {
+        let field = scope::link_field(incoming.kind);
+        let versions = |s: &RecordState| s.units.get(field).map(|u| u.live_ids());
         if let Some(state) = storage.record(incoming.id)?
-            && scope::link_of_state(&state) != scope::link_of_state(incoming)
+            && versions(&state) != versions(incoming)
         {
             log_intent(storage, db, &state, &mut out)?;
         }

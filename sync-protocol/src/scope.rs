@@ -63,7 +63,8 @@ pub enum Link {
     Unknown,
 }
 
-fn link_field(kind: RecordKind) -> &'static str {
+/// The unit that holds what a record of `kind` hangs on.
+pub fn link_field(kind: RecordKind) -> &'static str {
     match kind {
         RecordKind::Site | RecordKind::RandomDraw => "region_code",
         RecordKind::Inspection | RecordKind::Hazard | RecordKind::Task => "site_id",

@@ -52,13 +52,8 @@ pub async fn recover(
     let scope = access::scope_of(&auth.user);
     let ids: Vec<_> = request.records.iter().map(|r| r.id).collect();
     let st = state.clone();
-    let who = auth.clone();
-    // As for a push: moves, re-plans, and records that waited.
-    let answers = web::block(move || {
-        let now_ms = st.clock.now_ms();
-        crate::push_effects::recover(&st, &who, &scope, request.records, base, now_ms)
-    })
-    .await??;
+    // As for a push: moves, and records that waited.
+    let answers = web::block(move || crate::push_effects::recover(&st, &scope, request.records, base)).await??;
     let mut response = RecoverResponse {
         epoch: state.storage.epoch(),
         base_seq: base.base_seq,
