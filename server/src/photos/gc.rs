@@ -45,7 +45,12 @@ impl Photos {
                 }
             }
         }
+        // The scan is no snapshot: a record written during it may name a
+        // photo where the scan had passed. Only a scan of a store that held
+        // still may collect; otherwise the next pass does.
+        let before = self.inner.storage.quiet_writes();
         let referenced = self.referenced_digests()?;
+        let still = before.is_some() && self.inner.storage.quiet_writes() == before;
         let grace_ms = self.inner.settings.unreferenced_grace_days.saturating_mul(DAY_MS);
         for meta in self.list_photos()? {
             report.photos += 1;
@@ -65,7 +70,8 @@ impl Photos {
             };
             // Both clocks must have run out: unreferenced for the grace period,
             // and stored at least that long (a photo arriving before its record).
-            let due = now_ms.saturating_sub(since) >= grace_ms && now_ms.saturating_sub(meta.stored_ms) >= grace_ms;
+            let due =
+                still && now_ms.saturating_sub(since) >= grace_ms && now_ms.saturating_sub(meta.stored_ms) >= grace_ms;
             if due {
                 self.collect(&meta)?;
                 report.collected += 1;

@@ -94,6 +94,13 @@ impl CommitView {
     pub fn settled(&self, start: &ScanStart) -> bool {
         start.quiet && self.started.load(Ordering::SeqCst) == start.started
     }
+
+    /// The batches begun so far, if none is in flight: two equal answers
+    /// around a raw scan of the tree mean it read a tree that held still.
+    pub fn quiet_count(&self) -> Option<u64> {
+        let start = self.begin_scan();
+        start.quiet.then_some(start.started)
+    }
 }
 
 #[cfg(test)]
@@ -145,5 +152,18 @@ mod tests {
         let start = view.begin_scan();
         assert_eq!(start.visible, 5);
         assert!(view.settled(&start));
+    }
+
+    #[test]
+    fn a_raw_scan_held_still_only_when_no_batch_ran_around_it() {
+        let view = CommitView::new(3);
+        let before = view.quiet_count();
+        assert!(before.is_some());
+        assert_eq!(view.quiet_count(), before, "nothing happened");
+        view.begin_write();
+        assert_eq!(view.quiet_count(), None, "a batch in flight");
+        view.publish(4);
+        let after = view.quiet_count();
+        assert!(after.is_some() && after != before, "a batch ran during the scan");
     }
 }

@@ -105,6 +105,13 @@ pub trait SyncStorage: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// For a raw scan of the store (the photo collector's): the write groups
+    /// begun so far, `None` while one is in flight. The same answer before and
+    /// after the scan means it read a store that held still.
+    fn quiet_writes(&self) -> Option<u64> {
+        Some(0)
+    }
+
     fn outcome_of(&self, replica: ReplicaId, seq: u64) -> Result<Option<StoredOutcome>, StorageError>;
 
     /// The highest change seq of `replica` the store has an outcome for (0: none).

@@ -321,6 +321,10 @@ impl SyncStorage for SledStorage {
         self.view.visible()
     }
 
+    fn quiet_writes(&self) -> Option<u64> {
+        self.view.quiet_count()
+    }
+
     fn undone_groups(&self) -> u64 {
         self.view.undone()
     }
