@@ -294,7 +294,10 @@ impl Engine {
         let allowed = match scope {
             Some(scope) => {
                 let before = store.record(change.record)?;
-                crate::scope::check_write(scope, change.kind, change, before.as_ref(), &mut |id| store.record(id))?
+                let today = mobile_schema::time::shanghai_at_ms(now_ms).date_naive();
+                crate::scope::check_write(scope, change.kind, change, before.as_ref(), today, &mut |id| {
+                    store.record(id)
+                })?
             }
             None => Ok(()),
         };
@@ -593,6 +596,17 @@ impl Engine {
                 return Ok(Err(Refusal::new(
                     RefusalCode::InvalidStructure,
                     format!("`{}` is not a unit of a {}", w.key, change.kind.as_str()),
+                )
+                .at(w.key.clone())));
+            }
+            // The decision was taken as the inspection's step when the
+            // review was made: rewriting it would leave the review saying
+            // other than what the inspection went through.
+            if change.kind == RecordKind::Review && REVIEW_FIXED.contains(&w.key.as_str()) {
+                return Ok(Err(Refusal::new(
+                    RefusalCode::TransitionNotAllowed,
+                    "a review's decision, inspection, reviewer and time are fixed when it is made: \
+                     another decision is another review",
                 )
                 .at(w.key.clone())));
             }
@@ -967,9 +981,12 @@ pub fn hazard_evidence(state: &RecordState, action: HazardAction) -> Result<(), 
     }
 }
 
+/// The units of a review that only its creation writes.
+const REVIEW_FIXED: [&str; 4] = ["inspection_id", "reviewer", "decision", "decided_at"];
+
 /// After content changed, a reviewed record whose content differs from what was
 /// reviewed is marked.
-fn mark_review(state: &mut RecordState) {
+pub(crate) fn mark_review(state: &mut RecordState) {
     let live = state.live_set();
     if let Some(mark) = state.review.as_mut()
         && live != mark.reviewed

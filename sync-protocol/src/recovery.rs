@@ -264,6 +264,10 @@ impl Engine {
             ));
         }
         self.refresh_flags(store, &mut state)?;
+        // Content brought back after an approval is marked as a push's is.
+        if added > 0 || superseded_added {
+            crate::engine::mark_review(&mut state);
+        }
         state.commit_seq = store.next_commit_seq()?;
         // Tablets' cursors count from the previous epoch: sent whole.
         state.whole_since = state.commit_seq;

@@ -155,22 +155,26 @@ pub fn authored(state: &RecordState, user: UserId) -> bool {
 /// is about whose record it is. A record whose region is not known yet (its
 /// site is on another tablet still offline) is not refused: losing offline
 /// work would be worse than letting it in.
+///
+/// A record the user may not see (a draw, a drawn task before its window
+/// opens, a review of others' work) is answered as missing: the answer to a
+/// write must not tell an inspector what a pull would not. `today` is the
+/// server's day in Asia/Shanghai.
 pub fn check_write<E>(
     scope: &Scope,
     kind: RecordKind,
     change: &Change,
     before: Option<&RecordState>,
+    today: NaiveDate,
     lookup: &mut impl FnMut(RecordId) -> Result<Option<RecordState>, E>,
 ) -> Result<Result<(), Refusal>, E> {
     if scope.is_admin() {
         return Ok(Ok(()));
     }
-    let creates = matches!(change.op, Op::Create { .. });
-    if creates && scope.role == Role::Inspector && matches!(kind, RecordKind::Review | RecordKind::RandomDraw) {
-        return Ok(Err(Refusal::new(
-            RefusalCode::RoleNotAllowed,
-            format!("an inspector may not create a {}", kind.as_str()),
-        )));
+    if scope.role == Role::Inspector
+        && let Some(refusal) = inspector_may_not(kind, &change.op)
+    {
+        return Ok(Err(refusal));
     }
     let outside = |region: RegionCode| {
         Refusal::new(
@@ -180,9 +184,16 @@ pub fn check_write<E>(
     };
     if let Some(before) = before
         && let Some(region) = region_of(link_of_state(before), lookup)?
-        && !scope.covers(region)
     {
-        return Ok(Err(outside(region)));
+        if !scope.covers(region) {
+            return Ok(Err(outside(region)));
+        }
+        if !matches!(change.op, Op::Create { .. }) && !visible(scope, before, Some(region), today, lookup)? {
+            return Ok(Err(Refusal::new(
+                RefusalCode::UnknownRecord,
+                "no such record on the server",
+            )));
+        }
     }
     if let Some(link) = link_of_change(kind, change)
         && let Some(region) = region_of(link, lookup)?
@@ -191,6 +202,36 @@ pub fn check_write<E>(
         return Ok(Err(outside(region).at(link_field(kind))));
     }
     Ok(Ok(()))
+}
+
+/// What an inspector may not write whatever the region: reviews and draws are
+/// the supervisors' decisions, and tasks their plan. An inspector keeps a
+/// task's `note`; its window, team, rule and `hidden_until` (which keeps a
+/// drawn pond from being told in advance) are the planner's. Steps are the
+/// state machines' (roles are checked there).
+fn inspector_may_not(kind: RecordKind, op: &Op) -> Option<Refusal> {
+    let planners = matches!(kind, RecordKind::Review | RecordKind::RandomDraw | RecordKind::Task);
+    match op {
+        Op::Create { .. } if planners => Some(Refusal::new(
+            RefusalCode::RoleNotAllowed,
+            format!("an inspector may not create a {}", kind.as_str()),
+        )),
+        Op::Edit { units } if matches!(kind, RecordKind::Review | RecordKind::RandomDraw) => Some(
+            Refusal::new(
+                RefusalCode::RoleNotAllowed,
+                format!("an inspector may not edit a {}", kind.as_str()),
+            )
+            .at(units.first().map(|u| u.key.clone()).unwrap_or_default()),
+        ),
+        Op::Edit { units } if kind == RecordKind::Task => units.iter().find(|u| u.key != "note").map(|u| {
+            Refusal::new(
+                RefusalCode::RoleNotAllowed,
+                "an inspector may edit only a task's note: its plan is the supervisors'",
+            )
+            .at(u.key.clone())
+        }),
+        _ => None,
+    }
 }
 
 /// Whether a pull by `scope` shows the record. `region` is the record's region

@@ -1,0 +1,347 @@
+//! Who may write what, end to end through the engine's scoped push: the
+//! rules an inspector's tablet meets for records that are the supervisors'
+//! (reviews, draws, the plan's tasks), and a review mark after a recovery.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use chrono::DateTime;
+use mobile_schema::ids::{DeviceId, InspectionId, ItemId, RecordId, ReviewId, SiteId, UserId};
+use mobile_schema::record::{AnyRecord, RecordKind};
+use mobile_schema::region::RegionCode;
+use mobile_schema::review::{Decision, Review};
+use mobile_schema::sample;
+use mobile_schema::workflow::Role;
+use sync_protocol::change::{Actor, Change, Op, UnitWrite};
+use sync_protocol::outcome::Outcome;
+use sync_protocol::reference::ReferenceServer;
+use sync_protocol::scope::Scope;
+use sync_protocol::{Hlc, ReplicaId, UnitValue, VersionId};
+use uuid::Uuid;
+
+const T0: u64 = 1_746_500_000_000;
+
+struct Dev {
+    actor: Actor,
+    scope: Scope,
+    seq: u64,
+}
+impl Dev {
+    fn new(n: u128, role: Role) -> Self {
+        let actor = Actor {
+            replica: ReplicaId(Uuid::from_u128(0x1000 + n)),
+            user: UserId(Uuid::from_u128(0x2000 + n)),
+            device: DeviceId(Uuid::from_u128(0x3000 + n)),
+            role,
+        };
+        let scope = Scope {
+            user: actor.user,
+            role,
+            regions: vec![RegionCode::new(451_200).unwrap()],
+        };
+        Self { actor, scope, seq: 0 }
+    }
+    fn push(&mut self, s: &mut ReferenceServer, kind: RecordKind, record: RecordId, op: Op, now: u64) -> Outcome {
+        self.seq += 1;
+        let c = Change {
+            seq: self.seq,
+            hlc: Hlc { ms: now, c: 0 },
+            kind,
+            record,
+            op,
+        };
+        let r = s.push_scoped(&self.actor, Some(&self.scope), &[c], now);
+        r.outcomes[0].outcome.clone()
+    }
+}
+
+fn create(doc: &AnyRecord) -> Op {
+    let mut v = serde_json::to_value(doc).unwrap();
+    v.as_object_mut().unwrap().remove("kind");
+    Op::Create {
+        record: UnitValue::of(&v).unwrap(),
+        versions: None,
+    }
+}
+fn edit(key: &str, bases: Vec<VersionId>, value: serde_json::Value) -> Op {
+    Op::Edit {
+        units: vec![UnitWrite {
+            key: key.into(),
+            bases,
+            value: UnitValue::of(&value).unwrap(),
+        }],
+    }
+}
+fn tr(a: &str) -> Op {
+    Op::Transition {
+        action: a.into(),
+        versions: None,
+    }
+}
+fn ok(o: &Outcome) -> bool {
+    !matches!(o, Outcome::Refused(_))
+}
+
+fn setup() -> (ReferenceServer, Dev, Dev, SiteId, InspectionId) {
+    let mut s = ReferenceServer::default();
+    let mut admin = Dev::new(9, Role::Admin);
+    let mut insp = Dev::new(1, Role::Inspector);
+    let sup = Dev::new(2, Role::Supervisor);
+    let site = SiteId::generate();
+    assert!(ok(&admin.push(
+        &mut s,
+        RecordKind::Site,
+        site.into(),
+        create(&sample::pond(site).into()),
+        T0
+    )));
+    let iid = InspectionId::generate();
+    let i = sample::inspection(iid, site, insp.actor.device);
+    assert!(ok(&insp.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        create(&i.into()),
+        T0 + 1000
+    )));
+    (s, insp, sup, site, iid)
+}
+
+fn review(sup: &Dev, iid: InspectionId, d: Decision) -> (ReviewId, AnyRecord) {
+    let id = ReviewId::generate();
+    (
+        id,
+        AnyRecord::Review(Review {
+            id,
+            schema_version: Review::SCHEMA_VERSION,
+            inspection_id: iid,
+            reviewer: sup.actor.user,
+            decision: d,
+            decided_at: DateTime::parse_from_rfc3339("2025-05-07T10:00:00+08:00").unwrap(),
+            comments: vec![mobile_schema::review::Comment {
+                id: ItemId::generate(),
+                author: sup.actor.user,
+                text: "坝体渗水照片不清楚，请补拍".into(),
+                unit: None,
+                written_at: DateTime::parse_from_rfc3339("2025-05-07T10:00:00+08:00").unwrap(),
+            }],
+        }),
+    )
+}
+
+fn refused_with(o: &Outcome, code: &str) -> bool {
+    matches!(o, Outcome::Refused(r) if r.code.as_str() == code)
+}
+
+fn returned_with_review(s: &mut ReferenceServer, insp: &mut Dev, sup: &mut Dev, iid: InspectionId) -> ReviewId {
+    assert!(ok(&insp.push(
+        s,
+        RecordKind::Inspection,
+        iid.into(),
+        tr("submit"),
+        T0 + 2000
+    )));
+    let (rid, doc) = review(sup, iid, Decision::Return);
+    let live = s.record(iid.into()).unwrap().live_set();
+    let Op::Create { record, .. } = create(&doc) else {
+        unreachable!()
+    };
+    let o = sup.push(
+        s,
+        RecordKind::Review,
+        rid.into(),
+        Op::Create {
+            record,
+            versions: Some(live),
+        },
+        T0 + 3000,
+    );
+    assert!(ok(&o), "{o:?}");
+    assert_eq!(s.record(iid.into()).unwrap().workflow.as_deref(), Some("returned"));
+    rid
+}
+
+#[test]
+fn an_inspector_may_not_rewrite_a_supervisors_review() {
+    let (mut s, mut insp, mut sup, _site, iid) = setup();
+    let rid = returned_with_review(&mut s, &mut insp, &mut sup, iid);
+    for (key, value) in [
+        ("decision", serde_json::json!("approve")),
+        ("reviewer", serde_json::json!(insp.actor.user)),
+    ] {
+        let base = s.record(rid.into()).unwrap().units[key].live_ids();
+        let o = insp.push(
+            &mut s,
+            RecordKind::Review,
+            rid.into(),
+            edit(key, base, value),
+            T0 + 4000,
+        );
+        assert!(refused_with(&o, "role_not_allowed"), "{key}: {o:?}");
+    }
+    let AnyRecord::Review(r) = s.record(rid.into()).unwrap().materialize().unwrap() else {
+        panic!()
+    };
+    assert_eq!((r.decision, r.reviewer), (Decision::Return, sup.actor.user));
+}
+
+#[test]
+fn a_reviews_decision_is_fixed_even_for_its_supervisor() {
+    let (mut s, mut insp, mut sup, _site, iid) = setup();
+    let rid = returned_with_review(&mut s, &mut insp, &mut sup, iid);
+    let base = s.record(rid.into()).unwrap().units["decision"].live_ids();
+    let o = sup.push(
+        &mut s,
+        RecordKind::Review,
+        rid.into(),
+        edit("decision", base, serde_json::json!("approve")),
+        T0 + 4000,
+    );
+    assert!(refused_with(&o, "transition_not_allowed"), "{o:?}");
+    // Comments stay open to the supervisor.
+    let c = mobile_schema::review::Comment {
+        id: ItemId::generate(),
+        author: sup.actor.user,
+        text: "补充：请附整改照片".into(),
+        unit: None,
+        written_at: DateTime::parse_from_rfc3339("2025-05-07T11:00:00+08:00").unwrap(),
+    };
+    let key = format!("comments/{}", c.id);
+    let o = sup.push(
+        &mut s,
+        RecordKind::Review,
+        rid.into(),
+        edit(&key, vec![], serde_json::to_value(&c).unwrap()),
+        T0 + 5000,
+    );
+    assert!(ok(&o), "{o:?}");
+}
+
+#[test]
+fn a_drawn_task_is_neither_told_nor_unhidden_by_an_inspectors_push() {
+    use mobile_schema::ids::TaskId;
+    use mobile_schema::task::{Task, TaskRule, TaskWindow};
+    use mobile_schema::workflow::TaskState;
+    let (mut s, mut insp, mut sup, site, _iid) = setup();
+    let other_site = SiteId::generate();
+    let mut admin = Dev::new(9, Role::Admin);
+    admin.seq = 1;
+    assert!(ok(&admin.push(
+        &mut s,
+        RecordKind::Site,
+        other_site.into(),
+        create(&sample::pond(other_site).into()),
+        T0
+    )));
+    let task_id = |p: SiteId| TaskId::from_name("fieldsync-task", &format!("2025:{p}:level_three_drawn:0"));
+    let tid = task_id(site);
+    let d = |t: &str| t.parse::<chrono::NaiveDate>().unwrap();
+    let task = Task {
+        id: tid,
+        schema_version: Task::SCHEMA_VERSION,
+        site_id: site,
+        year: 2025,
+        window: TaskWindow {
+            earliest_start: d("2025-10-01"),
+            due: d("2025-12-31"),
+        },
+        rule: TaskRule::LevelThreeDrawn,
+        assigned: vec![],
+        draw_id: None,
+        hidden_until: Some(d("2025-10-01")),
+        note: String::new(),
+        state: TaskState::Planned,
+    };
+    assert!(ok(&sup.push(
+        &mut s,
+        RecordKind::Task,
+        tid.into(),
+        create(&task.into()),
+        T0 + 2000
+    )));
+    // T0 is in May 2025: the task is hidden. A drawn pond and an undrawn one
+    // answer alike, to a note and to a step.
+    for p in [site, other_site] {
+        let o = insp.push(
+            &mut s,
+            RecordKind::Task,
+            task_id(p).into(),
+            edit("note", vec![], serde_json::json!("")),
+            T0 + 3000,
+        );
+        assert!(refused_with(&o, "unknown_record"), "note on {p}: {o:?}");
+        let o = insp.push(&mut s, RecordKind::Task, task_id(p).into(), tr("start"), T0 + 3000);
+        assert!(refused_with(&o, "unknown_record"), "start on {p}: {o:?}");
+    }
+    // Its plan is the supervisors': an inspector may not clear `hidden_until`.
+    let b = s.record(tid.into()).unwrap().units["hidden_until"].live_ids();
+    let o = insp.push(
+        &mut s,
+        RecordKind::Task,
+        tid.into(),
+        edit("hidden_until", b, serde_json::Value::Null),
+        T0 + 4000,
+    );
+    assert!(refused_with(&o, "role_not_allowed"), "{o:?}");
+    assert!(sync_protocol::scope::hidden_until(s.record(tid.into()).unwrap()).is_some());
+    // Once the window opened (October), the task's note is the inspector's.
+    let october = 1_759_300_000_000; // 2025-10-01T06:26Z
+    let o = insp.push(
+        &mut s,
+        RecordKind::Task,
+        tid.into(),
+        edit("note", vec![], serde_json::json!("已联系企业")),
+        october,
+    );
+    assert!(ok(&o), "{o:?}");
+}
+
+/// After a restore, a tablet brings back an edit made after the approval:
+/// the inspection is marked as changed since its review, as the push was.
+#[test]
+fn content_recovered_after_an_approval_is_marked() {
+    use sync_protocol::recovery::RestoreBase;
+    let (mut s, mut insp, mut sup, _site, iid) = setup();
+    assert!(ok(&insp.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        tr("submit"),
+        T0 + 2000
+    )));
+    let (rid, doc) = review(&sup, iid, Decision::Approve);
+    let live = s.record(iid.into()).unwrap().live_set();
+    let Op::Create { record, .. } = create(&doc) else {
+        unreachable!()
+    };
+    assert!(ok(&sup.push(
+        &mut s,
+        RecordKind::Review,
+        rid.into(),
+        Op::Create {
+            record,
+            versions: Some(live)
+        },
+        T0 + 3000
+    )));
+    let backup = s.store.clone();
+    let base = RestoreBase {
+        base_seq: backup.commit_seq,
+        restored_ms: T0 + 100_000,
+    };
+    let b = s.record(iid.into()).unwrap().units["conclusion"].live_ids();
+    assert!(ok(&insp.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        edit("conclusion", b, serde_json::json!("改：坝体无渗水")),
+        T0 + 4000
+    )));
+    let held = s.record(iid.into()).unwrap().clone();
+    assert!(held.review.as_ref().unwrap().changed_since_review);
+    let mut restored = backup;
+    let mut engine = sync_protocol::engine::Engine::default();
+    engine.recover(&mut restored, Some(&insp.scope), &held, base).unwrap();
+    let after = restored.records[&RecordId::from(iid)].clone();
+    assert!(
+        after.review.unwrap().changed_since_review,
+        "content changed after approval but not marked"
+    );
+}
