@@ -86,12 +86,8 @@ issue_codes! {
     UnknownChecklistTemplate = "unknown_checklist_template", Error;
     /// The template exists, but not in this version.
     UnknownChecklistVersion = "unknown_checklist_version", Error;
-    /// An answer to an item code the template does not have.
-    UnknownChecklistItem = "unknown_checklist_item", Error;
     /// The template is for another kind of site than the inspected one.
     ChecklistForOtherSiteKind = "checklist_for_other_site_kind", Error;
-    /// An answer cites evidence that is not in the record.
-    UnknownEvidence = "unknown_evidence", Error;
     /// Text the record is meaningless without is empty.
     EmptyRequiredText = "empty_required_text", Error;
     /// A percentage outside 0..=100.
@@ -108,6 +104,12 @@ issue_codes! {
     DuplicateDrawnSite = "duplicate_drawn_site", Error;
 
     // Flags.
+    /// An answer to an item code the template does not have: kept, as when
+    /// an answer written offline meets a template changed meanwhile.
+    UnknownChecklistItem = "unknown_checklist_item", Flag;
+    /// An answer cites evidence that is not in the record: kept, as when a
+    /// colleague removed the photo while the answer was written offline.
+    UnknownEvidence = "unknown_evidence", Flag;
     /// A severity that is not a level of the configured scale: a hazard
     /// graded offline before the deployment changed its scale is kept, and a
     /// supervisor regrades it.

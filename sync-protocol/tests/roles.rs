@@ -1,9 +1,11 @@
 //! Who may write what, end to end through the engine's scoped push: the
 //! rules an inspector's tablet meets for records that are the supervisors'
-//! (reviews, draws, the plan's tasks), and a review mark after a recovery.
+//! (reviews, draws, the plan's tasks), a review mark after a recovery, and
+//! an offline answer whose cited photo a colleague removed meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use chrono::DateTime;
-use mobile_schema::ids::{DeviceId, InspectionId, ItemId, RecordId, ReviewId, SiteId, UserId};
+use mobile_schema::ids::{DeviceId, InspectionId, ItemId, RecordId, ReviewId, Sha256Hex, SiteId, UserId};
+use mobile_schema::inspection::{Evidence, EvidenceKind};
 use mobile_schema::record::{AnyRecord, RecordKind};
 use mobile_schema::region::RegionCode;
 use mobile_schema::review::{Decision, Review};
@@ -343,5 +345,65 @@ fn content_recovered_after_an_approval_is_marked() {
     assert!(
         after.review.unwrap().changed_since_review,
         "content changed after approval but not marked"
+    );
+}
+
+/// One tablet removes a photo while another, offline, answers citing it: the
+/// answer is kept and flagged, not refused (the citation was sound where it
+/// was written).
+#[test]
+fn an_answer_citing_a_photo_removed_meanwhile_is_kept_and_flagged() {
+    let (mut s, mut insp, _sup, _site, iid) = setup();
+    let mut colleague = Dev::new(3, Role::Inspector);
+    let eid = ItemId::generate();
+    let ev = Evidence {
+        id: eid,
+        sha256: Sha256Hex::of_bytes(b"p"),
+        kind: EvidenceKind::Photo,
+        capture_time: None,
+        position: None,
+        device_id: None,
+        caption: String::new(),
+    };
+    let key = format!("evidence/{eid}");
+    let o = insp.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        edit(&key, vec![], serde_json::to_value(&ev).unwrap()),
+        T0 + 2000,
+    );
+    assert!(ok(&o), "{o:?}");
+    let photo = VersionId::new(insp.actor.replica, insp.seq);
+    let answer_base = s.record(iid.into()).unwrap().units["answers/TP-09"].live_ids();
+    let o = insp.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        edit(&key, vec![photo], serde_json::Value::Null),
+        T0 + 3000,
+    );
+    assert!(ok(&o), "{o:?}");
+    let answer = serde_json::json!({"result": "problem", "note": "坝体局部渗水，见照片", "evidence": [eid]});
+    let o = colleague.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        edit("answers/TP-09", answer_base, answer),
+        T0 + 2500,
+    );
+    assert!(ok(&o), "the offline answer was refused: {o:?}");
+    let state = s.record(iid.into()).unwrap();
+    let AnyRecord::Inspection(i) = state.materialize().unwrap() else {
+        panic!()
+    };
+    assert_eq!(i.answers["TP-09"].evidence, vec![eid]);
+    assert!(
+        state
+            .flags
+            .iter()
+            .any(|f| f.code == "unknown_evidence" && f.field.starts_with("answers/TP-09")),
+        "{:?}",
+        state.flags
     );
 }
