@@ -48,6 +48,9 @@ pub enum ReviewError {
     NotSubmitted { status: String },
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// The content changed after the supervisor read it (`seen`).
+    #[error("the inspection changed since it was read (content {seen}, now {now}): read it again before deciding")]
+    ChangedSinceRead { seen: String, now: String },
     /// The engine refused the change (a race with another decision or push).
     #[error("{}", .0.message)]
     Refused(Refusal),
@@ -179,6 +182,9 @@ pub struct ReviewDetail {
     pub inspection: serde_json::Value,
     /// The content versions a decision now would review (pass as `reviewed`).
     pub versions: VersionSet,
+    /// A short name of `versions` (pass as `seen`): a decision naming it is
+    /// refused if the content changed since.
+    pub content_tag: String,
     /// Every decision on it, oldest first.
     pub decisions: Vec<DecisionShown>,
 }
@@ -231,10 +237,12 @@ pub fn show(
         })
         .collect();
     decisions.sort_by_key(|d| (d.decided_at, d.review_id));
+    let versions = state.live_set();
     Ok(ReviewDetail {
         summary,
         inspection,
-        versions: state.live_set(),
+        content_tag: content_tag(&versions),
+        versions,
         decisions,
     })
 }
@@ -250,6 +258,20 @@ pub struct DecisionRequest {
     /// the current ones when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviewed: Option<VersionSet>,
+    /// The `content_tag` of what the supervisor read: refused 409
+    /// `changed_since_read` if the content moved on since, so a decision
+    /// never covers an edit its reviewer did not see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<String>,
+}
+
+/// A short, stable name of a record's content versions: what a supervisor
+/// read, to be named again when deciding.
+pub fn content_tag(versions: &VersionSet) -> String {
+    use sha2::Digest as _;
+    // A map of version ids: serializing it cannot fail.
+    let bytes = serde_json::to_vec(versions).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(&bytes)[..8])
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -399,6 +421,16 @@ pub fn decide(
     if status != "submitted" {
         return Err(ReviewError::NotSubmitted { status });
     }
+    let live = state.live_set();
+    if let Some(seen) = &request.seen {
+        let now = content_tag(&live);
+        if *seen != now {
+            return Err(ReviewError::ChangedSinceRead {
+                seen: seen.clone(),
+                now,
+            });
+        }
+    }
     let decided_at = mobile_schema::time::shanghai_at_ms(now_ms);
     let review = Review {
         id: ReviewId::generate(),
@@ -418,7 +450,7 @@ pub fn decide(
             })
             .collect(),
     };
-    let reviewed = request.reviewed.clone().unwrap_or_else(|| state.live_set());
+    let reviewed = request.reviewed.clone().unwrap_or(live);
     let review_id = review.id;
     let op = crate::office::create_op(&AnyRecord::Review(review), Some(reviewed))?;
     let outcomes = office.commit(storage, who, vec![(RecordKind::Review, review_id.into(), op)], now_ms)?;

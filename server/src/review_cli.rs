@@ -102,6 +102,10 @@ pub struct DecideArgs {
     /// `answers/TP-09=补充照片`). A return needs at least one.
     #[arg(long = "comment")]
     pub comments: Vec<String>,
+    /// The content tag `review show` printed: the decision is refused if the
+    /// inspection changed since. Required to approve.
+    #[arg(long)]
+    pub seen: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -129,6 +133,10 @@ pub enum CliError {
     Json(#[from] serde_json::Error),
     #[error("the server kept giving pages past {MAX_PAGES}: narrow the filters")]
     TooManyPages,
+    #[error(
+        "an approval names the content it approves: pass --seen with the content tag `fieldsync review show` printed"
+    )]
+    SeenRequired,
 }
 
 /// Runs a `review` command; returns what to print.
@@ -171,6 +179,11 @@ pub fn review(client: &AdminClient, command: ReviewCommand) -> Result<String, Cl
                     }
                 );
             }
+            let _ = writeln!(
+                out,
+                "content {tag}: decide on what you read with --seen {tag}",
+                tag = d.content_tag
+            );
             for f in &d.summary.flags {
                 let _ = writeln!(out, "flag {}: {} ({})", f.code, f.message, f.field);
             }
@@ -198,6 +211,11 @@ pub fn review(client: &AdminClient, command: ReviewCommand) -> Result<String, Cl
 }
 
 fn decide(client: &AdminClient, a: DecideArgs, decision: Decision) -> Result<String, CliError> {
+    // Approving unread content is what the tag prevents; a return asks for
+    // changes anyway, so it may go without.
+    if decision == Decision::Approve && a.seen.is_none() {
+        return Err(CliError::SeenRequired);
+    }
     let comments = a.comments.iter().map(|c| comment_of(c)).collect();
     let answer = client.decide(
         a.id,
@@ -205,6 +223,7 @@ fn decide(client: &AdminClient, a: DecideArgs, decision: Decision) -> Result<Str
         &DecisionRequest {
             comments: Comments::List(comments),
             reviewed: None,
+            seen: a.seen,
         },
     )?;
     if a.json {

@@ -234,25 +234,65 @@ fn a_returned_inspection_reaches_the_tablet_with_comments_and_comes_back_to_revi
     assert_eq!(detail["summary"]["review"]["changed_since_review"], true, "{detail}");
     assert_eq!(detail["decisions"].as_array().unwrap().len(), 1, "{detail}");
     assert_eq!(detail["decisions"][0]["comments"][1]["text"], "结论需写明整改期限");
+    // li reads it with the binary, which names the content read.
     let (ok, out, _) = fieldsync(&server, "review", "li", &["show", &id]);
     assert!(
         ok && out.contains("结论需写明整改期限") && out.contains("changed since"),
         "{out}"
     );
+    let tag_of = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("content "))
+            .and_then(|l| l.split(':').next())
+            .unwrap()
+            .to_string()
+    };
+    let read = tag_of(&out);
+    assert_eq!(detail["content_tag"], read.as_str());
 
-    // An approval through the API names the versions li read.
+    // wei's tablet syncs an edit meanwhile: an approval of what li read is
+    // refused, never stretched over content li did not see.
+    wei.json(&["edit", &id, "conclusion", "\"坝体渗水，已责令整改，限期2026-12-31\""])
+        .unwrap();
+    assert_eq!(wei.json(&["sync"]).unwrap()["refused"], 0);
+    let (ok, _, err) = fieldsync(&server, "review", "li", &["approve", &id]);
+    assert!(
+        !ok && err.contains("--seen"),
+        "an approval names what it approves: {err}"
+    );
+    let (ok, _, err) = fieldsync(&server, "review", "li", &["approve", &id, "--seen", &read]);
+    assert!(!ok && err.contains("changed since it was read"), "{err}");
     let r = api
         .post(
             &format!("/api/v1/reviews/{id}/approve"),
             Some(&li),
-            &json!({"comments": "同意", "reviewed": detail["versions"]}),
+            &json!({"comments": "同意", "seen": read}),
         )
+        .unwrap();
+    assert_eq!((r.status, r.code()), (409, "changed_since_read"), "{:?}", r.body);
+    assert_eq!(r.body["field"], "seen");
+
+    // li reads again and approves what li read: the mark names those versions.
+    let (ok, out, _) = fieldsync(&server, "review", "li", &["show", &id]);
+    assert!(ok && out.contains("changed since"), "{out}");
+    let read = tag_of(&out);
+    let (ok, out, err) = fieldsync(
+        &server,
+        "review",
+        "li",
+        &["approve", &id, "--seen", &read, "--comment", "同意", "--json"],
+    );
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["status"], "approved", "{r}");
+    assert_eq!(r["review"]["changed_since_review"], false, "{r}");
+    let detail = api
+        .get(&format!("/api/v1/reviews/{id}"), Some(&li))
         .unwrap()
         .ok()
         .unwrap();
-    assert_eq!(r["status"], "approved", "{r}");
-    assert_eq!(r["review"]["changed_since_review"], false, "{r}");
     assert_eq!(r["review"]["reviewed"], detail["versions"]);
+    assert_eq!(detail["content_tag"], read.as_str());
 
     // Content changed after the decision marks it; the decision stands.
     wei.json(&["sync"]).unwrap();

@@ -41,6 +41,11 @@ impl From<ReviewError> for ApiError {
                 field: Some("status".into()),
             },
             ReviewError::Invalid { field, message } => ApiError::bad("invalid_field", message, Some(field)),
+            e @ ReviewError::ChangedSinceRead { .. } => ApiError::Conflict {
+                code: "changed_since_read",
+                message: e.to_string(),
+                field: Some("seen".into()),
+            },
             ReviewError::Refused(r) => match r.code {
                 RefusalCode::RoleNotAllowed | RefusalCode::ForbiddenScope => ApiError::Denied {
                     code: r.code.as_str(),
