@@ -38,6 +38,7 @@ pub mod workflow;
 pub use credentials::{Credentials, CredentialsError};
 pub use error::ReplicaError;
 pub use http::{HttpConfig, HttpTransport, WireStats};
+pub use photos::PhotoRefusal;
 pub use photo_upload::{PhotoClient, PhotoSyncReport, Progress, QueueProgress, UploadConfig, UploadOutcome};
 pub use store::{
     ConflictVersion, EditReceipt, Identity, RecordView, RefusedChange, Replica, ReplicaConfig, UnitConflict,

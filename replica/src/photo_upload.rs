@@ -31,7 +31,7 @@ use sync_protocol::wire::ErrorBody;
 use crate::error::{ReplicaError, encode};
 use crate::http::HttpTransport;
 use crate::keys;
-use crate::photos::PhotoEntry;
+use crate::photos::{PhotoEntry, PhotoRefusal};
 use crate::store::{Replica, T, Write};
 use crate::transport::TransportError;
 
@@ -549,6 +549,29 @@ pub struct PhotoSyncReport {
     /// Previews sent ahead of their originals (`preview_first`).
     pub previews: usize,
     pub bytes_total: u64,
+    /// Photos the server refused for good, this run or before, with why:
+    /// they stay in the queue for a person to see, and are not sent again
+    /// until attached again.
+    pub refused: Vec<(Sha256Hex, PhotoRefusal)>,
+}
+
+/// A refusal no retry changes (the photo itself is at fault: its format,
+/// size or content, or a record this user may not add to), as opposed to a
+/// link or a server that is down or busy, a login to renew (401) or an
+/// upload to start anew (404, 409, 410, 412).
+fn refusal_of(e: &ReplicaError) -> Option<PhotoRefusal> {
+    match e {
+        ReplicaError::Transport(TransportError::Rejected { status, body })
+            if matches!(status, 400 | 403 | 413 | 415 | 422) =>
+        {
+            Some(PhotoRefusal {
+                status: *status,
+                code: body.code.clone(),
+                message: body.message.clone(),
+            })
+        }
+        _ => None,
+    }
 }
 
 impl Replica {
@@ -558,8 +581,10 @@ impl Replica {
         let key = keys::photo(&sha);
         if let Some(bytes) = self.t.photos.get(&key)? {
             let mut entry: PhotoEntry = crate::error::decode(keys::PHOTOS, &key, &bytes)?;
-            if entry.record != Some(record) {
+            // Attached again: a photo refused before is given another try.
+            if entry.record != Some(record) || entry.refused.is_some() {
                 entry.record = Some(record);
+                entry.refused = None;
                 let mut w = Write::default();
                 w.put(T::Photos, key, encode(keys::PHOTOS, &entry)?);
                 self.commit(w)?;
@@ -595,7 +620,9 @@ impl Replica {
         let mut report = PhotoSyncReport::default();
         let mut ready = Vec::new();
         for entry in self.queued_photos()? {
-            if self.photo_waits(&entry)? {
+            if let Some(r) = &entry.refused {
+                report.refused.push((entry.sha256.clone(), r.clone()));
+            } else if self.photo_waits(&entry)? {
                 report.waiting_for_records += 1;
             } else {
                 ready.push(entry);
@@ -608,10 +635,15 @@ impl Replica {
             // In place: the saves of the originals' loop below carry the mark.
             for entry in ready.iter_mut().filter(|e| !e.uploaded && !e.preview_sent) {
                 let path = self.photo_path(&entry.sha256);
-                if let Some(preview) = make_preview(&path, config.preview_px)
-                    && client.upload_preview(&preview, &entry.sha256, entry.record)?
-                {
-                    report.previews += 1;
+                if let Some(preview) = make_preview(&path, config.preview_px) {
+                    match client.upload_preview(&preview, &entry.sha256, entry.record) {
+                        Ok(true) => report.previews += 1,
+                        Ok(false) => {}
+                        // A preview is a courtesy: one refused is not sent
+                        // again, and its original goes as usual.
+                        Err(e) if refusal_of(&e).is_some() => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 entry.preview_sent = true;
                 self.save_photo(entry)?;
@@ -645,7 +677,25 @@ impl Replica {
                     }
                     flow
                 },
-            )?;
+            );
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => match refusal_of(&e) {
+                    // Refused for good: noted on the entry, and the queue goes on.
+                    Some(refusal) => {
+                        let key = keys::photo(&sha);
+                        if let Some(b) = self.t.photos.get(&key)? {
+                            let mut entry: PhotoEntry = crate::error::decode(keys::PHOTOS, &key, &b)?;
+                            entry.refused = Some(refusal.clone());
+                            entry.upload_url = None;
+                            self.save_photo(&entry)?;
+                        }
+                        report.refused.push((sha, refusal));
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+            };
             // The entry as saved (with its URL), not the copy read before.
             let key = keys::photo(&sha);
             let mut entry: PhotoEntry = match self.t.photos.get(&key)? {

@@ -28,6 +28,19 @@ pub struct PhotoEntry {
     /// Its preview has been sent (or it has none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub preview_sent: bool,
+    /// The server refused it for good (a format it does not take, a record
+    /// out of this user's scope): kept, with why, and not sent again until
+    /// it is attached again. The photos after it in the queue go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<PhotoRefusal>,
+}
+
+/// Why the server refused a photo, as it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRefusal {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
 }
 
 impl Replica {
@@ -71,6 +84,7 @@ impl Replica {
                 record: None,
                 upload_url: None,
                 preview_sent: false,
+                refused: None,
             };
             let mut w = Write::default();
             w.put(T::Photos, key, encode(keys::PHOTOS, &entry)?);

@@ -464,6 +464,60 @@ fn the_replica_sends_photos_after_their_record_and_resumes_after_a_restart() {
     assert_eq!(std::fs::read(&dest).unwrap(), bytes);
 }
 
+/// A photo the server refuses for good (a format it does not take) is kept
+/// with why, and the photos queued after it go on.
+#[test]
+fn a_photo_refused_for_good_is_kept_with_why_and_the_rest_of_the_queue_goes_on() {
+    let env = Env::start("");
+    let (mut rep, mut t) = tablet(&env, "tablet");
+    let site = SiteId::generate();
+    let id = InspectionId::generate();
+    rep.create(AnyRecord::Site(mobile_schema::sample::pond(site))).unwrap();
+    rep.create(AnyRecord::Inspection(mobile_schema::sample::inspection(
+        id,
+        site,
+        rep.identity().device,
+    )))
+    .unwrap();
+    rep.sync(&mut t).unwrap();
+    let good = photo(31, 2_000);
+    let good_sha = sha256_hex(&good);
+    // The queue goes in digest order: the refused file comes first.
+    let bad = (0..)
+        .map(|i| format!("GIF89a not a photo the server takes {i}").into_bytes())
+        .find(|b| sha256_hex(b) < good_sha)
+        .unwrap();
+    std::fs::write(env.root.path().join("good.jpg"), &good).unwrap();
+    std::fs::write(env.root.path().join("bad.gif"), &bad).unwrap();
+    let bad_sha = rep
+        .attach_photo_to(RecordId::from(id), env.root.path().join("bad.gif"))
+        .unwrap();
+    rep.attach_photo_to(RecordId::from(id), env.root.path().join("good.jpg"))
+        .unwrap();
+
+    let r = rep
+        .upload_photos(&mut t, &UploadConfig::default(), &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(r.uploaded, 1, "{r:?}");
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert_eq!((&r.refused[0].0, r.refused[0].1.status), (&bad_sha, 415), "{r:?}");
+    let mut client = PhotoClient::new(&mut t, UploadConfig::default());
+    assert!(client.server_has(&Sha256Hex::try_from(good_sha).unwrap()).unwrap());
+    // Kept in the queue with its reason, told again each run, not sent again.
+    let queued = rep.queued_photos().unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        queued[0].refused.as_ref().map(|r| r.code.as_str()),
+        Some("unsupported_format")
+    );
+    let sent = t.stats().body_bytes_sent;
+    let r = rep
+        .upload_photos(&mut t, &UploadConfig::default(), &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!((r.uploaded, r.refused.len()), (0, 1), "{r:?}");
+    assert_eq!(t.stats().body_bytes_sent, sent, "a refused photo is not sent again");
+}
+
 fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
     for _ in 0..200 {
         if let Some(v) = probe() {
