@@ -38,8 +38,8 @@ pub mod workflow;
 pub use credentials::{Credentials, CredentialsError};
 pub use error::ReplicaError;
 pub use http::{HttpConfig, HttpTransport, WireStats};
-pub use photos::PhotoRefusal;
 pub use photo_upload::{PhotoClient, PhotoSyncReport, Progress, QueueProgress, UploadConfig, UploadOutcome};
+pub use photos::PhotoRefusal;
 pub use store::{
     ConflictVersion, EditReceipt, Identity, RecordView, RefusedChange, Replica, ReplicaConfig, UnitConflict,
 };

@@ -42,10 +42,11 @@ impl Pacing {
         }
     }
 
-    /// The server refused a request of this size as too large: back to the
-    /// start size or below. Returns false when it cannot get smaller.
+    /// The server refused a request of this size as too large: half of it,
+    /// down to a single change if need be (a proxy's body limit may be far
+    /// below the server's). Returns false when it cannot get smaller.
     pub fn too_large(&mut self) -> bool {
-        let smaller = (self.size / 2).max(self.min);
+        let smaller = (self.size / 2).max(1);
         let changed = smaller < self.size;
         self.size = smaller;
         self.max = self.size;
@@ -90,6 +91,13 @@ mod tests {
         assert_eq!(p.size(), 128);
         p.answered(Duration::ZERO);
         assert_eq!(p.size(), 128, "never grows past a size the server refused");
+        // Below the slow-link floor, down to one.
+        let mut p = Pacing::new(64, 64);
+        let mut sizes = Vec::new();
+        while p.too_large() {
+            sizes.push(p.size());
+        }
+        assert_eq!(sizes, [32, 16, 8, 4, 2, 1]);
         let mut small = Pacing::new(1, 1);
         assert!(!small.too_large());
     }

@@ -59,11 +59,22 @@ enum Batch {
 
 impl Replica {
     /// Push everything pending, then pull everything new.
+    ///
+    /// A push the server refuses (a change too large for a proxy's limit)
+    /// still lets the pull run before its error is returned: what the office
+    /// decided meanwhile (a returned inspection) reaches the tablet, and the
+    /// outbox waits as it is.
     pub fn sync(&mut self, transport: &mut (impl Transport + Send)) -> Result<SyncReport, ReplicaError> {
         let mut report = SyncReport::default();
         transport.identify(&self.actor())?;
         self.take_rules(transport)?;
-        self.push_all(transport, &mut report)?;
+        if let Err(e) = self.push_all(transport, &mut report) {
+            if matches!(e, ReplicaError::Transport(TransportError::Rejected { .. })) {
+                // Its own failure is secondary: the push's is what to report.
+                let _ = self.pull_all(transport, &mut report);
+            }
+            return Err(e);
+        }
         self.pull_all(transport, &mut report)?;
         Ok(report)
     }
