@@ -35,6 +35,16 @@ pub enum ReplicaError {
     NotFound(RecordId),
     #[error("a new store needs an identity (user, device, role)")]
     NoIdentity,
+    /// Another user's work waits in the store: the server credits a change
+    /// to whoever's token pushes it, so it must go under its author's.
+    #[error(
+        "this store holds {changes} changes and {photos} photos of user {user} not yet synced: log in as that user and sync before another user logs in here"
+    )]
+    OtherUsersWork {
+        user: mobile_schema::ids::UserId,
+        changes: usize,
+        photos: usize,
+    },
     #[error("the store has schema {found}; this build reads up to {supported}")]
     UnsupportedSchema { found: u32, supported: u32 },
     #[error("transport: {0}")]

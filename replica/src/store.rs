@@ -23,6 +23,19 @@ use crate::check::{Issue, check};
 use crate::error::{ReplicaError, decode, encode};
 use crate::keys::{self, meta};
 
+/// Photos queued and neither uploaded nor refused.
+fn unsent_photos(t: &Trees) -> Result<usize, ReplicaError> {
+    let mut n = 0;
+    for item in t.photos.iter() {
+        let (k, v) = item?;
+        let e: crate::photos::PhotoEntry = decode(keys::PHOTOS, &k, &v)?;
+        if !e.uploaded && e.refused.is_none() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Who uses this tablet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -297,6 +310,19 @@ impl Replica {
         let stored: Option<Identity> = read_meta(&t.meta, meta::IDENTITY)?;
         let identity = match (config.identity, stored) {
             (Some(given), stored) => {
+                if let Some(stored) = stored
+                    && stored.user != given.user
+                {
+                    let changes = t.outbox.len();
+                    let photos = unsent_photos(&t)?;
+                    if changes > 0 || photos > 0 {
+                        return Err(ReplicaError::OtherUsersWork {
+                            user: stored.user,
+                            changes,
+                            photos,
+                        });
+                    }
+                }
                 if stored != Some(given) {
                     t.meta.insert(meta::IDENTITY, encode(keys::META, &given)?)?;
                     db.flush()?;

@@ -16,6 +16,8 @@ use sync_protocol::{RefusalCode, ReplicaId};
 struct World {
     server: Arc<Mutex<ReferenceServer>>,
     clock: ManualClock,
+    /// A store reopened is the same tablet in the same hands.
+    identities: Mutex<std::collections::HashMap<std::path::PathBuf, Identity>>,
 }
 
 impl World {
@@ -23,6 +25,7 @@ impl World {
         Self {
             server: Arc::new(Mutex::new(ReferenceServer::new(EngineConfig::default()))),
             clock: ManualClock::at(1_746_500_000_000),
+            identities: Mutex::default(),
         }
     }
 
@@ -34,11 +37,13 @@ impl World {
             push_batch_max: 3,
             pull_limit: 2,
             pull_limit_max: 2,
-            ..ReplicaConfig::for_identity(Identity {
-                user: UserId::generate(),
-                device: DeviceId::generate(),
-                role,
-            })
+            ..ReplicaConfig::for_identity(*self.identities.lock().unwrap().entry(dir.to_path_buf()).or_insert(
+                Identity {
+                    user: UserId::generate(),
+                    device: DeviceId::generate(),
+                    role,
+                },
+            ))
         };
         Replica::open_with(dir, config).unwrap()
     }
@@ -466,4 +471,43 @@ fn a_pulled_time_at_the_top_of_the_clock_does_not_poison_the_tablet() {
     drop(b);
     let b = w.replica(db.path(), Role::Inspector);
     assert!(b.last_hlc().ms < sync_protocol::Hlc::PLAUSIBLE_MS);
+}
+
+/// The server credits a change to whoever's token pushes it: another user
+/// may not take over the store while its user's work waits unsynced.
+#[test]
+fn another_user_may_not_take_over_a_store_with_unsynced_work() {
+    let w = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut wang = w.replica(dir.path(), Role::Inspector);
+    let wang_id = wang.identity();
+    let (_, insp) = seeded(&mut wang);
+    wang.edit(
+        RecordKind::Inspection,
+        insp.into(),
+        vec![("conclusion".into(), "王的结论".into())],
+    )
+    .unwrap();
+    drop(wang);
+    let li = Identity {
+        user: UserId::generate(),
+        ..wang_id
+    };
+    let config = |identity| ReplicaConfig {
+        clock: Arc::new(w.clock.clone()),
+        ..ReplicaConfig::for_identity(identity)
+    };
+    match Replica::open_with(dir.path(), config(li)) {
+        Err(ReplicaError::OtherUsersWork { user, changes, .. }) => assert_eq!((user, changes), (wang_id.user, 3)),
+        other => panic!("{:?}", other.map(|r| r.identity())),
+    }
+    // Wang syncs first; then li may log in here.
+    let mut wang = Replica::open_with(dir.path(), config(wang_id)).unwrap();
+    wang.sync(&mut w.transport()).unwrap();
+    drop(wang);
+    let li_store = Replica::open_with(dir.path(), config(li)).unwrap();
+    assert_eq!(li_store.identity(), li);
+    let state = w.server.lock().unwrap().record(insp.into()).unwrap().clone();
+    let version = state.units["conclusion"].live[0].id;
+    assert_eq!(state.meta[&version].user, wang_id.user, "wang's conclusion is wang's");
 }
