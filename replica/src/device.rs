@@ -122,6 +122,16 @@ pub struct Status {
     /// enrol again. The pending changes are kept and pushed after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_required: Option<String>,
+    /// Records this build cannot read (`list` leaves them out), with why:
+    /// a newer app version reads them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<UnreadableShown>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreadableShown {
+    pub record: RecordId,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -473,6 +483,12 @@ impl Device {
             last_sync_ms: self.replica.last_sync_ms()?,
             clock_offset_ms: self.replica.clock_offset_ms()?,
             login_required: self.credentials.refused.clone(),
+            unreadable: self
+                .replica
+                .unreadable()?
+                .into_iter()
+                .map(|(record, reason)| UnreadableShown { record, reason })
+                .collect(),
         })
     }
 }

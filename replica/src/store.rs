@@ -649,8 +649,39 @@ impl Replica {
         }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(v) = self.get(id)? {
-                out.push(v);
+            match self.get(id) {
+                Ok(Some(v)) => out.push(v),
+                Ok(None) => {}
+                // One record this build cannot read (a state a newer server
+                // knows) must not hide the rest: [`Replica::unreadable`] names it.
+                Err(e @ ReplicaError::Corrupt { .. }) => {
+                    if !self.view(id)?.is_some_and(|v| v.materialize().is_err()) {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records whose current values this build cannot make into a record of
+    /// their kind (a workflow state or a field a newer server knows), with
+    /// why: [`Replica::list`] leaves them out, so they are told here.
+    pub fn unreadable(&self) -> Result<Vec<(RecordId, String)>, ReplicaError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for (tree, name) in [(&self.t.records, keys::RECORDS), (&self.t.local, keys::LOCAL)] {
+            for item in tree.iter() {
+                let (k, _) = item?;
+                ids.insert(keys::decode_record(name, &k)?);
+            }
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(view) = self.view(id)?
+                && let Err(e) = view.materialize()
+            {
+                out.push((id, e.to_string()));
             }
         }
         Ok(out)

@@ -511,3 +511,59 @@ fn another_user_may_not_take_over_a_store_with_unsynced_work() {
     let version = state.units["conclusion"].live[0].id;
     assert_eq!(state.meta[&version].user, wang_id.user, "wang's conclusion is wang's");
 }
+
+/// A newer server whose inspections may be in a state this build does not know.
+struct Newer {
+    inner: InProcessTransport,
+    odd: InspectionId,
+}
+
+impl replica::Transport for Newer {
+    fn identify(&mut self, a: &sync_protocol::Actor) -> Result<(), replica::TransportError> {
+        self.inner.identify(a)
+    }
+    fn push(
+        &mut self,
+        r: sync_protocol::wire::PushRequest,
+    ) -> Result<sync_protocol::wire::PushResponse, replica::TransportError> {
+        self.inner.push(r)
+    }
+    fn pull(
+        &mut self,
+        since: &str,
+        limit: usize,
+    ) -> Result<sync_protocol::wire::PullResponse, replica::TransportError> {
+        let mut p = self.inner.pull(since, limit)?;
+        for s in &mut p.records {
+            if s.id == self.odd.into() {
+                s.workflow = Some("archived".into());
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// One record this build cannot read does not hide the others of its kind:
+/// they are listed, and it is named with why.
+#[test]
+fn a_record_this_build_cannot_read_is_named_and_hides_nothing_else() {
+    let w = World::new();
+    let d = tempfile::tempdir().unwrap();
+    let mut a = w.replica(d.path(), Role::Inspector);
+    let (site, i1) = seeded(&mut a);
+    let i2 = InspectionId::generate();
+    a.create(sample::inspection(i2, site, DeviceId::generate()).into())
+        .unwrap();
+    let mut t = Newer {
+        inner: w.transport(),
+        odd: i2,
+    };
+    a.sync(&mut t).unwrap();
+    let listed = a.list(RecordKind::Inspection).unwrap();
+    let ids: Vec<RecordId> = listed.iter().map(|v| v.record.id()).collect();
+    assert_eq!(ids, vec![RecordId::from(i1)]);
+    let unreadable = a.unreadable().unwrap();
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].0, RecordId::from(i2));
+    assert!(unreadable[0].1.contains("archived"), "{unreadable:?}");
+}
