@@ -655,7 +655,7 @@ impl Replica {
                 // One record this build cannot read (a state a newer server
                 // knows) must not hide the rest: [`Replica::unreadable`] names it.
                 Err(e @ ReplicaError::Corrupt { .. }) => {
-                    if !self.view(id)?.is_some_and(|v| v.materialize().is_err()) {
+                    if self.view(id)?.is_none_or(|v| v.materialize().is_ok()) {
                         return Err(e);
                     }
                 }
