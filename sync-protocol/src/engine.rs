@@ -438,7 +438,9 @@ impl Engine {
                 self.create(store, actor, change, parsed, id, hlc, meta, record, versions.as_ref())
             }
             Op::Edit { units } => self.edit(store, change, id, hlc, meta, units),
-            Op::Transition { action, versions } => self.transition(store, actor, change, id, action, versions.as_ref()),
+            Op::Transition { action, versions } => {
+                self.transition(store, actor, change, (id, hlc, meta), action, versions.as_ref())
+            }
         }
     }
 
@@ -722,7 +724,7 @@ impl Engine {
         store: &mut S,
         actor: &Actor,
         change: &Change,
-        id: VersionId,
+        (id, hlc, meta): (VersionId, Hlc, VersionMeta),
         action: &str,
         versions: Option<&VersionSet>,
     ) -> Result<Applied, S::Error> {
@@ -760,9 +762,17 @@ impl Engine {
                 None => return Ok(Err(unknown())),
             },
             RecordKind::Hazard => match parse_action::<HazardAction>(action) {
-                Some(a) => step::<HazardState>(&mut state, a, actor.role)
-                    .and_then(|()| hazard_evidence(&state, a))
-                    .map(|()| None),
+                Some(a) => {
+                    match step::<HazardState>(&mut state, a, actor.role).and_then(|()| hazard_evidence(&state, a)) {
+                        Ok(()) => {
+                            for (key, v) in set_aside_evidence(&mut state, a, id, hlc, meta) {
+                                store.remember(change.record, &key, &v, &meta)?;
+                            }
+                            Ok(None)
+                        }
+                        Err(r) => Err(r),
+                    }
+                }
                 None => return Ok(Err(unknown())),
             },
             RecordKind::Task => match parse_action::<TaskAction>(action) {
@@ -979,6 +989,42 @@ pub fn hazard_evidence(state: &RecordState, action: HazardAction) -> Result<(), 
         Some(m) => Err(Refusal::new(RefusalCode::EvidenceRequired, m.message).at(m.field)),
         None => Ok(()),
     }
+}
+
+/// A reopened hazard, or one whose rectification was rejected, was judged on
+/// the rectification material and verification evidence it holds: they are
+/// set aside (each item's versions replaced by a removal written by the step,
+/// kept in the history), so the next `submit_rectification` and `verify`
+/// need new ones. Returns the removals written. The tablet's own view of
+/// its step does the same.
+pub fn set_aside_evidence(
+    state: &mut RecordState,
+    action: HazardAction,
+    id: VersionId,
+    hlc: Hlc,
+    meta: VersionMeta,
+) -> Vec<(String, LiveVersion)> {
+    if !matches!(action, HazardAction::Reopen | HazardAction::RejectRectification) {
+        return Vec::new();
+    }
+    let judged: Vec<(String, Vec<VersionId>)> = state
+        .units
+        .iter()
+        .filter(|(key, _)| key.starts_with("rectification_evidence/") || key.starts_with("verification_evidence/"))
+        .filter(|(_, unit)| unit.winner().is_some_and(|w| w.value.get() != "null"))
+        .map(|(key, unit)| (key.clone(), unit.live.iter().map(|v| v.id).collect()))
+        .collect();
+    let mut written = Vec::with_capacity(judged.len());
+    for (key, bases) in judged {
+        let v = LiveVersion {
+            id,
+            hlc,
+            value: UnitValue::null(),
+        };
+        state.apply(&key, v.clone(), &bases, meta);
+        written.push((key, v));
+    }
+    written
 }
 
 /// The units of a review that only its creation writes.

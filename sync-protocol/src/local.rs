@@ -93,6 +93,13 @@ pub fn apply_local(view: Option<RecordState>, change: &Change, author: &LocalAut
             };
             if let Some(next) = next {
                 state.workflow = Some(next);
+                if change.kind == RecordKind::Hazard
+                    && let Ok(a) = serde_json::from_value::<mobile_schema::workflow::HazardAction>(
+                        serde_json::Value::String(action.clone()),
+                    )
+                {
+                    crate::engine::set_aside_evidence(&mut state, a, id, change.hlc, meta);
+                }
                 if change.kind == RecordKind::Inspection && action == "sign" && state.lock.is_none() {
                     state.lock = Some(Lock {
                         by: id,

@@ -407,3 +407,78 @@ fn an_answer_citing_a_photo_removed_meanwhile_is_kept_and_flagged() {
         state.flags
     );
 }
+
+/// A reopened hazard is not closed again on the evidence it was reopened
+/// over: the rectification material and the verification evidence are set
+/// aside by the reopen, and new ones are needed.
+#[test]
+fn a_reopened_hazard_needs_new_evidence_before_it_closes_again() {
+    use mobile_schema::hazard::Hazard;
+    use mobile_schema::ids::HazardId;
+    let (mut s, mut insp, mut sup, site, iid) = setup();
+    let hid = HazardId::generate();
+    let photo = |tag: &str| Evidence {
+        id: ItemId::generate(),
+        sha256: Sha256Hex::of_bytes(tag.as_bytes()),
+        kind: EvidenceKind::Photo,
+        capture_time: None,
+        position: None,
+        device_id: None,
+        caption: String::new(),
+    };
+    let mut h = sample::hazard(hid, iid, site);
+    h.deadline = Some("2025-06-01".parse().unwrap());
+    h.responsible_party = "某矿业公司".into();
+    h.notified_on = Some("2025-05-06".parse().unwrap());
+    h.rectification_evidence = vec![photo("old rectification")];
+    h.verification_evidence = vec![photo("old verification")];
+    assert!(ok(&insp.push(
+        &mut s,
+        RecordKind::Hazard,
+        hid.into(),
+        create(&h.into()),
+        T0 + 2000
+    )));
+    let mut step = |who: &mut Dev, s: &mut ReferenceServer, action: &str| {
+        who.push(s, RecordKind::Hazard, hid.into(), tr(action), T0 + 3000)
+    };
+    for a in ["notify", "start_rectification", "submit_rectification", "verify"] {
+        assert!(ok(&step(&mut insp, &mut s, a)), "{a}");
+    }
+    assert!(ok(&step(&mut sup, &mut s, "close")));
+    assert!(ok(&step(&mut sup, &mut s, "reopen")));
+    let o = step(&mut insp, &mut s, "submit_rectification");
+    assert!(refused_with(&o, "evidence_required"), "{o:?}");
+    let add = |who: &mut Dev, s: &mut ReferenceServer, field: &str, tag: &str| {
+        let e = photo(tag);
+        let o = who.push(
+            s,
+            RecordKind::Hazard,
+            hid.into(),
+            edit(&format!("{field}/{}", e.id), vec![], serde_json::to_value(&e).unwrap()),
+            T0 + 4000,
+        );
+        assert!(ok(&o), "{o:?}");
+        e.id
+    };
+    let material = add(&mut insp, &mut s, "rectification_evidence", "new rectification");
+    assert!(ok(&step(&mut insp, &mut s, "submit_rectification")));
+    let o = step(&mut insp, &mut s, "verify");
+    assert!(refused_with(&o, "evidence_required"), "{o:?}");
+    let seen = add(&mut insp, &mut s, "verification_evidence", "new verification");
+    assert!(ok(&step(&mut insp, &mut s, "verify")));
+    assert!(ok(&step(&mut sup, &mut s, "close")));
+    let AnyRecord::Hazard(Hazard {
+        rectification_evidence,
+        verification_evidence,
+        ..
+    }) = s.record(hid.into()).unwrap().materialize().unwrap()
+    else {
+        panic!()
+    };
+    let ids = |v: &[Evidence]| v.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        (ids(&rectification_evidence), ids(&verification_evidence)),
+        (vec![material], vec![seen])
+    );
+}
