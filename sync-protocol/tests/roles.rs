@@ -439,7 +439,7 @@ fn a_reopened_hazard_needs_new_evidence_before_it_closes_again() {
         create(&h.into()),
         T0 + 2000
     )));
-    let mut step = |who: &mut Dev, s: &mut ReferenceServer, action: &str| {
+    let step = |who: &mut Dev, s: &mut ReferenceServer, action: &str| {
         who.push(s, RecordKind::Hazard, hid.into(), tr(action), T0 + 3000)
     };
     for a in ["notify", "start_rectification", "submit_rectification", "verify"] {
