@@ -474,7 +474,8 @@ impl Replica {
     /// A workflow step. `sign` locks every lockable unit at its live versions.
     pub fn transition(&mut self, kind: RecordKind, id: RecordId, action: &str) -> Result<EditReceipt, ReplicaError> {
         let view = self.view_of(kind, id)?;
-        crate::workflow::check_transition(&view, action, self.identity.role).map_err(ReplicaError::Rejected)?;
+        crate::workflow::check_transition(&view, action, self.identity.role, self.identity.user)
+            .map_err(ReplicaError::Rejected)?;
         let versions = (kind == RecordKind::Inspection && action == "sign").then(|| lockable_set(&view));
         let op = Op::Transition {
             action: action.to_string(),

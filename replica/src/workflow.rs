@@ -1,14 +1,15 @@
 //! Local checks of a workflow action against the local view, so an action that
 //! can never apply is refused before it reaches the outbox.
 
+use mobile_schema::ids::UserId;
 use mobile_schema::record::RecordKind;
 use mobile_schema::workflow::{
     AddendumState, HazardState, InspectionStatus, Role, StateMachine, TaskState, TransitionError,
 };
 use sync_protocol::{RecordState, Refusal, RefusalCode};
 
-/// Whether `action` is allowed for `role` from the view's workflow state.
-pub fn check_transition(view: &RecordState, action: &str, role: Role) -> Result<(), Refusal> {
+/// Whether `action` is allowed for `user` in `role` from the view's workflow state.
+pub fn check_transition(view: &RecordState, action: &str, role: Role, user: UserId) -> Result<(), Refusal> {
     match view.kind {
         RecordKind::Inspection => {
             if matches!(action, "approve" | "return") {
@@ -36,7 +37,18 @@ pub fn check_transition(view: &RecordState, action: &str, role: Role) -> Result<
             }
         }
         RecordKind::Task => step::<TaskState>(view, action, role),
-        RecordKind::Addendum => step::<AddendumState>(view, action, role),
+        RecordKind::Addendum => {
+            step::<AddendumState>(view, action, role)?;
+            // As the server rules: the correction is its author's (or a supervisor's).
+            if role == Role::Inspector && !sync_protocol::scope::authored(view, user) {
+                return Err(Refusal::new(
+                    RefusalCode::RoleNotAllowed,
+                    "only the addendum's author or a supervisor may append or discard it",
+                )
+                .at("action"));
+            }
+            Ok(())
+        }
         kind => Err(Refusal::new(
             RefusalCode::UnknownAction,
             format!("a {} has no workflow", kind.as_str()),

@@ -780,6 +780,15 @@ impl Engine {
                 None => return Ok(Err(unknown())),
             },
             RecordKind::Addendum => match parse_action::<AddendumAction>(action) {
+                // The correction is its author's to keep or drop; a
+                // supervisor may decide it too, another inspector not.
+                Some(_) if actor.role == Role::Inspector && !crate::scope::authored(&state, actor.user) => {
+                    return Ok(Err(Refusal::new(
+                        RefusalCode::RoleNotAllowed,
+                        "only the addendum's author or a supervisor may append or discard it",
+                    )
+                    .at("action")));
+                }
                 Some(a) => step::<AddendumState>(&mut state, a, actor.role).map(|_| None),
                 None => return Ok(Err(unknown())),
             },

@@ -88,7 +88,8 @@ pub fn apply_local(view: Option<RecordState>, change: &Change, author: &LocalAut
                     .is_ok_and(|a| crate::engine::hazard_evidence(&state, a).is_ok())
                 }),
                 RecordKind::Task => local_step::<TaskState>(&state, action, author.role),
-                RecordKind::Addendum => local_step::<AddendumState>(&state, action, author.role),
+                RecordKind::Addendum => local_step::<AddendumState>(&state, action, author.role)
+                    .filter(|_| author.role != Role::Inspector || crate::scope::authored(&state, author.user)),
                 _ => None,
             };
             if let Some(next) = next {

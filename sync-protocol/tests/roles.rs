@@ -482,3 +482,46 @@ fn a_reopened_hazard_needs_new_evidence_before_it_closes_again() {
         (vec![material], vec![seen])
     );
 }
+
+/// A correction diverted by a signature is its author's to append or discard
+/// (or a supervisor's), not another inspector's.
+#[test]
+fn only_its_author_or_a_supervisor_decides_an_addendum() {
+    let (mut s, mut insp, _sup, _site, iid) = setup();
+    let mut colleague = Dev::new(3, Role::Inspector);
+    let live = s.record(iid.into()).unwrap().live_set();
+    let sign = Op::Transition {
+        action: "sign".into(),
+        versions: Some(live),
+    };
+    assert!(ok(&insp.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        sign,
+        T0 + 2000
+    )));
+    let base = s.record(iid.into()).unwrap().units["conclusion"].live_ids();
+    let o = insp.push(
+        &mut s,
+        RecordKind::Inspection,
+        iid.into(),
+        edit("conclusion", base, serde_json::json!("签字后补记")),
+        T0 + 3000,
+    );
+    let Outcome::Locked { addenda, .. } = o else {
+        panic!("{o:?}")
+    };
+    let addendum = addenda[0];
+    let o = colleague.push(&mut s, RecordKind::Addendum, addendum, tr("discard"), T0 + 4000);
+    assert!(refused_with(&o, "role_not_allowed"), "{o:?}");
+    assert_eq!(s.record(addendum).unwrap().workflow.as_deref(), Some("pending"));
+    assert!(ok(&insp.push(
+        &mut s,
+        RecordKind::Addendum,
+        addendum,
+        tr("append"),
+        T0 + 5000
+    )));
+    assert_eq!(s.record(addendum).unwrap().workflow.as_deref(), Some("appended"));
+}
