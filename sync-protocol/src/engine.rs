@@ -824,6 +824,8 @@ impl Engine {
                     by: id,
                     units: locked.clone(),
                 });
+                // Versions the signature took out change what was reviewed.
+                mark_review(&mut state);
             }
             Ok(_) => {}
         }

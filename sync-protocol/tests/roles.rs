@@ -525,3 +525,35 @@ fn only_its_author_or_a_supervisor_decides_an_addendum() {
     )));
     assert_eq!(s.record(addendum).unwrap().workflow.as_deref(), Some("appended"));
 }
+
+/// A signature that takes a reviewed version out of the record (one its
+/// signer did not see) marks the inspection changed since its review.
+#[test]
+fn a_signature_that_changes_reviewed_content_marks_the_review() {
+    let (mut s, mut insp, mut sup, _site, iid) = setup();
+    returned_with_review(&mut s, &mut insp, &mut sup, iid);
+    assert!(
+        !s.record(iid.into())
+            .unwrap()
+            .review
+            .as_ref()
+            .unwrap()
+            .changed_since_review
+    );
+    let mut seen = s.record(iid.into()).unwrap().live_set();
+    seen.insert("conclusion".into(), Vec::new());
+    let sign = Op::Transition {
+        action: "sign".into(),
+        versions: Some(seen),
+    };
+    let o = insp.push(&mut s, RecordKind::Inspection, iid.into(), sign, T0 + 5000);
+    assert!(matches!(o, Outcome::Locked { .. }), "{o:?}");
+    assert!(
+        s.record(iid.into())
+            .unwrap()
+            .review
+            .as_ref()
+            .unwrap()
+            .changed_since_review
+    );
+}
