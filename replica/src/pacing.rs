@@ -50,6 +50,8 @@ impl Pacing {
         let changed = smaller < self.size;
         self.size = smaller;
         self.max = self.size;
+        // A slow answer halves down to `min`: never back above the refused size.
+        self.min = self.min.min(self.size);
         changed
     }
 }
@@ -98,6 +100,8 @@ mod tests {
             sizes.push(p.size());
         }
         assert_eq!(sizes, [32, 16, 8, 4, 2, 1]);
+        p.answered(SLOW);
+        assert_eq!(p.size(), 1, "a slow answer does not grow it back past a refused size");
         let mut small = Pacing::new(1, 1);
         assert!(!small.too_large());
     }

@@ -782,7 +782,9 @@ impl Engine {
             RecordKind::Addendum => match parse_action::<AddendumAction>(action) {
                 // The correction is its author's to keep or drop; a
                 // supervisor may decide it too, another inspector not.
-                Some(_) if actor.role == Role::Inspector && !crate::scope::authored(&state, actor.user) => {
+                Some(_)
+                    if actor.role == Role::Inspector && crate::scope::addendum_author(&state) != Some(actor.user) =>
+                {
                     return Ok(Err(Refusal::new(
                         RefusalCode::RoleNotAllowed,
                         "only the addendum's author or a supervisor may append or discard it",
@@ -1022,7 +1024,9 @@ pub fn set_aside_evidence(
         .units
         .iter()
         .filter(|(key, _)| key.starts_with("rectification_evidence/") || key.starts_with("verification_evidence/"))
-        .filter(|(_, unit)| unit.winner().is_some_and(|w| w.value.get() != "null"))
+        // Any live item, in conflict too: a losing version left live would
+        // come back when the conflict is resolved in its favour.
+        .filter(|(_, unit)| unit.live.iter().any(|v| v.value.get() != "null"))
         .map(|(key, unit)| (key.clone(), unit.live.iter().map(|v| v.id).collect()))
         .collect();
     let mut written = Vec::with_capacity(judged.len());

@@ -88,8 +88,9 @@ pub fn apply_local(view: Option<RecordState>, change: &Change, author: &LocalAut
                     .is_ok_and(|a| crate::engine::hazard_evidence(&state, a).is_ok())
                 }),
                 RecordKind::Task => local_step::<TaskState>(&state, action, author.role),
-                RecordKind::Addendum => local_step::<AddendumState>(&state, action, author.role)
-                    .filter(|_| author.role != Role::Inspector || crate::scope::authored(&state, author.user)),
+                RecordKind::Addendum => local_step::<AddendumState>(&state, action, author.role).filter(|_| {
+                    author.role != Role::Inspector || crate::scope::addendum_author(&state) == Some(author.user)
+                }),
                 _ => None,
             };
             if let Some(next) = next {

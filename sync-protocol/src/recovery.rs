@@ -132,13 +132,17 @@ impl Engine {
         // A decision or a draw is a supervisor's act: from an inspector's
         // tablet it would come back as a record without its effect (the
         // workflow it set is not theirs to carry back).
-        if before.is_none()
-            && matches!(incoming.kind, RecordKind::Review | RecordKind::RandomDraw)
-            && scope.is_some_and(|s| s.role == Role::Inspector)
+        // Nor are a decision's content or a task's plan an inspector's to
+        // write (`scope::check_write`): versions of them from an inspector's
+        // tablet could be made up, so they come back from the office's.
+        let inspector = scope.is_some_and(|s| s.role == Role::Inspector);
+        if inspector
+            && (matches!(incoming.kind, RecordKind::Review | RecordKind::RandomDraw)
+                || (before.is_none() && incoming.kind == RecordKind::Task))
         {
             return Ok(Recovered::Refused(Refusal::new(
                 RefusalCode::RoleNotAllowed,
-                "reviews and draws come back only from a supervisor's or an admin's device",
+                "reviews, draws and tasks come back only from a supervisor's or an admin's device",
             )));
         }
         let layout = incoming.kind.layout();
@@ -154,6 +158,10 @@ impl Engine {
                 return Ok(Recovered::Refused(
                     Refusal::new(RefusalCode::InvalidStructure, format!("unknown unit `{key}`")).at(key.clone()),
                 ));
+            }
+            // A task's plan (all but its note) only from the office's devices.
+            if inspector && incoming.kind == RecordKind::Task && key != "note" {
+                continue;
             }
             let mut fresh = Vec::new();
             for v in &unit.live {
@@ -264,10 +272,9 @@ impl Engine {
             ));
         }
         self.refresh_flags(store, &mut state)?;
-        // Content brought back after an approval is marked as a push's is.
-        if added > 0 || superseded_added {
-            crate::engine::mark_review(&mut state);
-        }
+        // Content brought back after an approval is marked as a push's is;
+        // so is a review mark carried back over content it did not review.
+        crate::engine::mark_review(&mut state);
         state.commit_seq = store.next_commit_seq()?;
         // Tablets' cursors count from the previous epoch: sent whole.
         state.whole_since = state.commit_seq;

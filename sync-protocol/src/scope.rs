@@ -145,6 +145,13 @@ pub fn region_of<E>(
     Ok(None)
 }
 
+/// The user an addendum names as its author (its correction is theirs to
+/// append or discard), as its current value says.
+pub fn addendum_author(state: &RecordState) -> Option<UserId> {
+    let w = state.units.get("author")?.winner()?;
+    serde_json::from_str(w.value.get()).ok()
+}
+
 /// Whether the user wrote any version of the record.
 pub fn authored(state: &RecordState, user: UserId) -> bool {
     state.meta.values().any(|m| m.user == user)
@@ -175,6 +182,22 @@ pub fn check_write<E>(
         && let Some(refusal) = inspector_may_not(kind, &change.op)
     {
         return Ok(Err(refusal));
+    }
+    // Another's addendum is theirs to word, append or discard (or a
+    // supervisor's), and who wrote it is not changed.
+    if scope.role == Role::Inspector
+        && kind == RecordKind::Addendum
+        && let Some(before) = before
+        && !matches!(change.op, Op::Create { .. })
+    {
+        let rewrites_author = matches!(&change.op, Op::Edit { units } if units.iter().any(|u| u.key == "author"));
+        if addendum_author(before) != Some(scope.user) || rewrites_author {
+            return Ok(Err(Refusal::new(
+                RefusalCode::RoleNotAllowed,
+                "only the addendum's author or a supervisor may change, append or discard it",
+            )
+            .at(if rewrites_author { "author" } else { "action" })));
+        }
     }
     let outside = |region: RegionCode| {
         Refusal::new(

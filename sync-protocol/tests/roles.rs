@@ -515,6 +515,27 @@ fn only_its_author_or_a_supervisor_decides_an_addendum() {
     let addendum = addenda[0];
     let o = colleague.push(&mut s, RecordKind::Addendum, addendum, tr("discard"), T0 + 4000);
     assert!(refused_with(&o, "role_not_allowed"), "{o:?}");
+    // Writing a version of it first does not make it the colleague's.
+    let text = s.record(addendum).unwrap().units["text"].live_ids();
+    let o = colleague.push(
+        &mut s,
+        RecordKind::Addendum,
+        addendum,
+        edit("text", text, serde_json::json!("改")),
+        T0 + 4100,
+    );
+    assert!(refused_with(&o, "role_not_allowed"), "{o:?}");
+    let author = s.record(addendum).unwrap().units["author"].live_ids();
+    let o = colleague.push(
+        &mut s,
+        RecordKind::Addendum,
+        addendum,
+        edit("author", author, serde_json::json!(colleague.actor.user)),
+        T0 + 4200,
+    );
+    assert!(refused_with(&o, "role_not_allowed"), "{o:?}");
+    let o = colleague.push(&mut s, RecordKind::Addendum, addendum, tr("discard"), T0 + 4300);
+    assert!(refused_with(&o, "role_not_allowed"), "{o:?}");
     assert_eq!(s.record(addendum).unwrap().workflow.as_deref(), Some("pending"));
     assert!(ok(&insp.push(
         &mut s,
@@ -556,4 +577,78 @@ fn a_signature_that_changes_reviewed_content_marks_the_review() {
             .unwrap()
             .changed_since_review
     );
+}
+
+/// After a restore, an inspector's tablet brings back a task's note, not its
+/// plan: versions of the plan from an inspector's device could be made up.
+#[test]
+fn an_inspectors_recovery_brings_back_a_tasks_note_not_its_plan() {
+    use mobile_schema::ids::TaskId;
+    use mobile_schema::task::{Task, TaskRule, TaskWindow};
+    use mobile_schema::workflow::TaskState;
+    use sync_protocol::recovery::{Recovered, RestoreBase};
+    let (mut s, mut insp, mut sup, site, _iid) = setup();
+    let d = |t: &str| t.parse::<chrono::NaiveDate>().unwrap();
+    let tid = TaskId::generate();
+    let task = Task {
+        id: tid,
+        schema_version: Task::SCHEMA_VERSION,
+        site_id: site,
+        year: 2025,
+        window: TaskWindow {
+            earliest_start: d("2025-05-01"),
+            due: d("2025-06-30"),
+        },
+        rule: TaskRule::LevelTwoAnnual,
+        assigned: vec![],
+        draw_id: None,
+        hidden_until: None,
+        note: String::new(),
+        state: TaskState::Planned,
+    };
+    assert!(ok(&sup.push(
+        &mut s,
+        RecordKind::Task,
+        tid.into(),
+        create(&task.into()),
+        T0 + 2000
+    )));
+    let backup = s.store.clone();
+    let base = RestoreBase {
+        base_seq: backup.commit_seq,
+        restored_ms: T0 + 100_000,
+    };
+    let b = s.record(tid.into()).unwrap().units["window"].live_ids();
+    let later = serde_json::json!({"earliest_start": "2025-05-01", "due": "2025-12-31"});
+    assert!(ok(&sup.push(
+        &mut s,
+        RecordKind::Task,
+        tid.into(),
+        edit("window", b, later),
+        T0 + 3000
+    )));
+    let b = s.record(tid.into()).unwrap().units["note"].live_ids();
+    assert!(ok(&insp.push(
+        &mut s,
+        RecordKind::Task,
+        tid.into(),
+        edit("note", b, serde_json::json!("已约企业")),
+        T0 + 4000
+    )));
+    let held = s.record(tid.into()).unwrap().clone();
+    let mut restored = backup;
+    let mut engine = sync_protocol::engine::Engine::default();
+    let r = engine.recover(&mut restored, Some(&insp.scope), &held, base).unwrap();
+    assert!(matches!(r, Recovered::Taken { added: 1, .. }), "{r:?}");
+    let AnyRecord::Task(t) = restored.records[&RecordId::from(tid)].materialize().unwrap() else {
+        panic!()
+    };
+    assert_eq!((t.note.as_str(), t.window.due), ("已约企业", d("2025-06-30")));
+    // The supervisor's device brings the plan back.
+    let r = engine.recover(&mut restored, Some(&sup.scope), &held, base).unwrap();
+    assert!(matches!(r, Recovered::Taken { added: 1, .. }), "{r:?}");
+    let AnyRecord::Task(t) = restored.records[&RecordId::from(tid)].materialize().unwrap() else {
+        panic!()
+    };
+    assert_eq!(t.window.due, d("2025-12-31"));
 }
