@@ -253,8 +253,33 @@ impl Device {
             source,
         })?;
         let cred_path = credentials_path(dir);
+        let previous = match std::fs::read(&cred_path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(DeviceError::Io {
+                    path: cred_path,
+                    source,
+                });
+            }
+        };
         let device = match Credentials::load(&cred_path) {
-            Ok(c) => c.device,
+            Ok(c) => {
+                // Another user's login would end this one's session on the
+                // server: refuse it before, while this user's work waits.
+                if c.user.username != login.username && dir.join(STORE_DIR).exists() {
+                    let (changes, photos) = Replica::open(dir.join(STORE_DIR))?.unsynced_work()?;
+                    if changes > 0 || photos > 0 {
+                        return Err(ReplicaError::OtherUsersWork {
+                            user: c.user.id,
+                            changes,
+                            photos,
+                        }
+                        .into());
+                    }
+                }
+                c.device
+            }
             Err(CredentialsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 DeviceId::generate()
             }
@@ -283,7 +308,16 @@ impl Device {
             Err(e) => return Err(e.into()),
         };
         let config = ReplicaConfig::for_identity(Identity::of(&user, device));
-        let mut replica = Replica::open_with(dir.join(STORE_DIR), config)?;
+        let mut replica = match Replica::open_with(dir.join(STORE_DIR), config) {
+            Ok(r) => r,
+            Err(e @ ReplicaError::OtherUsersWork { .. }) => {
+                // The login saved its tokens as they came: the folder goes
+                // back to the previous user's, whose work waits to be synced.
+                restore_file(&cred_path, previous.as_deref())?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         transport.identify(&replica.actor())?;
         // The deployment's rules from the first edit on, before any sync.
         if let Some(rules) = transport.rules() {
@@ -490,6 +524,27 @@ impl Device {
                 .map(|(record, reason)| UnreadableShown { record, reason })
                 .collect(),
         })
+    }
+}
+
+/// Put back the file as it was (`None`: there was none), durably.
+fn restore_file(path: &Path, bytes: Option<&[u8]>) -> Result<(), DeviceError> {
+    let io = |source| DeviceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match bytes {
+        Some(b) => {
+            let tmp = path.with_extension("restore");
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            std::io::Write::write_all(&mut f, b).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            std::fs::rename(&tmp, path).map_err(io)
+        }
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        },
     }
 }
 

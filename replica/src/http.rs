@@ -724,6 +724,13 @@ impl Transport for HttpTransport {
                 actor.device, c.device
             )));
         }
+        // The server credits a change to whoever's token pushes it.
+        if c.user.id != actor.user {
+            return Err(TransportError::Request(format!(
+                "the store is user {}'s but this login is {}'s: log in as that user",
+                actor.user, c.user.username
+            )));
+        }
         self.actor = Some(*actor);
         if c.replica != Some(actor.replica) {
             self.refresh(Some(actor.replica))

@@ -666,6 +666,12 @@ impl Replica {
         Ok(out)
     }
 
+    /// Changes and photos not yet synced: `(changes, photos)`. Photos the
+    /// server refused for good are not counted.
+    pub fn unsynced_work(&self) -> Result<(usize, usize), ReplicaError> {
+        Ok((self.t.outbox.len(), unsent_photos(&self.t)?))
+    }
+
     /// Records whose current values this build cannot make into a record of
     /// their kind (a workflow state or a field a newer server knows), with
     /// why: [`Replica::list`] leaves them out, so they are told here.

@@ -101,5 +101,41 @@ fn an_inspection_made_on_one_tablet_reaches_another_and_edits_of_different_units
         assert_eq!(status["refused"], json!([]), "{status}");
         assert!(status["last_sync_ms"].is_u64(), "{status}");
     }
+
+    // Another user logs in on tablet A while it holds admin's unsynced edit:
+    // refused (the server would credit the edit to li), and the folder stays
+    // admin's, whose edit then syncs as admin's; then li may log in.
+    const LI_PASSWORD: &str = "device-cli-li-Tp04-password";
+    let api = tests::api::Api::new(&url);
+    let admin = api.login("admin", ADMIN_PASSWORD)?;
+    let r = api.post(
+        "/api/v1/admin/users",
+        Some(&admin.access),
+        &json!({"username": "li", "password": LI_PASSWORD, "role": "supervisor", "regions": ["450000"]}),
+    )?;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    a.json(&[
+        "edit",
+        id.as_str(),
+        "conclusion",
+        &Value::from("交接前的结论").to_string(),
+    ])?;
+    let li_init = [
+        "init",
+        "--server",
+        url.as_str(),
+        "--username",
+        "li",
+        "--password",
+        LI_PASSWORD,
+    ];
+    let out = a.output(&li_init)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not yet synced"), "{err}");
+    assert_eq!(a.json(&["status"])?["user"]["username"], "admin");
+    let sync = a.json(&["sync"])?;
+    assert_eq!(sync["applied"], 1, "{sync}");
+    let init = a.json(&li_init)?;
+    assert_eq!(init["user"]["username"], "li", "{init}");
     Ok(())
 }
