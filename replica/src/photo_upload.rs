@@ -558,11 +558,15 @@ pub struct PhotoSyncReport {
 /// A refusal no retry changes (the photo itself is at fault: its format,
 /// size or content, or a record this user may not add to), as opposed to a
 /// link or a server that is down or busy, a login to renew (401) or an
-/// upload to start anew (404, 409, 410, 412).
+/// upload to start anew (404, 409, 410, 412). Only the server's own answer
+/// counts: a proxy's 413 on a chunk (`http_413`, no JSON body) says nothing
+/// about the photo, nor does a chunk damaged on the way.
 fn refusal_of(e: &ReplicaError) -> Option<PhotoRefusal> {
     match e {
         ReplicaError::Transport(TransportError::Rejected { status, body })
-            if matches!(status, 400 | 403 | 413 | 415 | 422) =>
+            if matches!(status, 400 | 403 | 413 | 415 | 422)
+                && !body.code.starts_with("http_")
+                && !matches!(body.code.as_str(), "checksum_mismatch" | "offset_mismatch") =>
         {
             Some(PhotoRefusal {
                 status: *status,
@@ -725,5 +729,34 @@ impl Replica {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, code: &str) -> ReplicaError {
+        rejected(
+            status,
+            ErrorBody {
+                code: code.into(),
+                message: String::new(),
+                field: None,
+            },
+        )
+    }
+
+    #[test]
+    fn only_the_servers_own_refusal_of_the_photo_is_for_good() {
+        assert!(refusal_of(&refused(415, "unsupported_format")).is_some());
+        assert!(refusal_of(&refused(413, "too_large")).is_some());
+        assert!(refusal_of(&refused(403, "forbidden")).is_some());
+        // A proxy's limit on a chunk, a damaged chunk, a lost place: not the photo's fault.
+        assert!(refusal_of(&refused(413, "http_413")).is_none());
+        assert!(refusal_of(&refused(400, "checksum_mismatch")).is_none());
+        assert!(refusal_of(&refused(409, "offset_mismatch")).is_none());
+        assert!(refusal_of(&refused(401, "token_expired")).is_none());
+        assert!(refusal_of(&refused(404, "not_found")).is_none());
     }
 }
