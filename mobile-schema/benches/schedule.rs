@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
         seed: 20250101,
         drawn_by: UserId::from_name("bench-user", "planner"),
         drawn_at,
+        hidden_salt: "bench",
     };
     let schedule = generate(&req);
     // 76 × 2 + 2,109 + at least half of the 5,635 三级.

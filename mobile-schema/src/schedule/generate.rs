@@ -70,6 +70,13 @@ fn new_task(year: i32, site: SiteId, rule: TaskRule, slot: &str, window: TaskWin
     }
 }
 
+/// Hide a task from inspectors until `from`; its id then mixes in the
+/// deployment's secret, so it cannot be worked out from its pond's.
+fn hide(t: &mut Task, from: NaiveDate, salt: &str) {
+    t.hidden_until = Some(from);
+    t.id = TaskId::from_name("fieldsync-hidden-task", &format!("{}:{salt}", t.id));
+}
+
 /// The day whose level applies: the day of generation, but not before the year.
 fn level_day(req: &ScheduleRequest<'_>) -> NaiveDate {
     req.generated_on.max(ymd(req.year, 1, 1))
@@ -155,7 +162,8 @@ fn pond_tasks(
                 "0",
                 month_window(year, q * 3 + 1, 3),
             );
-            t.hidden_until = Some(t.window.earliest_start);
+            let opens = t.window.earliest_start;
+            hide(&mut t, opens, req.hidden_salt);
             tasks.push(t);
         }
     }
@@ -165,7 +173,7 @@ fn pond_tasks(
             let mut t = new_task(year, site.id, TaskRule::Intensified, &format!("{pi}.{k}"), w);
             if level == SupervisionLevel::Three {
                 // Would reveal a drawn pond early otherwise.
-                t.hidden_until = Some(w.earliest_start);
+                hide(&mut t, w.earliest_start, req.hidden_salt);
             }
             tasks.push(t);
         }
@@ -466,7 +474,7 @@ pub fn regenerate_for_pond(
             },
         );
         if slot.hidden_until.is_some() {
-            t.hidden_until = Some(start);
+            hide(&mut t, start, req.hidden_salt);
         }
         t.assigned = pool.assign(pond.id, pond.region_code)?;
         add.push(t);
@@ -555,6 +563,7 @@ pub(crate) mod tests {
             seed: 20250101,
             drawn_by: UserId::from_name("test-user", "planner"),
             drawn_at: at(),
+            hidden_salt: "test-salt",
         }
     }
 
@@ -668,6 +677,18 @@ pub(crate) mod tests {
         assert_eq!(s.draws[0].drawn_sites, vec![sites[0].id]);
         assert_eq!(s.draws[0].pool_size, 1);
         assert_eq!(s.draws[0].method, DRAW_METHOD);
+        // Its id is not the one its pond's id gives: it mixes in the
+        // deployment's secret, the same one giving the same id.
+        let public = TaskId::from_name("fieldsync-task", &format!("2025:{}:level_three_drawn:0", sites[0].id));
+        assert_ne!(drawn[0].id, public);
+        let again = generate(&request(2025, "450332", &sites, &flood, &[], &insp)).unwrap();
+        assert_eq!(of_rule(&again, TaskRule::LevelThreeDrawn)[0].id, drawn[0].id);
+        let other = ScheduleRequest {
+            hidden_salt: "another deployment",
+            ..request(2025, "450332", &sites, &flood, &[], &insp)
+        };
+        let other = generate(&other).unwrap();
+        assert_ne!(of_rule(&other, TaskRule::LevelThreeDrawn)[0].id, drawn[0].id);
     }
 
     #[test]

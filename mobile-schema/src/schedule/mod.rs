@@ -139,6 +139,11 @@ pub struct ScheduleRequest<'a> {
     pub seed: u64,
     pub drawn_by: UserId,
     pub drawn_at: DateTime<FixedOffset>,
+    /// A secret of the deployment, mixed into the ids of tasks hidden from
+    /// inspectors: a task id is otherwise worked out from its pond's, and a
+    /// write to it would tell which ponds were drawn. The same salt gives the
+    /// same ids.
+    pub hidden_salt: &'a str,
 }
 
 /// A generated schedule.

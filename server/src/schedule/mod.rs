@@ -195,9 +195,34 @@ pub struct ScheduleService {
     /// Flood seasons declared per region and year (given to a generation, a
     /// re-plan or declared alone): every later plan of that year uses them.
     floods: sled::Tree,
+    /// The deployment's secret mixed into the ids of tasks hidden from
+    /// inspectors (`ScheduleRequest::hidden_salt`): made once, kept in the
+    /// store (and its backups), so plans stay the same across restarts.
+    hidden_salt: String,
 }
 
 const FLOOD_SEASONS_TREE: &str = "flood_seasons";
+const SCHEDULE_SECRET_TREE: &str = "schedule_secret";
+const HIDDEN_SALT_KEY: &[u8] = b"hidden_salt";
+
+/// The stored salt, made and flushed on first use.
+fn hidden_salt(db: &sled::Db) -> Result<String, StorageError> {
+    let tree = db.open_tree(SCHEDULE_SECRET_TREE)?;
+    if let Some(v) = tree.get(HIDDEN_SALT_KEY)? {
+        return Ok(String::from_utf8_lossy(&v).into_owned());
+    }
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    let salt = hex::encode(bytes);
+    // Two starts racing: the first stored wins.
+    let _ = tree.compare_and_swap(HIDDEN_SALT_KEY, None as Option<&[u8]>, Some(salt.as_bytes()))?;
+    tree.flush()?;
+    Ok(tree
+        .get(HIDDEN_SALT_KEY)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or(salt))
+}
 
 fn flood_key(region: RegionCode, year: i32) -> [u8; 8] {
     let mut key = [0u8; 8];
@@ -224,6 +249,7 @@ impl ScheduleService {
             replica: ServerReplica::open(db, server_replica::SCHEDULE)?,
             calendar: official,
             floods: db.open_tree(FLOOD_SEASONS_TREE).map_err(StorageError::from)?,
+            hidden_salt: hidden_salt(db)?,
         })
     }
 
@@ -464,6 +490,7 @@ impl ScheduleService {
             seed,
             drawn_by: user.id,
             drawn_at,
+            hidden_salt: &self.hidden_salt,
         };
         let schedule = schedule::generate(&request)?;
         let mut ids = HashSet::with_capacity(schedule.tasks.len());
@@ -578,6 +605,7 @@ impl ScheduleService {
             seed: 0,
             drawn_by: user.id,
             drawn_at: mobile_schema::time::shanghai_at_ms(now_ms),
+            hidden_salt: &self.hidden_salt,
         };
         let mut plan = schedule::regenerate_for_pond(&request, pond, &records.tasks, change_day)?;
         // `records` was read before: a task an inspector started since is kept.
