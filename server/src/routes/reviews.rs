@@ -118,7 +118,7 @@ pub async fn show(
     tag = "review",
     summary = "Approve a submitted inspection (a Review record)",
     params(("inspection_id" = String, Path)),
-    responses((status = 200, description = "the decision"), (status = 400, description = "invalid body"), (status = 403, description = "role or scope"), (status = 409, description = "not submitted")),
+    responses((status = 200, description = "the decision"), (status = 400, description = "invalid body"), (status = 403, description = "role or scope"), (status = 409, description = "not_submitted, or changed_since_read: the content moved on since the `seen` tag was read")),
     security(("bearer" = [])),
 )]
 #[post("/api/v1/reviews/{inspection_id}/approve")]
@@ -138,7 +138,7 @@ pub async fn approve(
     tag = "review",
     summary = "Return a submitted inspection with comments",
     params(("inspection_id" = String, Path)),
-    responses((status = 200, description = "the decision"), (status = 400, description = "no comments or invalid body"), (status = 403, description = "role or scope"), (status = 409, description = "not submitted")),
+    responses((status = 200, description = "the decision"), (status = 400, description = "no comments or invalid body"), (status = 403, description = "role or scope"), (status = 409, description = "not_submitted, or changed_since_read: the content moved on since the `seen` tag was read")),
     security(("bearer" = [])),
 )]
 #[post("/api/v1/reviews/{inspection_id}/return")]
