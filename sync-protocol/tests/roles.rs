@@ -128,6 +128,52 @@ fn review(sup: &Dev, iid: InspectionId, d: Decision) -> (ReviewId, AnyRecord) {
     )
 }
 
+fn day(t: &str) -> chrono::NaiveDate {
+    t.parse().unwrap()
+}
+
+/// A 2025 task of `site` planned by `sup`, created on the server.
+fn planned_task(
+    s: &mut ReferenceServer,
+    sup: &mut Dev,
+    site: SiteId,
+    id: mobile_schema::ids::TaskId,
+    rule: mobile_schema::task::TaskRule,
+    (from, due): (&str, &str),
+    hidden_until: Option<&str>,
+) {
+    let task = mobile_schema::task::Task {
+        id,
+        schema_version: mobile_schema::task::Task::SCHEMA_VERSION,
+        site_id: site,
+        year: 2025,
+        window: mobile_schema::task::TaskWindow {
+            earliest_start: day(from),
+            due: day(due),
+        },
+        rule,
+        assigned: vec![],
+        draw_id: None,
+        hidden_until: hidden_until.map(day),
+        note: String::new(),
+        state: mobile_schema::workflow::TaskState::Planned,
+    };
+    let o = sup.push(s, RecordKind::Task, id.into(), create(&task.into()), T0 + 2000);
+    assert!(ok(&o), "{o:?}");
+}
+
+fn photo(tag: &str) -> Evidence {
+    Evidence {
+        id: ItemId::generate(),
+        sha256: Sha256Hex::of_bytes(tag.as_bytes()),
+        kind: EvidenceKind::Photo,
+        capture_time: None,
+        position: None,
+        device_id: None,
+        caption: String::new(),
+    }
+}
+
 fn refused_with(o: &Outcome, code: &str) -> bool {
     matches!(o, Outcome::Refused(r) if r.code.as_str() == code)
 }
@@ -219,8 +265,7 @@ fn a_reviews_decision_is_fixed_even_for_its_supervisor() {
 #[test]
 fn a_drawn_task_is_neither_told_nor_unhidden_by_an_inspectors_push() {
     use mobile_schema::ids::TaskId;
-    use mobile_schema::task::{Task, TaskRule, TaskWindow};
-    use mobile_schema::workflow::TaskState;
+    use mobile_schema::task::TaskRule;
     let (mut s, mut insp, mut sup, site, _iid) = setup();
     let other_site = SiteId::generate();
     let mut admin = Dev::new(9, Role::Admin);
@@ -234,30 +279,15 @@ fn a_drawn_task_is_neither_told_nor_unhidden_by_an_inspectors_push() {
     )));
     let task_id = |p: SiteId| TaskId::from_name("fieldsync-task", &format!("2025:{p}:level_three_drawn:0"));
     let tid = task_id(site);
-    let d = |t: &str| t.parse::<chrono::NaiveDate>().unwrap();
-    let task = Task {
-        id: tid,
-        schema_version: Task::SCHEMA_VERSION,
-        site_id: site,
-        year: 2025,
-        window: TaskWindow {
-            earliest_start: d("2025-10-01"),
-            due: d("2025-12-31"),
-        },
-        rule: TaskRule::LevelThreeDrawn,
-        assigned: vec![],
-        draw_id: None,
-        hidden_until: Some(d("2025-10-01")),
-        note: String::new(),
-        state: TaskState::Planned,
-    };
-    assert!(ok(&sup.push(
+    planned_task(
         &mut s,
-        RecordKind::Task,
-        tid.into(),
-        create(&task.into()),
-        T0 + 2000
-    )));
+        &mut sup,
+        site,
+        tid,
+        TaskRule::LevelThreeDrawn,
+        ("2025-10-01", "2025-12-31"),
+        Some("2025-10-01"),
+    );
     // T0 is in May 2025: the task is hidden. A drawn pond and an undrawn one
     // answer alike, to a note and to a step.
     for p in [site, other_site] {
@@ -356,15 +386,7 @@ fn an_answer_citing_a_photo_removed_meanwhile_is_kept_and_flagged() {
     let (mut s, mut insp, _sup, _site, iid) = setup();
     let mut colleague = Dev::new(3, Role::Inspector);
     let eid = ItemId::generate();
-    let ev = Evidence {
-        id: eid,
-        sha256: Sha256Hex::of_bytes(b"p"),
-        kind: EvidenceKind::Photo,
-        capture_time: None,
-        position: None,
-        device_id: None,
-        caption: String::new(),
-    };
+    let ev = Evidence { id: eid, ..photo("p") };
     let key = format!("evidence/{eid}");
     let o = insp.push(
         &mut s,
@@ -417,15 +439,6 @@ fn a_reopened_hazard_needs_new_evidence_before_it_closes_again() {
     use mobile_schema::ids::HazardId;
     let (mut s, mut insp, mut sup, site, iid) = setup();
     let hid = HazardId::generate();
-    let photo = |tag: &str| Evidence {
-        id: ItemId::generate(),
-        sha256: Sha256Hex::of_bytes(tag.as_bytes()),
-        kind: EvidenceKind::Photo,
-        capture_time: None,
-        position: None,
-        device_id: None,
-        caption: String::new(),
-    };
     let mut h = sample::hazard(hid, iid, site);
     h.deadline = Some("2025-06-01".parse().unwrap());
     h.responsible_party = "某矿业公司".into();
@@ -584,35 +597,19 @@ fn a_signature_that_changes_reviewed_content_marks_the_review() {
 #[test]
 fn an_inspectors_recovery_brings_back_a_tasks_note_not_its_plan() {
     use mobile_schema::ids::TaskId;
-    use mobile_schema::task::{Task, TaskRule, TaskWindow};
-    use mobile_schema::workflow::TaskState;
+    use mobile_schema::task::TaskRule;
     use sync_protocol::recovery::{Recovered, RestoreBase};
     let (mut s, mut insp, mut sup, site, _iid) = setup();
-    let d = |t: &str| t.parse::<chrono::NaiveDate>().unwrap();
     let tid = TaskId::generate();
-    let task = Task {
-        id: tid,
-        schema_version: Task::SCHEMA_VERSION,
-        site_id: site,
-        year: 2025,
-        window: TaskWindow {
-            earliest_start: d("2025-05-01"),
-            due: d("2025-06-30"),
-        },
-        rule: TaskRule::LevelTwoAnnual,
-        assigned: vec![],
-        draw_id: None,
-        hidden_until: None,
-        note: String::new(),
-        state: TaskState::Planned,
-    };
-    assert!(ok(&sup.push(
+    planned_task(
         &mut s,
-        RecordKind::Task,
-        tid.into(),
-        create(&task.into()),
-        T0 + 2000
-    )));
+        &mut sup,
+        site,
+        tid,
+        TaskRule::LevelTwoAnnual,
+        ("2025-05-01", "2025-06-30"),
+        None,
+    );
     let backup = s.store.clone();
     let base = RestoreBase {
         base_seq: backup.commit_seq,
@@ -643,12 +640,12 @@ fn an_inspectors_recovery_brings_back_a_tasks_note_not_its_plan() {
     let AnyRecord::Task(t) = restored.records[&RecordId::from(tid)].materialize().unwrap() else {
         panic!()
     };
-    assert_eq!((t.note.as_str(), t.window.due), ("已约企业", d("2025-06-30")));
+    assert_eq!((t.note.as_str(), t.window.due), ("已约企业", day("2025-06-30")));
     // The supervisor's device brings the plan back.
     let r = engine.recover(&mut restored, Some(&sup.scope), &held, base).unwrap();
     assert!(matches!(r, Recovered::Taken { added: 1, .. }), "{r:?}");
     let AnyRecord::Task(t) = restored.records[&RecordId::from(tid)].materialize().unwrap() else {
         panic!()
     };
-    assert_eq!(t.window.due, d("2025-12-31"));
+    assert_eq!(t.window.due, day("2025-12-31"));
 }
