@@ -253,38 +253,28 @@ impl Device {
             source,
         })?;
         let cred_path = credentials_path(dir);
-        let previous = match std::fs::read(&cred_path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(DeviceError::Io {
-                    path: cred_path,
-                    source,
-                });
-            }
-        };
-        let device = match Credentials::load(&cred_path) {
-            Ok(c) => {
-                // Another user's login would end this one's session on the
-                // server: refuse it before, while this user's work waits.
-                if c.user.username != login.username && dir.join(STORE_DIR).exists() {
-                    let (changes, photos) = Replica::open(dir.join(STORE_DIR))?.unsynced_work()?;
-                    if changes > 0 || photos > 0 {
-                        return Err(ReplicaError::OtherUsersWork {
-                            user: c.user.id,
-                            changes,
-                            photos,
-                        }
-                        .into());
-                    }
-                }
-                c.device
-            }
-            Err(CredentialsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                DeviceId::generate()
-            }
+        let previous = match Credentials::load(&cred_path) {
+            Ok(c) => Some(c),
+            Err(CredentialsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
+        // Another user's login would end this one's session on the server:
+        // refuse it before, while this user's work waits.
+        if let Some(c) = &previous
+            && c.user.username != login.username
+            && dir.join(STORE_DIR).exists()
+        {
+            let (changes, photos) = Replica::open(dir.join(STORE_DIR))?.unsynced_work()?;
+            if changes > 0 || photos > 0 {
+                return Err(ReplicaError::OtherUsersWork {
+                    user: c.user.id,
+                    changes,
+                    photos,
+                }
+                .into());
+            }
+        }
+        let device = previous.as_ref().map_or_else(DeviceId::generate, |c| c.device);
         let server = http.server.trim_end_matches('/').to_string();
         let mut transport = HttpTransport::new(http);
         let sink_error = persist_to(&mut transport, cred_path.clone());
@@ -313,7 +303,18 @@ impl Device {
             Err(e @ ReplicaError::OtherUsersWork { .. }) => {
                 // The login saved its tokens as they came: the folder goes
                 // back to the previous user's, whose work waits to be synced.
-                restore_file(&cred_path, previous.as_deref())?;
+                match &previous {
+                    Some(c) => c.save(&cred_path)?,
+                    None => match std::fs::remove_file(&cred_path) {
+                        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(DeviceError::Io {
+                                path: cred_path,
+                                source,
+                            });
+                        }
+                        _ => {}
+                    },
+                }
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),
@@ -524,27 +525,6 @@ impl Device {
                 .map(|(record, reason)| UnreadableShown { record, reason })
                 .collect(),
         })
-    }
-}
-
-/// Put back the file as it was (`None`: there was none), durably.
-fn restore_file(path: &Path, bytes: Option<&[u8]>) -> Result<(), DeviceError> {
-    let io = |source| DeviceError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    match bytes {
-        Some(b) => {
-            let tmp = path.with_extension("restore");
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            std::io::Write::write_all(&mut f, b).map_err(io)?;
-            f.sync_all().map_err(io)?;
-            std::fs::rename(&tmp, path).map_err(io)
-        }
-        None => match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
-        },
     }
 }
 

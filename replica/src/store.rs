@@ -638,16 +638,7 @@ impl Replica {
 
     /// Every record of a kind, local views over server states.
     pub fn list(&self, kind: RecordKind) -> Result<Vec<RecordView>, ReplicaError> {
-        let mut ids = std::collections::BTreeSet::new();
-        for (tree, name) in [(&self.t.records, keys::RECORDS), (&self.t.local, keys::LOCAL)] {
-            for item in tree.iter() {
-                let (k, v) = item?;
-                let state: RecordState = decode(name, &k, &v)?;
-                if state.kind == kind {
-                    ids.insert(keys::decode_record(name, &k)?);
-                }
-            }
-        }
+        let ids = self.record_ids(Some(kind))?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             match self.get(id) {
@@ -666,6 +657,24 @@ impl Replica {
         Ok(out)
     }
 
+    /// The ids of the records held (pulled or made here), of `kind` if given.
+    fn record_ids(&self, kind: Option<RecordKind>) -> Result<std::collections::BTreeSet<RecordId>, ReplicaError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for (tree, name) in [(&self.t.records, keys::RECORDS), (&self.t.local, keys::LOCAL)] {
+            for item in tree.iter() {
+                let (k, v) = item?;
+                if let Some(kind) = kind {
+                    let state: RecordState = decode(name, &k, &v)?;
+                    if state.kind != kind {
+                        continue;
+                    }
+                }
+                ids.insert(keys::decode_record(name, &k)?);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Changes and photos not yet synced: `(changes, photos)`. Photos the
     /// server refused for good are not counted.
     pub fn unsynced_work(&self) -> Result<(usize, usize), ReplicaError> {
@@ -676,15 +685,8 @@ impl Replica {
     /// their kind (a workflow state or a field a newer server knows), with
     /// why: [`Replica::list`] leaves them out, so they are told here.
     pub fn unreadable(&self) -> Result<Vec<(RecordId, String)>, ReplicaError> {
-        let mut ids = std::collections::BTreeSet::new();
-        for (tree, name) in [(&self.t.records, keys::RECORDS), (&self.t.local, keys::LOCAL)] {
-            for item in tree.iter() {
-                let (k, _) = item?;
-                ids.insert(keys::decode_record(name, &k)?);
-            }
-        }
         let mut out = Vec::new();
-        for id in ids {
+        for id in self.record_ids(None)? {
             if let Some(view) = self.view(id)?
                 && let Err(e) = view.materialize()
             {

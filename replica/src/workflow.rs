@@ -39,15 +39,7 @@ pub fn check_transition(view: &RecordState, action: &str, role: Role, user: User
         RecordKind::Task => step::<TaskState>(view, action, role),
         RecordKind::Addendum => {
             step::<AddendumState>(view, action, role)?;
-            // As the server rules: the correction is its author's (or a supervisor's).
-            if role == Role::Inspector && sync_protocol::scope::addendum_author(view) != Some(user) {
-                return Err(Refusal::new(
-                    RefusalCode::RoleNotAllowed,
-                    "only the addendum's author or a supervisor may append or discard it",
-                )
-                .at("action"));
-            }
-            Ok(())
+            sync_protocol::scope::may_decide_addendum(view, role, user)
         }
         kind => Err(Refusal::new(
             RefusalCode::UnknownAction,

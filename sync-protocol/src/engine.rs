@@ -763,15 +763,14 @@ impl Engine {
             },
             RecordKind::Hazard => match parse_action::<HazardAction>(action) {
                 Some(a) => {
-                    match step::<HazardState>(&mut state, a, actor.role).and_then(|()| hazard_evidence(&state, a)) {
-                        Ok(()) => {
-                            for (key, v) in set_aside_evidence(&mut state, a, id, hlc, meta) {
-                                store.remember(change.record, &key, &v, &meta)?;
-                            }
-                            Ok(None)
+                    let stepped =
+                        step::<HazardState>(&mut state, a, actor.role).and_then(|()| hazard_evidence(&state, a));
+                    if stepped.is_ok() {
+                        for (key, v) in set_aside_evidence(&mut state, a, id, hlc, meta) {
+                            store.remember(change.record, &key, &v, &meta)?;
                         }
-                        Err(r) => Err(r),
                     }
+                    stepped.map(|()| None)
                 }
                 None => return Ok(Err(unknown())),
             },
@@ -780,18 +779,9 @@ impl Engine {
                 None => return Ok(Err(unknown())),
             },
             RecordKind::Addendum => match parse_action::<AddendumAction>(action) {
-                // The correction is its author's to keep or drop; a
-                // supervisor may decide it too, another inspector not.
-                Some(_)
-                    if actor.role == Role::Inspector && crate::scope::addendum_author(&state) != Some(actor.user) =>
-                {
-                    return Ok(Err(Refusal::new(
-                        RefusalCode::RoleNotAllowed,
-                        "only the addendum's author or a supervisor may append or discard it",
-                    )
-                    .at("action")));
-                }
-                Some(a) => step::<AddendumState>(&mut state, a, actor.role).map(|_| None),
+                Some(a) => crate::scope::may_decide_addendum(&state, actor.role, actor.user)
+                    .and_then(|()| step::<AddendumState>(&mut state, a, actor.role))
+                    .map(|_| None),
                 None => return Ok(Err(unknown())),
             },
             _ => return Ok(Err(unknown())),
@@ -952,7 +942,7 @@ fn transient(seq: u64, code: RefusalCode, message: String) -> ChangeOutcome {
     }
 }
 
-fn parse_action<A: serde::de::DeserializeOwned>(action: &str) -> Option<A> {
+pub(crate) fn parse_action<A: serde::de::DeserializeOwned>(action: &str) -> Option<A> {
     serde_json::from_value(serde_json::Value::String(action.to_string())).ok()
 }
 

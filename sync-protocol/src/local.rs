@@ -5,7 +5,9 @@
 
 use mobile_schema::ids::{DeviceId, UserId};
 use mobile_schema::record::{AnyRecord, RecordKind};
-use mobile_schema::workflow::{AddendumState, HazardState, InspectionStatus, Role, StateMachine, TaskState};
+use mobile_schema::workflow::{
+    AddendumState, HazardAction, HazardState, InspectionStatus, Role, StateMachine, TaskState,
+};
 
 use crate::change::{Change, Op};
 use crate::ids::ReplicaId;
@@ -79,27 +81,21 @@ pub fn apply_local(view: Option<RecordState>, change: &Change, author: &LocalAut
         }
         Op::Transition { action, versions } => {
             let mut state = view.ok_or_else(|| Refusal::new(RefusalCode::UnknownRecord, "no such record"))?;
+            let hazard_action = (change.kind == RecordKind::Hazard)
+                .then(|| crate::engine::parse_action::<HazardAction>(action))
+                .flatten();
             let next = match change.kind {
                 RecordKind::Inspection => local_step::<InspectionStatus>(&state, action, author.role),
-                RecordKind::Hazard => local_step::<HazardState>(&state, action, author.role).filter(|_| {
-                    serde_json::from_value::<mobile_schema::workflow::HazardAction>(serde_json::Value::String(
-                        action.clone(),
-                    ))
-                    .is_ok_and(|a| crate::engine::hazard_evidence(&state, a).is_ok())
-                }),
+                RecordKind::Hazard => local_step::<HazardState>(&state, action, author.role)
+                    .filter(|_| hazard_action.is_some_and(|a| crate::engine::hazard_evidence(&state, a).is_ok())),
                 RecordKind::Task => local_step::<TaskState>(&state, action, author.role),
-                RecordKind::Addendum => local_step::<AddendumState>(&state, action, author.role).filter(|_| {
-                    author.role != Role::Inspector || crate::scope::addendum_author(&state) == Some(author.user)
-                }),
+                RecordKind::Addendum => local_step::<AddendumState>(&state, action, author.role)
+                    .filter(|_| crate::scope::may_decide_addendum(&state, author.role, author.user).is_ok()),
                 _ => None,
             };
             if let Some(next) = next {
                 state.workflow = Some(next);
-                if change.kind == RecordKind::Hazard
-                    && let Ok(a) = serde_json::from_value::<mobile_schema::workflow::HazardAction>(
-                        serde_json::Value::String(action.clone()),
-                    )
-                {
+                if let Some(a) = hazard_action {
                     crate::engine::set_aside_evidence(&mut state, a, id, change.hlc, meta);
                 }
                 if change.kind == RecordKind::Inspection && action == "sign" && state.lock.is_none() {

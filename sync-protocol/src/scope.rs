@@ -152,6 +152,20 @@ pub fn addendum_author(state: &RecordState) -> Option<UserId> {
     serde_json::from_str(w.value.get()).ok()
 }
 
+/// An addendum's correction is its author's to word, append or discard (or a
+/// supervisor's), never another inspector's: the one rule the server's
+/// engine and scope check, and the tablet's own checks, apply.
+pub fn may_decide_addendum(state: &RecordState, role: Role, user: UserId) -> Result<(), Refusal> {
+    if role == Role::Inspector && addendum_author(state) != Some(user) {
+        return Err(Refusal::new(
+            RefusalCode::RoleNotAllowed,
+            "only the addendum's author or a supervisor may change, append or discard it",
+        )
+        .at("action"));
+    }
+    Ok(())
+}
+
 /// Whether the user wrote any version of the record.
 pub fn authored(state: &RecordState, user: UserId) -> bool {
     state.meta.values().any(|m| m.user == user)
@@ -183,20 +197,22 @@ pub fn check_write<E>(
     {
         return Ok(Err(refusal));
     }
-    // Another's addendum is theirs to word, append or discard (or a
-    // supervisor's), and who wrote it is not changed.
+    // Another's addendum is theirs to word (its steps are the engine's to
+    // check), and who wrote it is not changed.
     if scope.role == Role::Inspector
         && kind == RecordKind::Addendum
         && let Some(before) = before
-        && !matches!(change.op, Op::Create { .. })
+        && let Op::Edit { units } = &change.op
     {
-        let rewrites_author = matches!(&change.op, Op::Edit { units } if units.iter().any(|u| u.key == "author"));
-        if addendum_author(before) != Some(scope.user) || rewrites_author {
+        if let Some(u) = units.iter().find(|u| u.key == "author") {
             return Ok(Err(Refusal::new(
                 RefusalCode::RoleNotAllowed,
-                "only the addendum's author or a supervisor may change, append or discard it",
+                "an addendum's author is not changed",
             )
-            .at(if rewrites_author { "author" } else { "action" })));
+            .at(u.key.clone())));
+        }
+        if let Err(refusal) = may_decide_addendum(before, scope.role, scope.user) {
+            return Ok(Err(refusal));
         }
     }
     let outside = |region: RegionCode| {

@@ -205,23 +205,16 @@ const FLOOD_SEASONS_TREE: &str = "flood_seasons";
 const SCHEDULE_SECRET_TREE: &str = "schedule_secret";
 const HIDDEN_SALT_KEY: &[u8] = b"hidden_salt";
 
-/// The stored salt, made and flushed on first use.
+/// The stored salt, made and flushed on first use (as the JWT secret is).
 fn hidden_salt(db: &sled::Db) -> Result<String, StorageError> {
     let tree = db.open_tree(SCHEDULE_SECRET_TREE)?;
     if let Some(v) = tree.get(HIDDEN_SALT_KEY)? {
         return Ok(String::from_utf8_lossy(&v).into_owned());
     }
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    let salt = hex::encode(bytes);
-    // Two starts racing: the first stored wins.
-    let _ = tree.compare_and_swap(HIDDEN_SALT_KEY, None as Option<&[u8]>, Some(salt.as_bytes()))?;
+    let salt = crate::accounts::random_token();
+    tree.insert(HIDDEN_SALT_KEY, salt.as_bytes())?;
     tree.flush()?;
-    Ok(tree
-        .get(HIDDEN_SALT_KEY)?
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .unwrap_or(salt))
+    Ok(salt)
 }
 
 fn flood_key(region: RegionCode, year: i32) -> [u8; 8] {
